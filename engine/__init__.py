@@ -1,0 +1,29 @@
+"""vedtak: rule-based case decisions that are explained, audited and replayable.
+
+Load a ruleset, compile it, decide cases::
+
+    import vedtak
+    plan = vedtak.compile(vedtak.load("rulesets/study-grant"))
+    decision = plan.decide({"case_id": 1, "age": 20, ...})
+    print(decision.explain())
+"""
+
+from .cases import CaseError
+from .compile import Plan, compile
+from .decision import ENGINE_VERSION, Decision, canonical_json
+from .errors import CaseInputError, Diagnostic, RulesetError
+from .load import Ruleset, load
+
+__version__ = ENGINE_VERSION
+
+
+def decide(ruleset, case) -> Decision:
+    """Decide one case (a dict, or JSON text) under a ruleset (a path, a Ruleset or a Plan)."""
+    plan = ruleset if isinstance(ruleset, Plan) else compile(ruleset)
+    if isinstance(case, (str, bytes)):
+        return plan.decide_json(case)
+    return plan.decide(case)
+
+
+__all__ = ["CaseError", "CaseInputError", "Decision", "Diagnostic", "Plan", "Ruleset", "RulesetError",
+           "canonical_json", "compile", "decide", "load", "__version__"]

@@ -1,0 +1,255 @@
+"""Decisions: the immutable result of evaluating one case, with its explanation and canonical JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .load import format_value
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compile import Period
+
+ENGINE_VERSION = "0.1.0"
+
+
+class Outcome:
+    """What one rule yields in one parameter period; built once at compile time, shared by decisions."""
+
+    __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because")
+
+    def __init__(self, index, rule, status, outcome, queue, referral, period, because=None):
+        self.index, self.rule, self.status, self.outcome = index, rule, status, outcome
+        self.queue, self.referral, self.period, self.because = queue, referral, period, because
+
+
+def json_value(value: Any) -> Any:
+    """A value in the canonical JSON form: decimals as strings, dates as ISO strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return value
+
+
+def canonical_json(obj: Any) -> str:
+    """UTF-8 JSON with sorted keys, no insignificant whitespace, decimals and dates as strings."""
+    return json.dumps(json_value(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Decision(tuple):
+    """The outcome of one case: decided, referred (with the proposed decision, if any) or rejected.
+
+    A decision is immutable; its explanation and trace are recomputed on demand from the
+    case and the compiled ruleset, which is exact because evaluation is deterministic.
+
+    >>> d = plan.decide({...})                 # doctest: +SKIP
+    >>> d.status, d.outcome, d.values          # doctest: +SKIP
+    ('decided', 'grant', {'amount': Decimal('13940')})
+    >>> print(d.explain())                     # doctest: +SKIP
+    """
+
+    __slots__ = ()
+
+    # tuple layout: (Outcome, case, values or None, detail)
+    @property
+    def _outcome(self) -> Outcome:
+        return tuple.__getitem__(self, 0)
+
+    @property
+    def case(self) -> dict:
+        """The validated case (for a rejection: the raw input)."""
+        return tuple.__getitem__(self, 1)
+
+    @property
+    def status(self) -> str:
+        return self._outcome.status
+
+    @property
+    def outcome(self) -> str | None:
+        """The decided outcome; for a referral, the proposed one (None when a rule referred outright)."""
+        return self._outcome.outcome
+
+    @property
+    def queue(self) -> str | None:
+        return self._outcome.queue
+
+    @property
+    def rule(self) -> str | None:
+        rule = self._outcome.rule
+        return rule.id if rule is not None else None
+
+    @property
+    def basis(self) -> str | None:
+        rule = self._outcome.rule
+        return rule.basis if rule is not None else None
+
+    @property
+    def values(self) -> dict:
+        values = tuple.__getitem__(self, 2)
+        return dict(values) if values else {}
+
+    @property
+    def detail(self):
+        return tuple.__getitem__(self, 3)
+
+    @property
+    def referral_reason(self) -> str | None:
+        """Why a case was referred: rule, missing-data, automation-policy or evaluation-error."""
+        return self._outcome.referral
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """For a missing-data referral: the optional fields the rule needed and the case lacked."""
+        return self.detail if self._outcome.referral == "missing-data" else ()
+
+    @property
+    def errors(self) -> tuple:
+        """For a rejection: every validation error (:class:`vedtak.cases.CaseError`)."""
+        return self.detail if self.status == "rejected" else ()
+
+    @property
+    def period(self) -> "Period | None":
+        return self._outcome.period
+
+    @property
+    def case_id(self):
+        period = self._outcome.period
+        case = self.case
+        if period is None or type(case) is not dict:
+            return None
+        return case.get(period.version.model.case_id)
+
+    @property
+    def ruleset(self) -> dict | None:
+        period = self._outcome.period
+        if period is None:
+            return None
+        v = period.version
+        return {"id": v.id, "version": v.version, "sha256": v.sha256}
+
+    @property
+    def decision_date(self) -> date | None:
+        period = self._outcome.period
+        if period is None or self.status == "rejected":
+            return None
+        return self.case[period.version.model.decision_date]
+
+    @property
+    def parameters(self) -> dict:
+        """Parameter values in force on the decision date."""
+        period = self._outcome.period
+        return dict(period.parameters) if period is not None and self.status != "rejected" else {}
+
+    @property
+    def engine_version(self) -> str:
+        return ENGINE_VERSION
+
+    @property
+    def reasons(self) -> list[str]:
+        """The reason texts, as written grounds: the rule's `because`, then any referral note."""
+        o = self._outcome
+        if o.status == "rejected":
+            return [f"{e.path or 'case'}: {e.message}" for e in self.errors]
+        out = []
+        if o.referral == "missing-data":
+            fields = ", ".join(self.missing)
+            out.append(f"Missing data: rule {o.rule.id} needs {fields}, which the case does not give.")
+            return out
+        if o.referral == "evaluation-error":
+            out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")
+            return out
+        out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}))
+        if o.referral == "automation-policy":
+            out.append(f'The outcome "{o.outcome}" is not released automatically: '
+                       "a caseworker must confirm or change it.")
+        return out
+
+    def trace(self):
+        """The evaluation trace: rules tried and the values they saw, and the derived values."""
+        from .reference import trace
+        period = self._outcome.period
+        if period is None or self.status == "rejected":
+            return None
+        return trace(period, self.case)
+
+    # -- output --------------------------------------------------------------------------
+    def to_dict(self, *, trace: bool = False) -> dict:
+        """The decision as JSON-ready data (decimals stay Decimal until :func:`canonical_json`)."""
+        o = self._outcome
+        data: dict[str, Any] = {
+            "case_id": self.case_id,
+            "status": o.status,
+            "outcome": o.outcome,
+            "queue": o.queue,
+            "rule": self.rule,
+            "basis": self.basis,
+            "values": self.values,
+            "reasons": self.reasons,
+            "ruleset": self.ruleset,
+            "decision_date": self.decision_date,
+            "engine_version": ENGINE_VERSION,
+        }
+        if o.status == "rejected":
+            data["errors"] = [e.to_dict() for e in self.errors]
+        else:
+            data["parameters"] = self.parameters
+        if o.referral is not None:
+            data["referral"] = {"reason": o.referral}
+            if o.referral == "missing-data":
+                data["referral"]["fields"] = list(self.missing)
+        if trace and o.status != "rejected":
+            data["trace"] = self.trace().to_dict()
+        return data
+
+    def to_json(self, *, trace: bool = False) -> str:
+        """Canonical JSON (sorted keys, no whitespace, decimals as strings)."""
+        return canonical_json(self.to_dict(trace=trace))
+
+    def explain(self) -> str:
+        """The decision for a person: result, rule and basis, reasons, values, trace, and sources."""
+        o = self._outcome
+        lines = []
+        cid = self.case_id
+        if o.status == "decided":
+            lines.append(f"Case {cid}: decided: {o.outcome}")
+        elif o.status == "referred":
+            head = f"Case {cid}: referred to queue \"{o.queue}\" ({o.referral})"
+            if o.outcome:
+                head += f"; proposed decision: {o.outcome}"
+            lines.append(head)
+        else:
+            lines.append(f"Case {cid if cid is not None else '?'}: rejected: the case is not valid input")
+        if o.rule is not None:
+            lines.append(f"Rule: {o.rule.id}" + (f" ({o.rule.basis})" if o.rule.basis else ""))
+        lines.append("Reasons:")
+        lines += [f"  {r}" for r in self.reasons]
+        if self.values:
+            lines.append("Values:")
+            lines += [f"  {k} = {format_value(v)}" for k, v in self.values.items()]
+        tr = self.trace()
+        if tr is not None:
+            lines.append("Trace:")
+            lines += ["  " + line for line in tr.lines()]
+        rs = self.ruleset
+        if rs is not None:
+            when = f", decision date {self.decision_date}" if self.decision_date else ""
+            lines.append(f"Ruleset: {rs['id']} version {rs['version']} (sha256 {rs['sha256'][:12]}){when}; "
+                         f"engine {ENGINE_VERSION}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Decision(case_id={self.case_id!r}, status={self.status!r}, outcome={self.outcome!r}, "
+                f"queue={self.queue!r}, rule={self.rule!r}, values={self.values!r})")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Decision) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())

@@ -1,0 +1,551 @@
+"""The expression language: parse with ``ast``, allow only a small whitelist, resolve names, type-check.
+
+An expression that passes :func:`check_expr` is a :class:`CheckedExpr`: its syntax tree
+carries a ``vtype`` on every node, and it records which case fields, parameters and
+derived values it reads. Only checked expressions are ever compiled or interpreted.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from .errors import Diagnostic
+from .runtime import ROUNDING_MODES
+from .source import Pos, Source
+
+
+@dataclass(frozen=True)
+class Type:
+    """A value type: bool, int, decimal, string, date, list (of records) or record."""
+
+    kind: str
+    fields: tuple[tuple[str, "Type"], ...] = ()
+
+    def __str__(self) -> str:
+        return self.kind
+
+    def field(self, name: str) -> "Type | None":
+        return dict(self.fields).get(name)
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("int", "decimal")
+
+
+BOOL, INT, DECIMAL, STRING, DATE = Type("bool"), Type("int"), Type("decimal"), Type("string"), Type("date")
+SCALARS = {"bool": BOOL, "int": INT, "decimal": DECIMAL, "money": DECIMAL, "string": STRING, "date": DATE}
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A name an expression may use."""
+
+    kind: str  # "field", "parameter", "derived", "loop"
+    type: Type
+    optional: bool = False
+
+
+FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "sum", "count", "any", "all",
+             "years_between", "months_between", "days_between", "date", "known")
+
+_COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+                ast.In: "in", ast.NotIn: "not in"}
+_ARITH_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+@dataclass
+class CheckedExpr:
+    """A parsed, resolved and type-checked expression."""
+
+    text: str
+    tree: ast.expr
+    type: Type
+    pos: Pos
+    names: frozenset[str] = frozenset()  # top-level names read: fields, parameters, derived
+    known: frozenset[str] = frozenset()  # optional fields tested with known()
+    constants: dict = field(default_factory=dict)  # node id -> exact literal value
+
+
+class _Checker:
+    def __init__(self, source: Source, pos: Pos, text: str, scope: dict[str, Symbol],
+                 diags: list[Diagnostic], what: str):
+        self.source, self.pos, self.text, self.scope, self.diags = source, pos, text, scope, diags
+        self.what = what
+        self.names: set[str] = set()
+        self.known: set[str] = set()
+        self.constants: dict = {}
+        self.loops: dict[str, Type] = {}
+        self.ok = True
+        self._lines = text.split("\n")
+
+    # -- locations ---------------------------------------------------------------------
+    def _node_pos(self, node: ast.AST) -> tuple[Pos, int]:
+        lineno = getattr(node, "lineno", 1)
+        line_text = self._lines[lineno - 1] if lineno - 1 < len(self._lines) else ""
+        raw = line_text.encode("utf-8")
+        col = len(raw[: getattr(node, "col_offset", 0)].decode("utf-8", "replace"))
+        end = getattr(node, "end_col_offset", None)
+        end_line = getattr(node, "end_lineno", lineno)
+        if end is not None and end_line == lineno:
+            length = len(raw[:end].decode("utf-8", "replace")) - col
+        else:
+            length = max(1, len(line_text) - col)
+        if lineno == 1:
+            return Pos(self.pos.line, self.pos.column + col), length
+        indent = self.pos.block_indent if self.pos.block_indent is not None else self.pos.column - 1
+        return Pos(self.pos.line + lineno - 1, indent + col + 1), length
+
+    def error(self, node: ast.AST, code: str, message: str, hint: str | None = None,
+              symbol: str | None = None, suggestion: str | None = None) -> None:
+        pos, length = self._node_pos(node)
+        self.diags.append(self.source.diag(pos, code, message, length=length, hint=hint,
+                                           symbol=symbol, suggestion=suggestion))
+        self.ok = False
+
+    def _segment(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.text, node) or ""
+
+    # -- checking ----------------------------------------------------------------------
+    def visit(self, node: ast.AST) -> Type | None:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            self.error(node, "unsupported_syntax", f"{_describe(node)} is not part of the expression language",
+                       hint="use literals, names, arithmetic (+ - * /), comparisons, and/or/not, "
+                            "`x if c else y`, `in [...]` and the function library")
+            return None
+        t = method(node)
+        node.vtype = t  # type: ignore[attr-defined]
+        return t
+
+    def visit_Constant(self, node: ast.Constant) -> Type | None:
+        v = node.value
+        if isinstance(v, bool):
+            return BOOL
+        if isinstance(v, int):
+            return INT
+        if isinstance(v, float):
+            try:
+                self.constants[id(node)] = Decimal(self._segment(node).replace("_", ""))
+            except InvalidOperation:
+                self.error(node, "bad_literal", f"{self._segment(node)} is not an exact decimal")
+                return None
+            return DECIMAL
+        if isinstance(v, str):
+            return STRING
+        self.error(node, "unsupported_syntax", f"the literal {self._segment(node)} is not supported")
+        return None
+
+    def visit_Name(self, node: ast.Name) -> Type | None:
+        name = node.id
+        if name in self.loops:
+            return self.loops[name]
+        sym = self.scope.get(name)
+        if sym is None:
+            candidates = list(self.scope) + list(self.loops)
+            close = difflib.get_close_matches(name, candidates, n=1)
+            self.error(node, "unknown_name", f'"{name}" is not a case field, parameter or derived value',
+                       hint=f'did you mean "{close[0]}"?' if close else None, symbol=name,
+                       suggestion=close[0] if close else None)
+            return None
+        self.names.add(name)
+        return sym.type
+
+    def visit_Attribute(self, node: ast.Attribute) -> Type | None:
+        if not (isinstance(node.value, ast.Name) and node.value.id in self.loops):
+            self.error(node, "unsupported_syntax", "attribute access is allowed only on a list item "
+                       "in a generator, e.g. `c.birth_date for c in children`")
+            return None
+        item = self.loops[node.value.id]
+        node.value.vtype = item  # type: ignore[attr-defined]
+        t = item.field(node.attr)
+        if t is None:
+            names = [n for n, _ in item.fields]
+            close = difflib.get_close_matches(node.attr, names, n=1)
+            self.error(node, "unknown_name", f'list items have no field "{node.attr}"',
+                       hint=f'did you mean "{close[0]}"?' if close else f"item fields: {', '.join(names)}",
+                       symbol=node.attr, suggestion=close[0] if close else None)
+        return t
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Type | None:
+        t = self.visit(node.operand)
+        if t is None:
+            return None
+        if isinstance(node.op, ast.Not):
+            if t != BOOL:
+                self.error(node.operand, "type_mismatch", f"`not` needs a bool, not {t}")
+                return None
+            return BOOL
+        if isinstance(node.op, (ast.USub, ast.UAdd)):
+            if not t.numeric:
+                self.error(node.operand, "type_mismatch", f"unary minus needs a number, not {t}")
+                return None
+            return t
+        return self.visit_generic_unsupported(node)
+
+    def visit_generic_unsupported(self, node: ast.AST) -> None:
+        self.error(node, "unsupported_syntax", f"{_describe(node)} is not part of the expression language")
+        return None
+
+    def visit_BinOp(self, node: ast.BinOp) -> Type | None:
+        op = _ARITH_OPS.get(type(node.op))
+        if op is None:
+            return self.visit_generic_unsupported(node)
+        left, right = self.visit(node.left), self.visit(node.right)
+        if left is None or right is None:
+            return None
+        for side, t in ((node.left, left), (node.right, right)):
+            if not t.numeric:
+                self.error(side, "type_mismatch", f"`{op}` needs numbers, not {t}",
+                           hint="use days_between() for dates" if t == DATE else None)
+                return None
+        if op == "/" or DECIMAL in (left, right):
+            return DECIMAL
+        return INT
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Type | None:
+        ok = True
+        word = "and" if isinstance(node.op, ast.And) else "or"
+        for value in node.values:
+            t = self.visit(value)
+            if t is not None and t != BOOL:
+                self.error(value, "type_mismatch", f"`{word}` needs bool operands, not {t}",
+                           hint="compare explicitly, e.g. `x > 0`")
+                ok = False
+            ok = ok and t is not None
+        return BOOL if ok else None
+
+    def visit_Compare(self, node: ast.Compare) -> Type | None:
+        left = self.visit(node.left)
+        ok = left is not None
+        prev_node = node.left
+        for op, comp in zip(node.ops, node.comparators):
+            sym = _COMPARE_OPS.get(type(op))
+            if sym is None:
+                self.error(node, "unsupported_syntax", "`is` comparisons are not supported; use == or known()")
+                return None
+            if sym in ("in", "not in"):
+                if not isinstance(comp, (ast.List, ast.Tuple, ast.Set)):
+                    self.error(comp, "unsupported_syntax", f"`{sym}` needs a literal list, e.g. `x in [1, 2]`")
+                    return None
+                elems = [self.visit(e) for e in comp.elts]
+                for e, t in zip(comp.elts, elems):
+                    if not isinstance(e, ast.Constant) and not (isinstance(e, ast.UnaryOp) and isinstance(e.operand, ast.Constant)):
+                        self.error(e, "unsupported_syntax", "list items after `in` must be literals")
+                        ok = False
+                    elif t is not None and left is not None and not _comparable(left, t):
+                        self.error(e, "type_mismatch", f"cannot test a {left} against a {t} list item")
+                        ok = False
+                comp.vtype = left  # type: ignore[attr-defined]
+                ok = ok and None not in elems
+                prev_node = comp
+                continue
+            right = self.visit(comp)
+            if left is not None and right is not None:
+                if not _comparable(left, right):
+                    self.error(comp, "type_mismatch", f"cannot compare {left} with {right}",
+                               hint=_compare_hint(left, right, comp))
+                    ok = False
+                elif sym not in ("==", "!=") and left.kind in ("bool", "list", "record"):
+                    self.error(prev_node, "type_mismatch", f"`{sym}` does not order {left} values")
+                    ok = False
+            ok = ok and right is not None
+            left, prev_node = right, comp
+        return BOOL if ok else None
+
+    def visit_IfExp(self, node: ast.IfExp) -> Type | None:
+        cond = self.visit(node.test)
+        if cond is not None and cond != BOOL:
+            self.error(node.test, "type_mismatch", f"the condition of `if` must be bool, not {cond}")
+            return None
+        a, b = self.visit(node.body), self.visit(node.orelse)
+        if a is None or b is None or cond is None:
+            return None
+        if a == b:
+            return a
+        if a.numeric and b.numeric:
+            return DECIMAL
+        self.error(node.orelse, "type_mismatch", f"both branches must have one type: {a} and {b}")
+        return None
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Type | None:
+        self.error(node, "unsupported_syntax", "a generator is allowed only as the argument of "
+                   "count, sum, any, all, min or max")
+        return None
+
+    def _generator(self, node: ast.GeneratorExp) -> Type | None:
+        if len(node.generators) != 1:
+            self.error(node, "unsupported_syntax", "use one `for` per generator")
+            return None
+        gen = node.generators[0]
+        if gen.is_async or not isinstance(gen.target, ast.Name):
+            self.error(gen.target, "unsupported_syntax", "the loop variable must be a plain name")
+            return None
+        if not isinstance(gen.iter, ast.Name):
+            self.error(gen.iter, "unsupported_syntax", "a generator loops over a list field of the case")
+            return None
+        lt = self.visit(gen.iter)
+        if lt is None:
+            return None
+        if lt.kind != "list":
+            self.error(gen.iter, "type_mismatch", f'"{gen.iter.id}" is a {lt}, not a list')
+            return None
+        var = gen.target.id
+        if var in self.scope or var in self.loops:
+            self.error(gen.target, "shadowed_name", f'the loop variable "{var}" hides another name',
+                       hint="pick a name that is not a field, parameter or derived value")
+            return None
+        item = Type("record", lt.fields)
+        self.loops[var] = item
+        gen.target.vtype = item  # type: ignore[attr-defined]
+        try:
+            ok = True
+            for cond in gen.ifs:
+                t = self.visit(cond)
+                if t is not None and t != BOOL:
+                    self.error(cond, "type_mismatch", f"a generator's `if` must be bool, not {t}")
+                    ok = False
+                ok = ok and t is not None
+            elt = self.visit(node.elt)
+        finally:
+            del self.loops[var]
+        node.vtype = elt  # type: ignore[attr-defined]
+        return elt if ok else None
+
+    def visit_Call(self, node: ast.Call) -> Type | None:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else self._segment(node.func)
+            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+            self.error(node.func, "unknown_function", f'"{name}" is not in the function library',
+                       hint=f'did you mean "{close[0]}"?' if close else "functions: " + ", ".join(FUNCTIONS),
+                       symbol=name, suggestion=close[0] if close else None)
+            return None
+        if node.keywords:
+            self.error(node.keywords[0].value, "wrong_arguments", "keyword arguments are not supported")
+            return None
+        fn = node.func.id
+        return getattr(self, "_fn_" + fn)(node, node.args)
+
+    def _arity(self, node, args, low, high=None) -> bool:
+        high = low if high is None else high
+        if not (low <= len(args) <= high):
+            want = str(low) if low == high else f"{low} to {high}"
+            self.error(node, "wrong_arguments", f"{node.func.id}() takes {want} arguments, got {len(args)}")
+            return False
+        return True
+
+    def _numeric_arg(self, node, arg) -> Type | None:
+        t = self.visit(arg)
+        if t is not None and not t.numeric:
+            self.error(arg, "type_mismatch", f"{node.func.id}() needs a number, not {t}")
+            return None
+        return t
+
+    def _fn_min(self, node, args):
+        if len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
+            t = self._generator(args[0])
+            types = [t]
+        elif len(args) >= 2:
+            types = [self.visit(a) for a in args]
+        else:
+            self.error(node, "wrong_arguments", f"{node.func.id}() takes two or more values or one generator")
+            return None
+        if None in types:
+            return None
+        if all(t.numeric for t in types):
+            return DECIMAL if DECIMAL in types else INT
+        if all(t == DATE for t in types):
+            return DATE
+        self.error(node, "type_mismatch", f"{node.func.id}() needs numbers or dates of one kind, not "
+                   + ", ".join(sorted({str(t) for t in types})))
+        return None
+
+    _fn_max = _fn_min
+
+    def _fn_abs(self, node, args):
+        return self._numeric_arg(node, args[0]) if self._arity(node, args, 1) else None
+
+    def _fn_floor(self, node, args):
+        return INT if self._arity(node, args, 1) and self._numeric_arg(node, args[0]) else None
+
+    _fn_ceil = _fn_floor
+
+    def _fn_round(self, node, args):
+        if not self._arity(node, args, 1, 3) or not self._numeric_arg(node, args[0]):
+            return None
+        if len(args) >= 2:
+            places = args[1]
+            if not (isinstance(places, ast.Constant) and type(places.value) is int and 0 <= places.value <= 12):
+                self.error(places, "wrong_arguments", "round()'s places must be a whole-number literal from 0 to 12")
+                return None
+            places.vtype = INT  # type: ignore[attr-defined]
+        if len(args) == 3:
+            mode = args[2]
+            if not (isinstance(mode, ast.Constant) and mode.value in ROUNDING_MODES):
+                self.error(mode, "wrong_arguments", "round()'s mode must be one of "
+                           + ", ".join(f'"{m}"' for m in ROUNDING_MODES))
+                return None
+            mode.vtype = STRING  # type: ignore[attr-defined]
+        return DECIMAL
+
+    def _fn_sum(self, node, args):
+        if not self._arity(node, args, 1):
+            return None
+        if not isinstance(args[0], ast.GeneratorExp):
+            self.error(args[0], "wrong_arguments", "sum() takes a generator, e.g. `sum(c.amount for c in items)`")
+            return None
+        t = self._generator(args[0])
+        if t is not None and not t.numeric:
+            self.error(args[0].elt, "type_mismatch", f"sum() adds numbers, not {t}")
+            return None
+        return t
+
+    def _fn_count(self, node, args):
+        if not self._arity(node, args, 1):
+            return None
+        if isinstance(args[0], ast.GeneratorExp):
+            return INT if self._generator(args[0]) is not None else None
+        t = self.visit(args[0])
+        if t is not None and t.kind != "list":
+            self.error(args[0], "type_mismatch", f"count() counts a list or a generator, not {t}")
+            return None
+        return INT if t is not None else None
+
+    def _fn_any(self, node, args):
+        if not self._arity(node, args, 1):
+            return None
+        if not isinstance(args[0], ast.GeneratorExp):
+            self.error(args[0], "wrong_arguments", f"{node.func.id}() takes a generator of conditions")
+            return None
+        t = self._generator(args[0])
+        if t is not None and t != BOOL:
+            self.error(args[0].elt, "type_mismatch", f"{node.func.id}() needs bool items, not {t}")
+            return None
+        return BOOL if t is not None else None
+
+    _fn_all = _fn_any
+
+    def _fn_years_between(self, node, args):
+        if not self._arity(node, args, 2):
+            return None
+        types = [self.visit(a) for a in args]
+        for a, t in zip(args, types):
+            if t is not None and t != DATE:
+                self.error(a, "type_mismatch", f"{node.func.id}() needs dates, not {t}")
+                return None
+        return INT if None not in types else None
+
+    _fn_months_between = _fn_years_between
+    _fn_days_between = _fn_years_between
+
+    def _fn_date(self, node, args):
+        if len(args) == 1 and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+            try:
+                self.constants[id(node)] = date.fromisoformat(args[0].value)
+            except ValueError:
+                self.error(args[0], "bad_literal", f'"{args[0].value}" is not a date', hint="write YYYY-MM-DD")
+                return None
+            return DATE
+        if len(args) == 3:
+            types = [self.visit(a) for a in args]
+            for a, t in zip(args, types):
+                if t is not None and t != INT:
+                    self.error(a, "type_mismatch", f"date() needs whole numbers, not {t}")
+                    return None
+            return DATE if None not in types else None
+        self.error(node, "wrong_arguments", 'date() takes "YYYY-MM-DD" or year, month, day')
+        return None
+
+    def _fn_known(self, node, args):
+        if not self._arity(node, args, 1):
+            return None
+        arg = args[0]
+        if not isinstance(arg, ast.Name):
+            self.error(arg, "wrong_arguments", "known() takes the name of an optional case field")
+            return None
+        t = self.visit(arg)
+        if t is None:
+            return None
+        sym = self.scope.get(arg.id)
+        if sym is None or sym.kind != "field" or not sym.optional:
+            self.error(arg, "not_optional", f'"{arg.id}" is not an optional case field, so it is always known')
+            return None
+        self.known.add(arg.id)
+        return BOOL
+
+
+def _comparable(a: Type, b: Type) -> bool:
+    return (a.numeric and b.numeric) or a == b
+
+
+def _compare_hint(a: Type, b: Type, node: ast.AST) -> str | None:
+    if a == DATE and b == STRING:
+        return 'write a date as date("YYYY-MM-DD")'
+    if a.numeric and b == STRING:
+        return "numbers are written without quotes"
+    return None
+
+
+def _describe(node: ast.AST) -> str:
+    names = {"Lambda": "a lambda", "Subscript": "indexing", "ListComp": "a list comprehension",
+             "DictComp": "a dict comprehension", "SetComp": "a set comprehension", "Dict": "a dict literal",
+             "List": "a list literal outside `in`", "Tuple": "a tuple", "Set": "a set literal",
+             "JoinedStr": "an f-string", "NamedExpr": "an assignment", "Await": "await", "Yield": "yield",
+             "Starred": "unpacking", "Slice": "a slice", "BinOp": "this operator", "UnaryOp": "this operator"}
+    return names.get(type(node).__name__, f"`{type(node).__name__}`")
+
+
+def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], diags: list[Diagnostic],
+               *, expect: Type | None = None, what: str = "expression") -> CheckedExpr | None:
+    """Parse and check ``text``; on failure append diagnostics and return None."""
+    stripped = text.strip()
+    if not stripped:
+        diags.append(source.diag(pos, "syntax_error", f"the {what} is empty"))
+        return None
+    lead = len(text) - len(text.lstrip())
+    if lead and "\n" not in text[:lead]:
+        pos = Pos(pos.line, pos.column + lead, pos.block_indent)
+    try:
+        tree = ast.parse(stripped, mode="eval")
+    except SyntaxError as exc:
+        lines = stripped.split("\n")
+        lineno = exc.lineno or 1
+        col = (exc.offset or 1)
+        if lineno == 1:
+            epos = Pos(pos.line, pos.column + col - 1)
+        else:
+            indent = pos.block_indent if pos.block_indent is not None else pos.column - 1
+            epos = Pos(pos.line + lineno - 1, indent + col)
+        msg = (exc.msg or "invalid syntax").lower()
+        if lineno - 1 < len(lines) and "=" in lines[lineno - 1] and "==" not in lines[lineno - 1] and "invalid syntax" in msg:
+            hint = "use == to compare"
+        else:
+            hint = None
+        diags.append(source.diag(epos, "syntax_error", msg, hint=hint))
+        return None
+    checker = _Checker(source, pos, stripped, scope, diags, what)
+    t = checker.visit(tree.body)
+    if t is None or not checker.ok:
+        return None
+    if expect is not None and t != expect and not (expect == DECIMAL and t.numeric):
+        checker.error(tree.body, "type_mismatch", f"the {what} must be {expect}, not {t}",
+                      hint="compare it, e.g. `x > 0`" if expect == BOOL else None)
+        return None
+    if t.kind in ("list", "record"):
+        checker.error(tree.body, "type_mismatch", f"the {what} must be a single value, not a {t}")
+        return None
+    return CheckedExpr(stripped, tree.body, t, pos, frozenset(checker.names), frozenset(checker.known),
+                       checker.constants)
+
+
+def literal_value(expr: CheckedExpr, node: ast.AST):
+    """The exact value of a literal node (decimal literals are kept exact, never float)."""
+    if id(node) in expr.constants:
+        return expr.constants[id(node)]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        v = literal_value(expr, node.operand)
+        return -v
+    return node.value  # type: ignore[attr-defined]

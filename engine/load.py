@@ -1,0 +1,525 @@
+"""Loading: YAML files become checked ruleset versions, or one RulesetError listing every problem."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import keyword
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import Diagnostic, RulesetError
+from .expr import BOOL, DATE, DECIMAL, INT, SCALARS, STRING, CheckedExpr, Symbol, Type, check_expr
+from .model import FieldSpec, RulesetModel
+from .source import Pos, Source, YList, YMap
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass
+class Template:
+    """A `because` text with ``{name}`` placeholders, checked against the names in scope."""
+
+    text: str
+    names: tuple[str, ...]
+
+    def render(self, lookup) -> str:
+        return _PLACEHOLDER.sub(lambda m: format_value(lookup(m.group(1).strip())), self.text)
+
+
+def format_value(value) -> str:
+    """A value as a person reads it in a reason: exact decimals, ISO dates, yes/no for bools."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if value is None:
+        return "unknown"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):  # 12995.0000 reads as 12995; exact, never in exponent form
+        text = format(value.normalize(), "f")
+        return text
+    return str(value)
+
+
+@dataclass
+class CheckedRule:
+    """A rule whose condition, values and reason text passed every check."""
+
+    index: int
+    id: str
+    basis: str
+    when: CheckedExpr | None  # None for `otherwise`
+    decide: str | None
+    refer: str | None
+    values: dict[str, CheckedExpr]
+    because: Template
+    needs_optional: tuple[str, ...] = ()  # optional fields the condition needs, not guarded by known()
+    values_optional: tuple[str, ...] = ()  # optional fields the values and reason need
+    reads: frozenset[str] = frozenset()  # every name the condition reads, derived values expanded
+
+
+@dataclass
+class ParameterTable:
+    name: str
+    type: Type
+    values: tuple[tuple[date, object], ...]  # sorted by date
+    unit: str | None
+
+    def at(self, day: date):
+        """The value in force on ``day``, or None if the parameter has no value yet."""
+        found = None
+        for since, value in self.values:
+            if since <= day:
+                found = value
+            else:
+                break
+        return found
+
+
+@dataclass
+class CheckedVersion:
+    """One version of a ruleset after loading and checking: what the compiler takes."""
+
+    model: RulesetModel
+    source: Source
+    raw: YMap
+    sha256: str
+    scope: dict[str, Symbol]
+    parameters: dict[str, ParameterTable]
+    derived: dict[str, CheckedExpr]  # in dependency order
+    derived_fields: dict[str, frozenset[str]]  # derived name -> case fields it reads (transitively)
+    derived_deps: dict[str, frozenset[str]]  # derived name -> derived values it reads (transitively)
+    rules: list[CheckedRule]  # the rules, then `otherwise` last
+    segments: list[tuple[date, dict]] = field(default_factory=list)  # parameter values by period
+
+    @property
+    def id(self) -> str:
+        return self.model.ruleset
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def expand(self, names) -> frozenset[str]:
+        """Names plus every derived value they read, transitively."""
+        out = set(names)
+        for n in names:
+            out |= self.derived_deps.get(n, frozenset())
+        return frozenset(out)
+
+    def fields_read(self, names) -> frozenset[str]:
+        out = set()
+        for n in self.expand(names):
+            sym = self.scope.get(n)
+            if sym and sym.kind == "field":
+                out.add(n)
+            out |= self.derived_fields.get(n, frozenset())
+        return frozenset(out)
+
+
+@dataclass
+class Ruleset:
+    """All versions of one ruleset, ordered by validity; the unit the compiler turns into a Plan."""
+
+    id: str
+    versions: tuple[CheckedVersion, ...]
+    path: str
+
+    def version_for(self, day: date) -> CheckedVersion | None:
+        for v in self.versions:
+            if v.model.valid.holds(day):
+                return v
+        return None
+
+    @property
+    def latest(self) -> CheckedVersion:
+        return self.versions[-1]
+
+
+# -- positions in the raw YAML ---------------------------------------------------------
+
+def pos_of(raw, *path, key: bool = False) -> Pos | None:
+    """Where the value (or key) at ``path`` stands; falls back to the nearest enclosing node."""
+    node, best = raw, getattr(raw, "pos", None)
+    for i, step in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, YMap) and step in node:
+            p = node.key_pos[step] if (last and key) else node.val_pos[step]
+            best, node = p, node[step]
+        elif isinstance(node, YList) and isinstance(step, int) and 0 <= step < len(node):
+            best, node = node.item_pos[step], node[step]
+        else:
+            break
+    return best
+
+
+# -- loading ---------------------------------------------------------------------------
+
+def _model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(p for p in loc if p not in ("list[...]",))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = loc[:-1]
+            allowed = _allowed_keys(raw, parent)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if allowed else []
+            out.append(source.diag(pos_of(raw, *loc, key=True), "unknown_key",
+                                   f'unknown key "{loc[-1]}"', length=len(str(loc[-1])),
+                                   hint=f'did you mean "{close[0]}"?' if close else None,
+                                   symbol=str(loc[-1]), suggestion=close[0] if close else None))
+        elif kind == "missing":
+            where = ".".join(str(p) for p in loc[:-1]) or "the ruleset"
+            out.append(source.diag(pos_of(raw, *loc[:-1], key=False), "missing_key",
+                                   f'"{loc[-1]}" is required in {where}'))
+        else:
+            msg = err["msg"]
+            msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+            where = ".".join(str(p) for p in loc)
+            out.append(source.diag(pos_of(raw, *loc), "invalid_value",
+                                   f"{where}: {msg[0].lower() + msg[1:] if msg else msg}"))
+    return out
+
+
+_KEYS = {
+    (): list(RulesetModel.model_fields.keys()) + ["from"],
+}
+
+
+def _allowed_keys(raw, parent: tuple) -> list[str]:
+    from .model import Example, Expect, FieldSpec, Otherwise, Parameter, Rule, Window
+    top = {"valid": Window, "otherwise": Otherwise}
+    if not parent:
+        return list(RulesetModel.model_fields)
+    head = parent[0]
+    if head in top and len(parent) == 1:
+        return [f.alias or n for n, f in top[head].model_fields.items()]
+    if head == "rules" and len(parent) == 2:
+        return list(Rule.model_fields)
+    if head == "case":
+        return list(FieldSpec.model_fields)
+    if head == "parameters" and len(parent) == 2:
+        return list(Parameter.model_fields)
+    if head == "examples":
+        return list(Expect.model_fields) if parent[-1] == "expect" else list(Example.model_fields)
+    return []
+
+
+def _read_version(path: Path, diags: list[Diagnostic]) -> tuple[RulesetModel, Source, YMap] | None:
+    try:
+        source = Source.read(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
+        return None
+    data, problems = source.parse_yaml()
+    diags.extend(problems)
+    if data is None and not problems:
+        diags.append(source.diag(None, "invalid_value", "the file is empty"))
+    if data is None:
+        return None
+    if not isinstance(data, YMap):
+        diags.append(source.diag(getattr(data, "pos", None), "invalid_value", "a ruleset file is a YAML mapping"))
+        return None
+    try:
+        model = RulesetModel.model_validate(data)
+    except ValidationError as exc:
+        diags.extend(_model_errors(source, data, exc))
+        return None
+    if problems:
+        return None
+    return model, source, data
+
+
+def _check_windows(versions: list[tuple[RulesetModel, Source, YMap]], diags: list[Diagnostic]) -> None:
+    ordered = sorted(versions, key=lambda v: v[0].valid.from_)
+    first = ordered[0][0]
+    for model, source, raw in ordered[1:]:
+        for attr, code in (("ruleset", "mixed_rulesets"), ("decision_date", "inconsistent_versions"),
+                           ("case_id", "inconsistent_versions")):
+            if getattr(model, attr) != getattr(first, attr):
+                diags.append(source.diag(pos_of(raw, attr), code,
+                                         f'{attr} is "{getattr(model, attr)}" here but "{getattr(first, attr)}" '
+                                         f"in {ordered[0][1].path}",
+                                         hint="all versions in one directory share the ruleset id, "
+                                              "decision_date and case_id"))
+    for (prev, psrc, praw), (cur, csrc, craw) in zip(ordered, ordered[1:]):
+        pw, cw = prev.valid, cur.valid
+        if pw.to is None or pw.to >= cw.from_:
+            diags.append(csrc.diag(pos_of(craw, "valid"), "overlapping_versions",
+                                   f"version {cur.version} (from {cw.from_}) overlaps version {prev.version} "
+                                   f"({psrc.path}, valid from {pw.from_}"
+                                   + (f" to {pw.to})" if pw.to else " with no end)"),
+                                   hint=f"end version {prev.version} with `to: {cw.from_ - timedelta(days=1)}`"))
+        elif pw.to + timedelta(days=1) < cw.from_:
+            diags.append(csrc.diag(pos_of(craw, "valid"), "gap_between_versions",
+                                   f"no version governs {pw.to + timedelta(days=1)} to "
+                                   f"{cw.from_ - timedelta(days=1)}",
+                                   hint=f"start this version on {pw.to + timedelta(days=1)} "
+                                        f"or extend version {prev.version}"))
+
+
+def _ruleset_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [path]
+
+
+def load(path: str | Path) -> Ruleset:
+    """Load a ruleset file, or a directory of versions of one ruleset, and check it.
+
+    >>> rs = load("rulesets/study-grant")            # doctest: +SKIP
+    >>> rs.id, [v.version for v in rs.versions]       # doctest: +SKIP
+    ('study-grant', ['2025.1'])
+
+    Raises :class:`RulesetError` with every problem found, each located by file, line and column.
+    """
+    path = Path(path)
+    diags: list[Diagnostic] = []
+    if not path.exists():
+        raise RulesetError([Diagnostic(str(path), 0, 0, "not_found", "no such file or directory")])
+    files = _ruleset_files(path)
+    if not files:
+        raise RulesetError([Diagnostic(str(path), 0, 0, "not_found", "the directory holds no .yaml ruleset")])
+    read = [r for f in files if (r := _read_version(f, diags)) is not None]
+    if diags:
+        raise RulesetError(diags)
+    _check_windows(read, diags)
+    checked = []
+    for model, source, raw in sorted(read, key=lambda v: v[0].valid.from_):
+        version = check_version(model, source, raw, diags)
+        if version is not None:
+            checked.append(version)
+    if diags:
+        raise RulesetError(diags)
+    return Ruleset(checked[0].id, tuple(checked), str(path))
+
+
+# -- checking one version --------------------------------------------------------------
+
+def _field_type(spec: FieldSpec) -> Type:
+    if spec.type == "list":
+        return Type("list", tuple((n, SCALARS[s.type]) for n, s in (spec.items or {}).items()))
+    return SCALARS[spec.type]
+
+
+def _parameter_type(name: str, values: dict, unit: str | None) -> Type | str:
+    kinds = set()
+    for v in values.values():
+        if isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, int):
+            kinds.add("int")
+        elif isinstance(v, Decimal):
+            kinds.add("decimal")
+        elif isinstance(v, date):
+            kinds.add("date")
+        elif isinstance(v, str):
+            kinds.add("string")
+    if kinds <= {"int", "decimal"} and kinds:
+        return DECIMAL if ("decimal" in kinds or unit) else INT
+    if len(kinds) == 1:
+        return SCALARS[kinds.pop()]
+    return "values of mixed types: " + ", ".join(sorted(kinds))
+
+
+def _valid_name(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+
+
+def _template(source: Source, pos: Pos | None, text: str, names: set[str], diags: list[Diagnostic],
+              scope_names: list[str]) -> Template:
+    found = []
+    for m in _PLACEHOLDER.finditer(text):
+        name = m.group(1).strip()
+        if name not in names:
+            close = difflib.get_close_matches(name, scope_names, n=1)
+            p = Pos(pos.line, pos.column + m.start(1)) if pos and "\n" not in text[: m.start()] else pos
+            diags.append(source.diag(p, "unknown_name", f'"{{{name}}}" in the reason text is not a case field, '
+                                     "parameter, derived value or value of this rule", length=max(1, len(name)),
+                                     hint=f'did you mean "{close[0]}"?' if close else None, symbol=name,
+                                     suggestion=close[0] if close else None))
+        found.append(name)
+    return Template(text, tuple(found))
+
+
+def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Diagnostic]) -> CheckedVersion | None:
+    """Resolve names and check types of one version; append diagnostics, return None on failure."""
+    start = len(diags)
+    scope: dict[str, Symbol] = {}
+    for name, spec in model.case.items():
+        if not _valid_name(name):
+            diags.append(source.diag(pos_of(raw, "case", name, key=True), "bad_name",
+                                     f'"{name}" cannot be used in expressions', hint="use letters, digits and _"))
+        scope[name] = Symbol("field", _field_type(spec), spec.optional)
+    for attr, kinds in (("decision_date", ("date",)), ("case_id", ("string", "int"))):
+        fname = getattr(model, attr)
+        spec = model.case.get(fname)
+        if spec is None or spec.type not in kinds or spec.optional:
+            diags.append(source.diag(pos_of(raw, attr), f"bad_{attr}",
+                                     f'{attr} must name a required {" or ".join(kinds)} case field; '
+                                     f'"{fname}" is ' + ("not a case field" if spec is None else
+                                                         f"{'an optional ' if spec.optional else 'a '}{spec.type} field")))
+    parameters: dict[str, ParameterTable] = {}
+    for name, param in model.parameters.items():
+        ppos = pos_of(raw, "parameters", name, key=True)
+        if name in scope:
+            diags.append(source.diag(ppos, "duplicate_name", f'parameter "{name}" has the name of a case field'))
+            continue
+        if not _valid_name(name):
+            diags.append(source.diag(ppos, "bad_name", f'"{name}" cannot be used in expressions'))
+        t = _parameter_type(name, param.values, param.unit)
+        if isinstance(t, str):
+            diags.append(source.diag(pos_of(raw, "parameters", name, "values"), "type_mismatch",
+                                     f'parameter "{name}" has {t}', hint="give every value of a parameter one type"))
+            continue
+        values = tuple(sorted(param.values.items()))
+        if t == DECIMAL:
+            values = tuple((d, Decimal(v)) for d, v in values)
+        parameters[name] = ParameterTable(name, t, values, param.unit)
+        scope[name] = Symbol("parameter", t)
+
+    # Derived values: find each one's references first, so that they can be checked in dependency order.
+    import ast as _ast
+    refs: dict[str, set[str]] = {}
+    for name, text in model.derive.items():
+        dpos = pos_of(raw, "derive", name, key=True)
+        if name in scope:
+            diags.append(source.diag(dpos, "duplicate_name", f'derived value "{name}" has the name of a '
+                                     f"{scope[name].kind}"))
+            continue
+        if not _valid_name(name):
+            diags.append(source.diag(dpos, "bad_name", f'"{name}" cannot be used in expressions'))
+        try:
+            tree = _ast.parse(text.strip(), mode="eval")
+            refs[name] = {n.id for n in _ast.walk(tree) if isinstance(n, _ast.Name)} & set(model.derive)
+        except SyntaxError:
+            refs[name] = set()
+    order, state = [], {}
+
+    def visit(n: str, stack: list[str]) -> None:
+        if state.get(n) == "done":
+            return
+        if state.get(n) == "active":
+            cycle = stack[stack.index(n):] + [n]
+            diags.append(source.diag(pos_of(raw, "derive", n), "derived_cycle",
+                                     "derived values depend on each other in a cycle: " + " -> ".join(cycle)))
+            state[n] = "cyclic"
+            return
+        if state.get(n) == "cyclic":
+            return
+        state[n] = "active"
+        for m in sorted(refs.get(n, ())):
+            visit(m, stack + [n])
+        if state[n] == "active":
+            state[n] = "done"
+            order.append(n)
+
+    for n in refs:
+        visit(n, [])
+    derived: dict[str, CheckedExpr] = {}
+    derived_fields: dict[str, frozenset[str]] = {}
+    derived_deps: dict[str, frozenset[str]] = {}
+    for name in order:
+        expr = check_expr(source, pos_of(raw, "derive", name), model.derive[name], scope, diags,
+                          what=f'derived value "{name}"')
+        if expr is None:
+            continue
+        derived[name] = expr
+        deps = {n for n in expr.names if n in derived}
+        for n in list(deps):
+            deps |= derived_deps[n]
+        derived_deps[name] = frozenset(deps)
+        fields = {n for n in expr.names if scope.get(n) and scope[n].kind == "field"}
+        for n in deps:
+            fields |= derived_fields[n]
+        derived_fields[name] = frozenset(fields)
+        scope[name] = Symbol("derived", expr.type)
+        if expr.known:
+            diags.append(source.diag(expr.pos, "known_in_derived", "known() belongs in a rule's condition, "
+                                     "where a missing field can be handled", hint="test known(...) in the rule"))
+
+    rules: list[CheckedRule] = []
+    seen_ids: dict[str, int] = {}
+    outcomes = set(model.outcomes)
+    entries = [(("rules", i), r) for i, r in enumerate(model.rules)] + [(("otherwise",), model.otherwise)]
+    for idx, (path, rule) in enumerate(entries):
+        rid = getattr(rule, "id", "otherwise")
+        if rid in seen_ids:
+            diags.append(source.diag(pos_of(raw, *path, "id"), "duplicate_rule", f'rule id "{rid}" is used twice'))
+        seen_ids[rid] = idx
+        when = None
+        if path[0] == "rules":
+            when = check_expr(source, pos_of(raw, *path, "when"), rule.when, scope, diags, expect=BOOL,
+                              what="condition")
+        values: dict[str, CheckedExpr] = {}
+        for vname, vtext in rule.values.items():
+            if not _valid_name(vname):
+                diags.append(source.diag(pos_of(raw, *path, "values", vname, key=True), "bad_name",
+                                         f'"{vname}" is not a valid value name'))
+            e = check_expr(source, pos_of(raw, *path, "values", vname), vtext, scope, diags, what=f'value "{vname}"')
+            if e is not None:
+                if e.known:
+                    diags.append(source.diag(e.pos, "known_in_value", "known() belongs in a rule's condition"))
+                values[vname] = e
+        tnames = set(scope) | set(rule.values)
+        because = _template(source, pos_of(raw, *path, "because"), rule.because, tnames, diags,
+                            sorted(tnames))
+        rules.append(CheckedRule(idx, rid, rule.basis, when, rule.decide, rule.refer, values, because))
+    for outcome in model.automate:
+        if outcome not in outcomes:
+            close = difflib.get_close_matches(outcome, sorted(outcomes), n=1)
+            diags.append(source.diag(pos_of(raw, "automate"), "unknown_outcome",
+                                     f'automate names "{outcome}", which no rule decides',
+                                     hint=f'did you mean "{close[0]}"?' if close else None))
+    if len(diags) > start:
+        return None
+
+    sha = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
+    version = CheckedVersion(model, source, raw, sha, scope, parameters, derived, derived_fields,
+                             derived_deps, rules)
+    for rule in rules:
+        names = rule.when.names if rule.when else frozenset()
+        guarded = rule.when.known if rule.when else frozenset()
+        rule.reads = version.expand(names)
+        rule.needs_optional = tuple(sorted(f for f in version.fields_read(names)
+                                           if scope[f].optional and f not in guarded))
+        vnames = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
+        vnames |= {n for n in rule.because.names if n in scope}
+        rule.values_optional = tuple(sorted(f for f in version.fields_read(vnames) if scope[f].optional))
+    version.segments = _segments(version)
+    _check_examples(version, diags)
+    return None if len(diags) > start else version
+
+
+def _segments(version: CheckedVersion) -> list[tuple[date, dict]]:
+    """Split the validity window at every parameter change: within a segment all parameters are fixed."""
+    window = version.model.valid
+    cuts = {window.from_}
+    for table in version.parameters.values():
+        for since, _ in table.values:
+            if since > window.from_ and (window.to is None or since <= window.to):
+                cuts.add(since)
+    return [(cut, {n: t.at(cut) for n, t in version.parameters.items()}) for cut in sorted(cuts)]
+
+
+def _check_examples(version: CheckedVersion, diags: list[Diagnostic]) -> None:
+    model, source, raw = version.model, version.source, version.raw
+    rule_ids = [r.id for r in version.rules]
+    for i, ex in enumerate(model.examples):
+        exp = ex.expect
+        if exp.rule is not None and exp.rule not in rule_ids:
+            close = difflib.get_close_matches(exp.rule, rule_ids, n=1)
+            diags.append(source.diag(pos_of(raw, "examples", i, "expect", "rule"), "unknown_rule",
+                                     f'example "{ex.name}" expects rule "{exp.rule}", which does not exist',
+                                     hint=f'did you mean "{close[0]}"?' if close else None))
+        if exp.outcome is not None and exp.outcome not in model.outcomes:
+            diags.append(source.diag(pos_of(raw, "examples", i, "expect", "outcome"), "unknown_outcome",
+                                     f'example "{ex.name}" expects outcome "{exp.outcome}", which no rule decides'))

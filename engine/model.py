@@ -1,0 +1,221 @@
+"""The ruleset model: frozen pydantic types for what a ruleset file says, before any checking."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FIELD_TYPES = ("string", "int", "decimal", "money", "bool", "date", "list")
+STATUSES = ("decided", "referred", "rejected")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _expr_text(value: Any) -> Any:
+    """YAML reads `when: true` or `amount: 0` as scalars; expressions are their text."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    return value
+
+
+class FieldSpec(Frozen):
+    """One case field: its type, whether it may be absent, bounds, and whether it is personal data."""
+
+    type: Literal["string", "int", "decimal", "money", "bool", "date", "list"]
+    optional: bool = False
+    pii: bool = False
+    min: Decimal | None = None
+    max: Decimal | None = None
+    one_of: tuple[str, ...] | None = None
+    items: dict[str, "FieldSpec"] | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"type": data} if isinstance(data, str) else data
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _items_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: ({"type": v} if isinstance(v, str) else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FieldSpec":
+        if self.type == "list" and not self.items:
+            raise ValueError("a list field needs `items`, the fields of each list item")
+        if self.type != "list" and self.items is not None:
+            raise ValueError("only a list field has `items`")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "decimal", "money"):
+            raise ValueError("`min` and `max` apply only to int, decimal and money fields")
+        if self.one_of is not None and self.type != "string":
+            raise ValueError("`one_of` applies only to string fields")
+        if self.items:
+            for name, spec in self.items.items():
+                if spec.type == "list":
+                    raise ValueError(f'list item field "{name}" cannot itself be a list')
+        return self
+
+
+class Window(Frozen):
+    """The decision dates a version governs: from ``from`` up to and including ``to``."""
+
+    from_: date = Field(alias="from")
+    to: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if self.to is not None and self.to < self.from_:
+            raise ValueError("`to` is before `from`")
+        return self
+
+    def holds(self, day: date) -> bool:
+        return self.from_ <= day and (self.to is None or day <= self.to)
+
+
+class Parameter(Frozen):
+    """An effective-dated parameter: each value is in force from its date until the next."""
+
+    values: dict[date, bool | int | Decimal | date | str]
+    unit: str | None = None
+    description: str | None = None
+    basis: str | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _non_empty(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data:
+            raise ValueError("a parameter needs at least one dated value")
+        if isinstance(data, dict):
+            for value in data.values():
+                if isinstance(value, float):
+                    raise ValueError(f"{value} is not an exact number")
+        return data
+
+
+class Rule(Frozen):
+    """One rule: a condition, and what follows when it is the first that holds."""
+
+    id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    basis: str
+    when: str
+    decide: str | None = None
+    refer: str | None = None
+    values: dict[str, str] = {}
+    because: str
+    description: str | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_text(cls, v: Any) -> Any:
+        return _expr_text(v)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _value_texts(cls, data: Any) -> Any:
+        return {k: _expr_text(v) for k, v in data.items()} if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _one_result(self) -> "Rule":
+        if (self.decide is None) == (self.refer is None):
+            raise ValueError("a rule needs exactly one of `decide` (an outcome) or `refer` (a queue)")
+        return self
+
+
+class Otherwise(Frozen):
+    """What happens when no rule holds: usually a referral to a queue."""
+
+    decide: str | None = None
+    refer: str | None = None
+    values: dict[str, str] = {}
+    because: str
+    basis: str = ""
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _value_texts(cls, data: Any) -> Any:
+        return {k: _expr_text(v) for k, v in data.items()} if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _one_result(self) -> "Otherwise":
+        if (self.decide is None) == (self.refer is None):
+            raise ValueError("`otherwise` needs exactly one of `decide` or `refer`")
+        return self
+
+
+class Expect(Frozen):
+    """What an example must produce; any key left out is not compared."""
+
+    status: Literal["decided", "referred", "rejected"] | None = None
+    outcome: str | None = None
+    queue: str | None = None
+    rule: str | None = None
+    reason: str | None = None
+    values: dict[str, Any] | None = None
+    errors: tuple[str, ...] | None = None  # error codes of a rejection
+
+
+class Example(Frozen):
+    """Executable documentation: a case and its expected result (`vedtak test`)."""
+
+    name: str
+    case: dict[str, Any]
+    expect: Expect
+
+
+class RulesetModel(Frozen):
+    """One version of a ruleset, exactly as its YAML file states it."""
+
+    ruleset: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str
+    version: str
+    valid: Window
+    decision_date: str
+    case_id: str
+    automate: tuple[str, ...] = ()
+    review_queue: str = "review"
+    description: str | None = None
+    sources: tuple[str, ...] = ()
+    notice: str | None = None
+    case: dict[str, FieldSpec]
+    parameters: dict[str, Parameter] = {}
+    derive: dict[str, str] = {}
+    rules: tuple[Rule, ...]
+    otherwise: Otherwise
+    examples: tuple[Example, ...] = ()
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, Decimal)) else v
+
+    @field_validator("derive", mode="before")
+    @classmethod
+    def _derive_texts(cls, data: Any) -> Any:
+        return {k: _expr_text(v) for k, v in data.items()} if isinstance(data, dict) else data
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """Every outcome a rule (or `otherwise`) can decide, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for r in (*self.rules, self.otherwise):
+            if r.decide:
+                seen[r.decide] = None
+        return tuple(seen)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for r in (*self.rules, self.otherwise):
+            if r.refer:
+                seen[r.refer] = None
+        return tuple(seen)

@@ -1,0 +1,321 @@
+"""The reference interpreter: walks the checked syntax tree directly, and records a trace.
+
+It is the plain, slow statement of vedtak's semantics. Decisions use it for their trace
+and explanation; the tests check the compiled evaluator against it on generated cases.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal, localcontext
+
+from .expr import INT, CheckedExpr, literal_value
+from .load import format_value
+from .runtime import CONTEXT, EVALUATION_ERRORS, ROUNDING_MODES
+
+
+class _Missing(Exception):
+    pass
+
+
+@dataclass
+class RuleTrace:
+    id: str
+    when: str | None
+    result: str  # "true", "false", "missing-data", "error"
+    seen: dict = field(default_factory=dict)
+
+
+@dataclass
+class DerivedTrace:
+    name: str
+    expression: str
+    value: object
+    inputs: dict
+
+
+@dataclass
+class Trace:
+    """Rules tried in order with the values their conditions saw; derived values with their inputs."""
+
+    rules: list[RuleTrace]
+    derived: list[DerivedTrace]
+    parameters: dict
+
+    def lines(self) -> list[str]:
+        out = []
+        for r in self.rules:
+            seen = ", ".join(f"{k} = {format_value(v)}" for k, v in r.seen.items())
+            cond = f"when {r.when}" if r.when is not None else "otherwise"
+            out.append(f"{r.id}: {cond} -> {r.result}" + (f"  [{seen}]" if seen else ""))
+        if self.derived:
+            out.append("derived values:")
+            for d in self.derived:
+                ins = ", ".join(f"{k} = {format_value(v)}" for k, v in d.inputs.items())
+                out.append(f"  {d.name} = {d.expression} = {format_value(d.value)}" + (f"  [{ins}]" if ins else ""))
+        if self.parameters:
+            out.append("parameters in force:")
+            out += [f"  {k} = {format_value(v)}" for k, v in self.parameters.items()]
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "rules": [{"id": r.id, "when": r.when, "result": r.result, "seen": r.seen} for r in self.rules],
+            "derived": [{"name": d.name, "expression": d.expression, "value": d.value, "inputs": d.inputs}
+                        for d in self.derived],
+        }
+
+
+def _years(start: date, end: date) -> int:
+    if end < start:
+        return -_years(end, start)
+    years = end.year - start.year
+    try:
+        anniversary = start.replace(year=end.year)
+    except ValueError:  # 29 February in a year without one: the year completes on 1 March
+        anniversary = date(end.year, 3, 1)
+    return years - 1 if end < anniversary else years
+
+
+def _months(start: date, end: date) -> int:
+    if end < start:
+        return -_months(end, start)
+    months = (end.year - start.year) * 12 + (end.month - start.month)
+    y, m = divmod(start.month - 1 + months, 12)
+    try:
+        anniversary = date(start.year + y, m + 1, start.day)
+    except ValueError:  # no such day in that month: the month completes on the 1st of the next
+        ny, nm = divmod(m + 1, 12)
+        anniversary = date(start.year + y + ny, nm + 1, 1)
+    return months - 1 if end < anniversary else months
+
+
+class Interpreter:
+    """Evaluates one case under one period of a ruleset version, recording what it reads."""
+
+    def __init__(self, period, case: dict):
+        self.version = period.version
+        self.params = period.parameters
+        self.case = case
+        self.memo: dict[str, object] = {}
+        self.order: list[str] = []
+        self.reads: dict[str, object] = {}  # names read directly by the expression being evaluated
+        self.inputs: dict[str, dict] = {}  # derived value -> the names its expression read
+
+    def lookup(self, name: str):
+        sym = self.version.scope[name]
+        if sym.kind == "field":
+            value = self.case.get(name)
+        elif sym.kind == "parameter":
+            value = self.params[name]
+            if value is None:
+                raise ValueError(f'parameter "{name}" has no value in force')
+        else:
+            if name not in self.memo:
+                outer, self.reads = self.reads, {}
+                try:
+                    self.memo[name] = self.eval(self.version.derived[name])
+                    self.inputs[name] = self.reads
+                finally:
+                    self.reads = outer
+                self.order.append(name)
+            value = self.memo[name]
+        self.reads[name] = value
+        return value
+
+    def eval(self, expr: CheckedExpr, loops: dict | None = None):
+        with localcontext(CONTEXT):
+            return self._node(expr, expr.tree, loops or {})
+
+    def _node(self, expr: CheckedExpr, n: ast.AST, loops: dict):
+        ev = lambda x: self._node(expr, x, loops)  # noqa: E731
+        if isinstance(n, ast.Constant) or (isinstance(n, ast.Call) and id(n) in expr.constants):
+            return literal_value(expr, n)
+        if isinstance(n, ast.Name):
+            return loops[n.id] if n.id in loops else self.lookup(n.id)
+        if isinstance(n, ast.Attribute):
+            return loops[n.value.id][n.attr]  # type: ignore[attr-defined]
+        if isinstance(n, ast.UnaryOp):
+            v = ev(n.operand)
+            if isinstance(n.op, ast.Not):
+                return not v
+            return -v if isinstance(n.op, ast.USub) else v
+        if isinstance(n, ast.BinOp):
+            a, b = ev(n.left), ev(n.right)
+            if isinstance(n.op, ast.Add):
+                return a + b
+            if isinstance(n.op, ast.Sub):
+                return a - b
+            if isinstance(n.op, ast.Mult):
+                return a * b
+            return Decimal(a) / Decimal(b)
+        if isinstance(n, ast.BoolOp):
+            if isinstance(n.op, ast.And):
+                return all(ev(v) for v in n.values)
+            return any(ev(v) for v in n.values)
+        if isinstance(n, ast.Compare):
+            left = ev(n.left)
+            for op, comp in zip(n.ops, n.comparators):
+                if isinstance(op, (ast.In, ast.NotIn)):
+                    inside = any(left == literal_value(expr, e) for e in comp.elts)  # type: ignore[attr-defined]
+                    ok, right = inside if isinstance(op, ast.In) else not inside, left
+                else:
+                    right = ev(comp)
+                    ok = {ast.Eq: left == right, ast.NotEq: left != right}.get(type(op))
+                    if ok is None:
+                        ok = {ast.Lt: lambda: left < right, ast.LtE: lambda: left <= right,
+                              ast.Gt: lambda: left > right, ast.GtE: lambda: left >= right}[type(op)]()
+                if not ok:
+                    return False
+                left = right
+            return True
+        if isinstance(n, ast.IfExp):
+            return ev(n.body) if ev(n.test) else ev(n.orelse)
+        if isinstance(n, ast.Call):
+            return self._call(expr, n, loops)
+        raise AssertionError(type(n).__name__)  # pragma: no cover
+
+    def _items(self, expr: CheckedExpr, g: ast.GeneratorExp, loops: dict):
+        comp = g.generators[0]
+        out = []
+        for item in self._node(expr, comp.iter, loops):
+            inner = dict(loops)
+            inner[comp.target.id] = item  # type: ignore[attr-defined]
+            if all(self._node(expr, c, inner) for c in comp.ifs):
+                out.append(self._node(expr, g.elt, inner))
+        return out
+
+    def _call(self, expr: CheckedExpr, n: ast.Call, loops: dict):
+        fn = n.func.id  # type: ignore[attr-defined]
+        args = n.args
+        ev = lambda x: self._node(expr, x, loops)  # noqa: E731
+        gen = args[0] if args and isinstance(args[0], ast.GeneratorExp) else None
+        if fn in ("min", "max"):
+            values = self._items(expr, gen, loops) if gen is not None else [ev(a) for a in args]
+            if not values:
+                raise ValueError(f"{fn}() of no items")
+            best = values[0]
+            for v in values[1:]:
+                if (v < best) if fn == "min" else (v > best):
+                    best = v
+            return best
+        if fn == "abs":
+            v = ev(args[0])
+            return -v if v < 0 else v
+        if fn == "floor":
+            return math.floor(ev(args[0]))
+        if fn == "ceil":
+            return math.ceil(ev(args[0]))
+        if fn == "round":
+            places = args[1].value if len(args) > 1 else 0  # type: ignore[attr-defined]
+            mode = args[2].value if len(args) > 2 else "half_up"  # type: ignore[attr-defined]
+            return Decimal(ev(args[0])).quantize(Decimal(10) ** -places, rounding=ROUNDING_MODES[mode])
+        if fn == "sum":
+            total = 0
+            for v in self._items(expr, gen, loops):
+                total = total + v
+            return total
+        if fn == "count":
+            if gen is None:
+                return len(ev(args[0]))
+            items = self._items(expr, gen, loops)
+            if getattr(gen.elt, "vtype", None) is not None and gen.elt.vtype.kind == "bool":  # type: ignore
+                return len([x for x in items if x])
+            return len(items)
+        if fn in ("any", "all"):
+            items = self._items(expr, gen, loops)
+            return any(items) if fn == "any" else all(items)
+        if fn == "years_between":
+            return _years(ev(args[0]), ev(args[1]))
+        if fn == "months_between":
+            return _months(ev(args[0]), ev(args[1]))
+        if fn == "days_between":
+            return (ev(args[1]) - ev(args[0])).days
+        if fn == "date":
+            return date(ev(args[0]), ev(args[1]), ev(args[2]))
+        if fn == "known":
+            return self.case.get(args[0].id) is not None  # type: ignore[attr-defined]
+        raise AssertionError(fn)  # pragma: no cover
+
+
+@dataclass
+class Result:
+    """What the reference interpreter decided: rule index, and values or what went wrong."""
+
+    index: int
+    kind: str  # "match", "missing-data" or "error"
+    values: dict | None
+    trace: Trace
+    error: str | None = None
+
+
+def _to_dec(v, t):
+    return Decimal(v) if t.kind == "decimal" and not isinstance(v, Decimal) else v
+
+
+def run(period, case: dict) -> Result:
+    """Evaluate ``case`` by walking the rules and syntax trees; never raises for a valid case."""
+    version = period.version
+    interp = Interpreter(period, case)
+    tried: list[RuleTrace] = []
+
+    def finish(index, kind, values=None, error=None) -> Result:
+        derived = []
+        for name in interp.order:
+            expr = version.derived[name]
+            derived.append(DerivedTrace(name, expr.text, interp.memo[name], interp.inputs[name]))
+        return Result(index, kind, values, Trace(tried, derived, dict(period.parameters)), error)
+
+    for rule in version.rules:
+        rt = RuleTrace(rule.id, rule.when.text if rule.when else None, "true")
+        tried.append(rt)
+        if [f for f in rule.needs_optional if case.get(f) is None]:
+            rt.result = "missing-data"
+            return finish(rule.index, "missing-data")
+        try:
+            if rule.when is not None:
+                interp.reads = {}
+                ok = interp.eval(rule.when)
+                rt.seen = {k: v for k, v in interp.reads.items()}
+                if not ok:
+                    rt.result = "false"
+                    continue
+            if any(case.get(f) is None for f in rule.values_optional):
+                rt.result = "missing-data"
+                return finish(rule.index, "missing-data")
+            values = None
+            if rule.values:
+                values = {k: _to_dec(interp.eval(e), e.type) for k, e in rule.values.items()}
+            return finish(rule.index, "match", values)
+        except EVALUATION_ERRORS as exc:
+            rt.result = "error"
+            return finish(rule.index, "error", error=_describe_error(exc))
+    raise AssertionError("`otherwise` always matches")  # pragma: no cover
+
+
+def _describe_error(exc: Exception) -> str:
+    from decimal import DivisionByZero, InvalidOperation
+    if isinstance(exc, (ZeroDivisionError, DivisionByZero)):
+        return "division by zero"
+    if isinstance(exc, InvalidOperation):
+        return "invalid decimal operation"
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def trace(period, case: dict) -> Trace:
+    return run(period, case).trace
+
+
+def failing_rule(period, case: dict, exc: Exception) -> tuple[int, str]:
+    """Where the compiled evaluator's error arose, found by re-running the reference interpreter."""
+    result = run(period, case)
+    if result.kind == "error":
+        return result.index, result.error or _describe_error(exc)
+    return len(period.version.rules) - 1, _describe_error(exc)  # pragma: no cover - the two agree
+
+
+__all__ = ["Interpreter", "Result", "Trace", "run", "trace", "failing_rule", "timedelta", "INT"]
