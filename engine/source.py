@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -104,6 +105,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         data.extend(self.construct_object(n, deep=True) for n in node.value)
 
 
+# YAML 1.2 booleans only: `decide: no` is the outcome "no", not False (the "Norway problem").
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")))
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_ymap)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_ylist)
 _Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)

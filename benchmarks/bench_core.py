@@ -1,0 +1,76 @@
+"""Core benchmark: vedtak against the hand-written if-chain on the study-grant workload.
+
+Usage: python benchmarks/bench_core.py [N] [--repeat R]
+
+Decides N generated cases (default 100 000) in process, without an audit log: checks that
+vedtak and the if-chain agree on every case, then times (a) evaluating already-validated
+cases and (b) validating and evaluating raw dicts, and prints cases/s and the ratio to the
+if-chain measured in the same run (median of R runs). Targets: (a) >= 0.25x, (b) >= 0.10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import vedtak  # noqa: E402
+from workload import generate, if_chain, vedtak_result  # noqa: E402
+
+RULESET = HERE.parent / "rulesets" / "study-grant"
+
+
+def timed(fn, items, repeat: int) -> float:
+    """Median cases/s of ``fn`` over ``items``."""
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for item in items:
+            fn(item)
+        rates.append(len(items) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    plan = vedtak.compile(vedtak.load(RULESET))
+    cases = generate(args.n)
+    validated = []
+    for c in cases:
+        case, rejection = plan.validate(c)
+        assert rejection is None, rejection.to_json()
+        validated.append(case)
+    disagreements = [(c, if_chain(c), vedtak_result(plan.evaluate(v)))
+                     for c, v in zip(cases, validated) if if_chain(c) != vedtak_result(plan.evaluate(v))]
+    if disagreements:
+        for c, a, b in disagreements[:5]:
+            print(f"DISAGREE case {c['case_id']}: if-chain {a}, vedtak {b}", file=sys.stderr)
+        print(f"{len(disagreements)} of {len(cases)} cases disagree; not timing.", file=sys.stderr)
+        return 1
+    print(f"all {len(cases):,} cases agree (outcome, reason, amount)")
+
+    base = timed(if_chain, cases, args.repeat)
+    evaluate = timed(plan.evaluate, validated, args.repeat)
+    decide = timed(plan.decide, cases, args.repeat)
+    rows = [("hand-written if-chain", base, None),
+            ("vedtak (a) evaluate validated cases", evaluate, 0.25),
+            ("vedtak (b) validate + evaluate raw dicts", decide, 0.10)]
+    print(f"{'':42} {'cases/s':>12} {'ratio':>8} {'target':>8}")
+    for name, rate, target in rows:
+        ratio = rate / base
+        mark = "" if target is None else (f">= {target:.2f}" + (" ok" if ratio >= target else " MISSED"))
+        print(f"{name:42} {rate:12,.0f} {ratio:7.3f}x {mark:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""The `vedtak` command line: a thin click shell over the library."""
+
+from .main import main
+
+__all__ = ["main"]
