@@ -95,7 +95,7 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
             continue
         plan = vedtak.compile(rs)
         results = run_examples(plan)
-        covered = {r.decision.rule for r in results}
+        covered = {(r.version, r.decision.rule) for r in results}
         for r in results:
             if r.passed:
                 passed += 1
@@ -109,10 +109,11 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
                        f"got {json.dumps(json_value(got), ensure_ascii=False)}")
             for line in r.decision.explain().splitlines():
                 _print("    " + line)
-        untested = [rule.id for v in rs.versions for rule in v.rules if rule.id not in covered]
-        if untested:
-            _print(f"{path}: no example reaches rule{'s' if len(untested) > 1 else ''} "
-                   + ", ".join(untested), style="yellow")
+        for v in rs.versions:
+            untested = [rule.id for rule in v.rules if (v.version, rule.id) not in covered]
+            if untested:
+                _print(f"{v.source.path}: no example reaches rule{'s' if len(untested) > 1 else ''} "
+                       + ", ".join(untested), style="yellow")
     _print(f"{passed} passed, {failed} failed", style="bold green" if not failed else "bold red")
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
 

@@ -62,7 +62,7 @@ def _runtime_globals() -> dict:
 
 def _field_loads(version: CheckedVersion, names, loaded: set[str], indent: str) -> list[str]:
     out = []
-    for f in sorted(version.fields_read(names)):
+    for f in sorted(version.fields_read(names, loads=True)):
         if f not in loaded:
             loaded.add(f)
             out.append(f"{indent}f_{f} = c[{f!r}]")

@@ -44,7 +44,7 @@ SCALARS = {"bool": BOOL, "int": INT, "decimal": DECIMAL, "money": DECIMAL, "stri
 class Symbol:
     """A name an expression may use."""
 
-    kind: str  # "field", "parameter", "derived", "loop"
+    kind: str  # "field", "parameter", "derived"; "broken" for a derived value that failed its checks
     type: Type
     optional: bool = False
 
@@ -150,6 +150,9 @@ class _Checker:
             self.error(node, "unknown_name", f'"{name}" is not a case field, parameter or derived value',
                        hint=f'did you mean "{close[0]}"?' if close else None, symbol=name,
                        suggestion=close[0] if close else None)
+            return None
+        if sym.kind == "broken":  # already reported where it is defined
+            self.ok = False
             return None
         self.names.add(name)
         return sym.type
@@ -316,8 +319,12 @@ class _Checker:
         return elt if ok else None
 
     def visit_Call(self, node: ast.Call) -> Type | None:
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            name = node.func.id if isinstance(node.func, ast.Name) else self._segment(node.func)
+        if not isinstance(node.func, ast.Name):
+            self.error(node.func, "unsupported_syntax", f"{_describe(node.func)} cannot be called: "
+                       "only the function library can")
+            return None
+        if node.func.id not in FUNCTIONS:
+            name = node.func.id
             close = difflib.get_close_matches(name, FUNCTIONS, n=1)
             self.error(node.func, "unknown_function", f'"{name}" is not in the function library',
                        hint=f'did you mean "{close[0]}"?' if close else "functions: " + ", ".join(FUNCTIONS),
@@ -490,7 +497,7 @@ def _compare_hint(a: Type, b: Type, node: ast.AST) -> str | None:
 
 
 def _describe(node: ast.AST) -> str:
-    names = {"Lambda": "a lambda", "Subscript": "indexing", "ListComp": "a list comprehension",
+    names = {"Lambda": "a lambda", "Attribute": "an attribute", "Subscript": "indexing", "ListComp": "a list comprehension",
              "DictComp": "a dict comprehension", "SetComp": "a set comprehension", "Dict": "a dict literal",
              "List": "a list literal outside `in`", "Tuple": "a tuple", "Set": "a set literal",
              "JoinedStr": "an f-string", "NamedExpr": "an assignment", "Await": "await", "Yield": "yield",

@@ -43,8 +43,13 @@ def format_value(value) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):  # 12995.0000 reads as 12995; exact, never in exponent form
-        text = format(value.normalize(), "f")
-        return text
+        if value == value.to_integral_value():
+            return format(value.to_integral_value(), "f")
+        return format(value, "f")
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -94,7 +99,8 @@ class CheckedVersion:
     scope: dict[str, Symbol]
     parameters: dict[str, ParameterTable]
     derived: dict[str, CheckedExpr]  # in dependency order
-    derived_fields: dict[str, frozenset[str]]  # derived name -> case fields it reads (transitively)
+    derived_fields: dict[str, frozenset[str]]  # derived name -> case fields it needs (known() excluded)
+    derived_loads: dict[str, frozenset[str]]  # derived name -> every case field it may read
     derived_deps: dict[str, frozenset[str]]  # derived name -> derived values it reads (transitively)
     rules: list[CheckedRule]  # the rules, then `otherwise` last
     segments: list[tuple[date, dict]] = field(default_factory=list)  # parameter values by period
@@ -114,13 +120,16 @@ class CheckedVersion:
             out |= self.derived_deps.get(n, frozenset())
         return frozenset(out)
 
-    def fields_read(self, names) -> frozenset[str]:
+    def fields_read(self, names, *, loads: bool = False) -> frozenset[str]:
+        """Case fields that ``names`` need, through derived values; with ``loads``, also the fields
+        that a derived value reads only after testing them with known()."""
+        table = self.derived_loads if loads else self.derived_fields
         out = set()
-        for n in self.expand(names):
+        for n in names:
             sym = self.scope.get(n)
             if sym and sym.kind == "field":
                 out.add(n)
-            out |= self.derived_fields.get(n, frozenset())
+            out |= table.get(n, frozenset())
         return frozenset(out)
 
 
@@ -424,27 +433,33 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
 
     for n in refs:
         visit(n, [])
+    for n, st in state.items():
+        if st == "cyclic":
+            scope[n] = Symbol("broken", Type("broken"))
     derived: dict[str, CheckedExpr] = {}
     derived_fields: dict[str, frozenset[str]] = {}
+    derived_loads: dict[str, frozenset[str]] = {}
     derived_deps: dict[str, frozenset[str]] = {}
     for name in order:
         expr = check_expr(source, pos_of(raw, "derive", name), model.derive[name], scope, diags,
                           what=f'derived value "{name}"')
         if expr is None:
+            scope[name] = Symbol("broken", Type("broken"))
             continue
         derived[name] = expr
-        deps = {n for n in expr.names if n in derived}
-        for n in list(deps):
+        direct = {n for n in expr.names if n in derived}
+        deps = set(direct)
+        for n in direct:
             deps |= derived_deps[n]
         derived_deps[name] = frozenset(deps)
         fields = {n for n in expr.names if scope.get(n) and scope[n].kind == "field"}
-        for n in deps:
-            fields |= derived_fields[n]
-        derived_fields[name] = frozenset(fields)
+        loads, needs = set(fields), set(fields)
+        for n in direct:
+            loads |= derived_loads[n]
+            needs |= derived_fields[n]
+        derived_loads[name] = frozenset(loads)
+        derived_fields[name] = frozenset(needs - expr.known)  # known(x) in the expression handles x itself
         scope[name] = Symbol("derived", expr.type)
-        if expr.known:
-            diags.append(source.diag(expr.pos, "known_in_derived", "known() belongs in a rule's condition, "
-                                     "where a missing field can be handled", hint="test known(...) in the rule"))
 
     rules: list[CheckedRule] = []
     seen_ids: dict[str, int] = {}
@@ -466,8 +481,6 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                                          f'"{vname}" is not a valid value name'))
             e = check_expr(source, pos_of(raw, *path, "values", vname), vtext, scope, diags, what=f'value "{vname}"')
             if e is not None:
-                if e.known:
-                    diags.append(source.diag(e.pos, "known_in_value", "known() belongs in a rule's condition"))
                 values[vname] = e
         tnames = set(scope) | set(rule.values)
         because = _template(source, pos_of(raw, *path, "because"), rule.because, tnames, diags,
@@ -484,7 +497,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
 
     sha = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
     version = CheckedVersion(model, source, raw, sha, scope, parameters, derived, derived_fields,
-                             derived_deps, rules)
+                             derived_loads, derived_deps, rules)
     for rule in rules:
         names = rule.when.names if rule.when else frozenset()
         guarded = rule.when.known if rule.when else frozenset()
@@ -493,7 +506,9 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                                            if scope[f].optional and f not in guarded))
         vnames = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
         vnames |= {n for n in rule.because.names if n in scope}
-        rule.values_optional = tuple(sorted(f for f in version.fields_read(vnames) if scope[f].optional))
+        vguarded = set().union(*(e.known for e in rule.values.values())) if rule.values else set()
+        rule.values_optional = tuple(sorted(f for f in version.fields_read(vnames)
+                                            if scope[f].optional and f not in vguarded))
     version.segments = _segments(version)
     _check_examples(version, diags)
     return None if len(diags) > start else version

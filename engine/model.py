@@ -164,12 +164,26 @@ class Expect(Frozen):
     errors: tuple[str, ...] | None = None  # error codes of a rejection
 
 
+def plain(value: Any) -> Any:
+    """YAML mappings and lists as plain dicts and lists, as a case from JSON would be."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 class Example(Frozen):
     """Executable documentation: a case and its expected result (`vedtak test`)."""
 
     name: str
     case: dict[str, Any]
     expect: Expect
+
+    @field_validator("case", mode="before")
+    @classmethod
+    def _plain(cls, data: Any) -> Any:
+        return plain(data)
 
 
 class RulesetModel(Frozen):
