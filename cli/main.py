@@ -137,7 +137,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool) -> None:
     try:
         decision = plan.decide_json(case.read())
     except CaseInputError as exc:
-        _print(f"{case.name}: {exc}", style="bold red", err=True)
+        _print(f"{getattr(case, 'name', '<stdin>')}: {exc}", style="bold red", err=True)
         sys.exit(EXIT_FINDINGS)
     if as_json:
         click.echo(decision.to_json(trace=trace))

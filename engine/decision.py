@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .load import format_value
+from .runtime import EVALUATION_ERRORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compile import Period
@@ -165,7 +166,10 @@ class Decision(tuple):
         if o.referral == "evaluation-error":
             out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")
             return out
-        out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}))
+        try:
+            out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}))
+        except EVALUATION_ERRORS as exc:  # the decision stands; say plainly that its text failed
+            out.append(f"(the reason text of rule {o.rule.id} could not be rendered: {exc})")
         if o.referral == "automation-policy":
             out.append(f'The outcome "{o.outcome}" is not released automatically: '
                        "a caseworker must confirm or change it.")
