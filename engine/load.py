@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import keyword
@@ -198,11 +199,6 @@ def _model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]
     return out
 
 
-_KEYS = {
-    (): list(RulesetModel.model_fields.keys()) + ["from"],
-}
-
-
 def _allowed_keys(raw, parent: tuple) -> list[str]:
     from .model import Example, Expect, FieldSpec, Otherwise, Parameter, Rule, Window
     top = {"valid": Window, "otherwise": Otherwise}
@@ -396,7 +392,6 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         scope[name] = Symbol("parameter", t)
 
     # Derived values: find each one's references first, so that they can be checked in dependency order.
-    import ast as _ast
     refs: dict[str, set[str]] = {}
     for name, text in model.derive.items():
         dpos = pos_of(raw, "derive", name, key=True)
@@ -407,8 +402,8 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         if not _valid_name(name):
             diags.append(source.diag(dpos, "bad_name", f'"{name}" cannot be used in expressions'))
         try:
-            tree = _ast.parse(text.strip(), mode="eval")
-            refs[name] = {n.id for n in _ast.walk(tree) if isinstance(n, _ast.Name)} & set(model.derive)
+            tree = ast.parse(text.strip(), mode="eval")
+            refs[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(model.derive)
         except SyntaxError:
             refs[name] = set()
     order, state = [], {}
