@@ -1,0 +1,164 @@
+"""Deciding with an audit log: each decision is committed to the log before it is returned."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterable, Iterator
+from hashlib import sha256 as _sha256
+
+from ..compile import Plan
+from ..decision import Decision, canonical_json
+from .record import AuditRecordV1, Entry
+from .store import AuditStore, case_key, stored_ruleset
+
+PII_MODES = ("keep", "pseudonymise", "drop")
+KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "rejection"}
+
+
+def open_store(db: str) -> AuditStore:
+    """Open (creating if need be) the audit store at ``db``: a SQLite path or a postgresql:// URL."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+        return PostgresStore(db)
+    from .sqlite import SQLiteStore
+    return SQLiteStore(db)
+
+
+class PiiPolicy:
+    """What the log keeps of case fields marked ``pii: true``: the value, a keyed pseudonym, or nothing."""
+
+    def __init__(self, mode: str = "keep", key: bytes | None = None):
+        if mode not in PII_MODES:
+            raise ValueError(f"pii mode must be one of {', '.join(PII_MODES)}, not {mode!r}")
+        if mode == "pseudonymise" and not key:
+            raise ValueError("pseudonymising personal data needs a key (a secret kept outside the log)")
+        self.mode, self.key = mode, key
+
+    def pseudonym(self, value) -> str:
+        assert self.key is not None
+        digest = hmac.new(self.key, canonical_json(value).encode("utf-8"), _sha256).hexdigest()
+        return "hmac-sha256:" + digest
+
+    def apply(self, schema: dict, raw) -> tuple[object, str | None]:
+        """The case as the log keeps it, and a note of which fields were changed (or None)."""
+        if self.mode == "keep" or type(raw) is not dict:
+            return raw, None
+        out, touched = dict(raw), []
+        for name, spec in schema.items():
+            if spec.pii and name in out and out[name] is not None:
+                touched.append(name)
+                if self.mode == "drop":
+                    del out[name]
+                else:
+                    out[name] = self.pseudonym(out[name])
+            elif spec.type == "list" and isinstance(out.get(name), list):
+                items = []
+                for i, item in enumerate(out[name]):
+                    if isinstance(item, dict):
+                        item = dict(item)
+                        for iname, ispec in (spec.items or {}).items():
+                            if ispec.pii and iname in item:
+                                touched.append(f"{name}[{i}].{iname}")
+                                if self.mode == "drop":
+                                    del item[iname]
+                                else:
+                                    item[iname] = self.pseudonym(item[iname])
+                    items.append(item)
+                out[name] = items
+        if not touched:
+            return raw, None
+        return out, canonical_json({"fields": touched, "mode": self.mode})
+
+
+class AuditLog:
+    """An audit store plus the policy for writing to it.
+
+    >>> log = AuditLog.open("audit.db")                   # doctest: +SKIP
+    >>> decision = log.decide(plan, case)                  # recorded, then returned
+    >>> for d in log.decide_many(plan, cases): ...         # committed in batches, then released
+    """
+
+    def __init__(self, store: AuditStore, *, pii: str = "keep", pii_key: bytes | None = None,
+                 batch_size: int = 1000):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.store = store
+        self.pii = PiiPolicy(pii, pii_key)
+        self.batch_size = batch_size
+        self._stored: set[str] = set()
+
+    @classmethod
+    def open(cls, db: str, **options) -> "AuditLog":
+        return cls(open_store(db), **options)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "AuditLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def entry(self, decision: Decision, raw) -> Entry:
+        """The audit entry for a decision on the raw case it was made from."""
+        period = decision.period
+        version = period.version if period is not None else None
+        kept, pii = self.pii.apply(version.model.case if version else {}, raw)
+        rs = decision.ruleset
+        day = decision.decision_date
+        return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept), decision.to_json(),
+                     rs["id"] if rs else None, rs["version"] if rs else None, rs["sha256"] if rs else None,
+                     day.isoformat() if day else None, decision.engine_version, pii)
+
+    def _new_rulesets(self, plan: Plan) -> list:
+        new = [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]
+        return new
+
+    def record(self, plan: Plan, pairs: list[tuple[object, Decision]]) -> list[AuditRecordV1]:
+        """Commit the records of already-made decisions, in one transaction."""
+        rulesets = self._new_rulesets(plan)
+        records = self.store.append([self.entry(d, raw) for raw, d in pairs], rulesets)
+        self._stored.update(r.sha256 for r in rulesets)
+        return records
+
+    def decide(self, plan: Plan, raw) -> Decision:
+        """Decide one case and commit its record; the decision is returned only once recorded."""
+        decision = plan.decide(raw)
+        self.record(plan, [(raw, decision)])
+        return decision
+
+    def decide_many(self, plan: Plan, raws: Iterable, *, skip_recorded: bool = False) -> Iterator[Decision]:
+        """Decide cases in batches of ``batch_size``; each batch is committed, then its decisions yielded.
+
+        With ``skip_recorded``, a case already in the log with the same case id, input and
+        ruleset is not decided or recorded again (resuming an interrupted run).
+        """
+        batch: list = []
+        for raw in raws:
+            batch.append((raw, plan.decide(raw)))
+            if len(batch) >= self.batch_size:
+                yield from self._flush(plan, batch, skip_recorded)
+                batch = []
+        if batch:
+            yield from self._flush(plan, batch, skip_recorded)
+
+    def _flush(self, plan: Plan, batch: list, skip_recorded: bool) -> Iterator[Decision]:
+        if skip_recorded:
+            entries = [(raw, d, self.entry(d, raw)) for raw, d in batch]
+            keys = [(e.case_id, e.input_sha256, e.ruleset_sha256) for _, _, e in entries]
+            done = self.store.recorded(keys)
+            fresh = [(raw, d) for (raw, d, e) in entries
+                     if (case_key(e.case_id), e.input_sha256, e.ruleset_sha256) not in done]
+            self.record(plan, fresh)
+            yield from (d for _, d in fresh)
+            return
+        self.record(plan, batch)
+        for _, decision in batch:
+            yield decision
+
+
+def read_pii(record: AuditRecordV1) -> dict | None:
+    return json.loads(record.pii) if record.pii else None

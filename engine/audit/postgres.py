@@ -1,0 +1,72 @@
+"""The PostgreSQL audit store (psycopg 3): the same schema and guarantees, for a shared server.
+
+Writers in several processes serialise on a row lock of the chain head (SELECT ... FOR
+UPDATE), so the chain stays unbroken however many append at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from .record import GENESIS
+from .store import SCHEMA, SCHEMA_VERSION, AuditStore
+
+_names = itertools.count()
+
+
+class PostgresStore(AuditStore):
+    """An audit log in a PostgreSQL database, given as a ``postgresql://`` URL."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str):
+        import psycopg  # imported here so that SQLite users need no PostgreSQL client library
+
+        self.url = url
+        self._db = psycopg.connect(url, autocommit=False)
+        self._reader = psycopg.connect(url, autocommit=False)
+        with self._db.cursor() as cur:
+            # concurrent first opens must not race to create the tables
+            cur.execute("SELECT pg_advisory_xact_lock(7365420871)")
+            for stmt in SCHEMA:
+                cur.execute(stmt)
+            cur.execute("INSERT INTO audit_meta (key, value) VALUES ('schema_version', %s) "
+                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION),))
+            cur.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",
+                        (GENESIS,))
+        self._db.commit()
+
+    def _begin_append(self) -> tuple[int, str]:
+        with self._db.cursor() as cur:
+            cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            seq, hash_ = cur.fetchone()
+        return int(seq), hash_
+
+    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._db.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        with self._db.cursor() as cur:
+            cur.executemany(sql, rows)
+
+    def _commit(self) -> None:
+        self._db.commit()
+
+    def _rollback(self) -> None:
+        self._db.rollback()
+
+    def _query(self, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        try:
+            with self._reader.cursor(name=f"vedtak_read_{next(_names)}") as cur:
+                cur.itersize = 1000
+                cur.execute(sql, params)
+                yield from cur
+        finally:
+            self._reader.rollback()
+
+    def close(self) -> None:
+        self._db.close()
+        self._reader.close()

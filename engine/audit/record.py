@@ -1,0 +1,115 @@
+"""The audit record: one versioned, hash-chained entry per outcome, and its canonical JSON body."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+RECORD_VERSION = 1
+GENESIS = "0" * 64  # the prev_hash of the first record
+KINDS = ("decision", "referral", "rejection", "human")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _s(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a caller asks to record; the store adds sequence number, time and the chain."""
+
+    kind: str
+    case_id: object
+    input: str  # canonical JSON of the case as given
+    decision: str  # canonical JSON of the decision
+    ruleset_id: str | None
+    ruleset_version: str | None
+    ruleset_sha256: str | None
+    decision_date: str | None
+    engine_version: str
+    pii: str | None = None  # canonical JSON: which personal fields were pseudonymised or dropped
+
+    @property
+    def input_sha256(self) -> str:
+        return sha256(self.input)
+
+
+@dataclass(frozen=True)
+class AuditRecordV1:
+    """One record of the audit log. ``hash`` is SHA-256 over ``body``, the canonical JSON of the
+    record without its hash; ``body`` embeds the case input and the decision as JSON objects."""
+
+    seq: int
+    recorded_at: str
+    kind: str
+    case_id: object
+    input: str
+    decision: str
+    ruleset_id: str | None
+    ruleset_version: str | None
+    ruleset_sha256: str | None
+    decision_date: str | None
+    engine_version: str
+    prev_hash: str
+    hash: str
+    pii: str | None = None
+
+    @staticmethod
+    def make_body(entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> str:
+        # keys in sorted order; every embedded part is itself canonical JSON
+        ruleset = ("null" if entry.ruleset_sha256 is None else
+                   '{"id":' + _s(entry.ruleset_id) + ',"sha256":' + _s(entry.ruleset_sha256)
+                   + ',"version":' + _s(entry.ruleset_version) + "}")
+        return ('{"case_id":' + _s(entry.case_id) + ',"decision":' + entry.decision
+                + ',"decision_date":' + _s(entry.decision_date) + ',"engine_version":' + _s(entry.engine_version)
+                + ',"input":' + entry.input + ',"kind":' + _s(entry.kind) + ',"pii":' + (entry.pii or "null")
+                + ',"prev_hash":' + _s(prev_hash)
+                + ',"record_version":' + str(RECORD_VERSION) + ',"recorded_at":' + _s(recorded_at)
+                + ',"ruleset":' + ruleset + ',"seq":' + str(seq) + "}")
+
+    @classmethod
+    def chain(cls, entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> tuple["AuditRecordV1", str]:
+        body = cls.make_body(entry, seq, recorded_at, prev_hash)
+        record = cls(seq, recorded_at, entry.kind, entry.case_id, entry.input, entry.decision, entry.ruleset_id,
+                     entry.ruleset_version, entry.ruleset_sha256, entry.decision_date, entry.engine_version,
+                     prev_hash, sha256(body), entry.pii)
+        return record, body
+
+    @classmethod
+    def from_body(cls, body: str, hash_: str) -> "AuditRecordV1":
+        """Rebuild a record from its stored body (raises ValueError if the body is malformed)."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
+            raise ValueError("not a version 1 audit record")
+        rs = data.get("ruleset") or {}
+        canon = lambda v: json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # noqa: E731
+        return cls(data["seq"], data["recorded_at"], data["kind"], data["case_id"], canon(data["input"]),
+                   canon(data["decision"]), rs.get("id"), rs.get("version"), rs.get("sha256"),
+                   data["decision_date"], data["engine_version"], data["prev_hash"], hash_,
+                   None if data.get("pii") is None else canon(data["pii"]))
+
+    @property
+    def body(self) -> str:
+        entry = Entry(self.kind, self.case_id, self.input, self.decision, self.ruleset_id, self.ruleset_version,
+                      self.ruleset_sha256, self.decision_date, self.engine_version, self.pii)
+        return self.make_body(entry, self.seq, self.recorded_at, self.prev_hash)
+
+    @property
+    def input_sha256(self) -> str:
+        return sha256(self.input)
+
+    def to_dict(self) -> dict:
+        """The record as exported (JSONL): its body's fields plus ``hash``."""
+        data = json.loads(self.body)
+        data["hash"] = self.hash
+        return data

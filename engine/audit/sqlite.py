@@ -1,0 +1,61 @@
+"""The SQLite audit store (standard library): one file in WAL mode, the embedded default."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from .record import GENESIS
+from .store import SCHEMA, SCHEMA_VERSION, AuditStore
+
+
+class SQLiteStore(AuditStore):
+    """An audit log in one SQLite file. Several processes may append: each append takes the
+    database's write lock first (BEGIN IMMEDIATE), so the chain stays unbroken."""
+
+    def __init__(self, path: str, *, timeout: float = 60.0, synchronous: str = "FULL"):
+        self.url = str(path)
+        self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in SCHEMA:
+                self._db.execute(stmt)
+            self._db.execute("INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+            self._db.execute("INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _begin_append(self) -> tuple[int, str]:
+        self._db.execute("BEGIN IMMEDIATE")
+        seq, hash_ = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return int(seq), hash_
+
+    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._db.executemany(sql, rows)
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _query(self, sql: str, params: tuple = ()) -> Iterator[tuple]:
+        cur = self._db.execute(sql, params)
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                return
+            yield from rows
+
+    def close(self) -> None:
+        self._db.close()
