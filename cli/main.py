@@ -1,41 +1,21 @@
-"""Click commands: check, test, decide. Library errors become messages and exit codes here only."""
+"""The `vedtak` command group: check, test, decide (audit and replay live in `audit`)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 import vedtak
 from vedtak.check import lint
 from vedtak.decision import json_value
-from vedtak.errors import CaseInputError, RulesetError
+from vedtak.errors import CaseInputError
 from vedtak.examples import run_examples
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-
-
-def _console(err: bool = False) -> Console:
-    return Console(stderr=err, highlight=False, soft_wrap=True, emoji=False)
-
-
-def _print(text: str, style: str | None = None, err: bool = False) -> None:
-    _console(err).print(Text(text, style=style or ""))
-
-
-def _load(path: str):
-    """Load a ruleset or print its diagnostics; None when it does not load."""
-    try:
-        return vedtak.load(path)
-    except RulesetError as exc:
-        for d in exc.diagnostics:
-            _print(d.format(), err=True)
-        n = len(exc.diagnostics)
-        _print(f"{path}: {n} problem{'s' if n != 1 else ''}; the ruleset was not loaded", style="bold red", err=True)
-        return None
+from .audit import audit, replay
+from .common import EXIT_FINDINGS, EXIT_OK, load_ruleset, say
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,18 +43,18 @@ def check(rulesets: tuple[str, ...]) -> None:
     """
     findings = 0
     for path in rulesets:
-        rs = _load(path)
+        rs = load_ruleset(path)
         if rs is None:
             findings += 1
             continue
         warnings = lint(rs)
         for d in warnings:
-            _print(d.format())
+            say(d.format())
         findings += len(warnings)
         versions = ", ".join(v.version for v in rs.versions)
         rules = sum(len(v.rules) for v in rs.versions)
         state = "ok" if not warnings else f"{len(warnings)} finding{'s' if len(warnings) != 1 else ''}"
-        _print(f"{path}: {state} (ruleset {rs.id}, version{'s' if len(rs.versions) > 1 else ''} {versions}, "
+        say(f"{path}: {state} (ruleset {rs.id}, version{'s' if len(rs.versions) > 1 else ''} {versions}, "
                f"{rules} rules)", style="green" if not warnings else "yellow")
     sys.exit(EXIT_FINDINGS if findings else EXIT_OK)
 
@@ -89,7 +69,7 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
     """
     passed = failed = 0
     for path in rulesets:
-        rs = _load(path)
+        rs = load_ruleset(path)
         if rs is None:
             failed += 1
             continue
@@ -100,21 +80,21 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
             if r.passed:
                 passed += 1
                 if verbose:
-                    _print(f"PASS {rs.id} {r.version}: {r.example.name}", style="green")
+                    say(f"PASS {rs.id} {r.version}: {r.example.name}", style="green")
                 continue
             failed += 1
-            _print(f"FAIL {rs.id} {r.version}: {r.example.name} ({r.file})", style="bold red")
+            say(f"FAIL {rs.id} {r.version}: {r.example.name} ({r.file})", style="bold red")
             for key, want, got in r.mismatches:
-                _print(f"  {key}: expected {json.dumps(json_value(want), ensure_ascii=False)}, "
+                say(f"  {key}: expected {json.dumps(json_value(want), ensure_ascii=False)}, "
                        f"got {json.dumps(json_value(got), ensure_ascii=False)}")
             for line in r.decision.explain().splitlines():
-                _print("    " + line)
+                say("    " + line)
         for v in rs.versions:
             untested = [rule.id for rule in v.rules if (v.version, rule.id) not in covered]
             if untested:
-                _print(f"{v.source.path}: no example reaches rule{'s' if len(untested) > 1 else ''} "
+                say(f"{v.source.path}: no example reaches rule{'s' if len(untested) > 1 else ''} "
                        + ", ".join(untested), style="yellow")
-    _print(f"{passed} passed, {failed} failed", style="bold green" if not failed else "bold red")
+    say(f"{passed} passed, {failed} failed", style="bold green" if not failed else "bold red")
     sys.exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
@@ -123,28 +103,59 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
 @click.argument("case", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as canonical JSON.")
 @click.option("--trace", is_flag=True, help="With --json: include the evaluation trace.")
-def decide(ruleset: str, case, as_json: bool, trace: bool) -> None:
+@click.option("--audit", "audit_db", metavar="DB",
+              help="Record the decision in this audit log (SQLite path or postgresql:// URL) before printing it.")
+@click.option("--pii", type=click.Choice(["keep", "pseudonymise", "drop"]), default="keep", show_default=True,
+              help="With --audit: what the log keeps of fields marked pii.")
+@click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="With --pii pseudonymise: a file holding the secret key for the keyed pseudonyms.")
+def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None, pii: str,
+           pii_key_file: str | None) -> None:
     """Decide one case (a JSON file, or - for standard input) and explain the decision.
 
+    With --audit, the decision is committed to the audit log before it is shown.
     Exits 1 when the case is rejected as invalid input.
 
-    Example: vedtak decide rulesets/study-grant case.json
+    Example: vedtak decide rulesets/study-grant case.json --audit decisions.db
     """
-    rs = _load(ruleset)
+    rs = load_ruleset(ruleset)
     if rs is None:
         sys.exit(EXIT_FINDINGS)
     plan = vedtak.compile(rs)
     try:
-        decision = plan.decide_json(case.read())
+        raw = _read_case(case.read())
+        if audit_db:
+            from vedtak.audit import AuditLog
+            key = Path(pii_key_file).read_bytes().strip() if pii_key_file else None
+            try:
+                log = AuditLog.open(audit_db, pii=pii, pii_key=key)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+            with log:
+                decision = log.decide(plan, raw)
+        else:
+            decision = plan.decide(raw)
     except CaseInputError as exc:
-        _print(f"{getattr(case, 'name', '<stdin>')}: {exc}", style="bold red", err=True)
+        say(f"{getattr(case, 'name', '<stdin>')}: {exc}", style="bold red", err=True)
         sys.exit(EXIT_FINDINGS)
     if as_json:
         click.echo(decision.to_json(trace=trace))
     else:
         style = {"decided": "bold green", "referred": "bold yellow", "rejected": "bold red"}[decision.status]
         lines = decision.explain().splitlines()
-        _print(lines[0], style=style)
+        say(lines[0], style=style)
         for line in lines[1:]:
-            _print(line)
+            say(line)
     sys.exit(EXIT_FINDINGS if decision.status == "rejected" else EXIT_OK)
+
+
+def _read_case(data: bytes):
+    from decimal import Decimal
+    try:
+        return json.loads(data, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CaseInputError(f"the case is not valid JSON: {exc}") from None
+
+
+main.add_command(audit)
+main.add_command(replay)

@@ -218,12 +218,15 @@ def _allowed_keys(raw, parent: tuple) -> list[str]:
     return []
 
 
-def _read_version(path: Path, diags: list[Diagnostic]) -> tuple[RulesetModel, Source, YMap] | None:
-    try:
-        source = Source.read(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
-        return None
+def _read_version(path: Path | Source, diags: list[Diagnostic]) -> tuple[RulesetModel, Source, YMap] | None:
+    if isinstance(path, Source):
+        source = path
+    else:
+        try:
+            source = Source.read(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
+            return None
     data, problems = source.parse_yaml()
     diags.extend(problems)
     if data is None and not problems:
@@ -275,6 +278,18 @@ def _ruleset_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     return [path]
+
+
+def load_text(text: str, path: str = "<ruleset>") -> Ruleset:
+    """Load one ruleset version from its source text (as the audit log stores it)."""
+    diags: list[Diagnostic] = []
+    read = _read_version(Source(path, text), diags)
+    if read is None or diags:
+        raise RulesetError(diags)
+    version = check_version(*read, diags)
+    if version is None or diags:
+        raise RulesetError(diags)
+    return Ruleset(version.id, (version,), path)
 
 
 def load(path: str | Path) -> Ruleset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -94,9 +95,21 @@ def test_usage_errors_exit_2():
     assert run("frobnicate").exit_code == 2
 
 
-@pytest.mark.parametrize("command", sorted(main.commands))
-def test_every_command_has_help_with_an_example(command):
-    r = run(command, "--help")
+def _commands():
+    for name, cmd in sorted(main.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield pytest.param((name,), cmd, id=name)
+            for sub, subcmd in sorted(cmd.commands.items()):
+                yield pytest.param((name, sub), subcmd, id=f"{name} {sub}")
+        else:
+            yield pytest.param((name,), cmd, id=name)
+
+
+@pytest.mark.parametrize("words,command", list(_commands()))
+def test_every_command_has_help_with_an_example(words, command):
+    """Every command and subcommand has a summary, and every leaf command an example."""
+    r = run(*words, "--help")
     assert r.exit_code == 0
-    assert main.commands[command].help.strip(), command
-    assert "Example: vedtak " + command in r.output
+    assert command.help and command.help.strip(), words
+    if not isinstance(command, click.Group):
+        assert "Example: vedtak " + " ".join(words) in r.output

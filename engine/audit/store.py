@@ -146,6 +146,10 @@ class AuditStore(ABC):
             "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
             "FROM audit_records WHERE seq >= ? ORDER BY seq"), (start,))
 
+    def records_from(self, start: int) -> Iterator[AuditRecordV1]:
+        for row in self.rows(start):
+            yield AuditRecordV1.from_body(row[6], row[8])
+
     def records(self, case_id=None) -> Iterator[AuditRecordV1]:
         """Records in sequence order, optionally only those of one case."""
         if case_id is None:

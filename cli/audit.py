@@ -1,0 +1,216 @@
+"""Click commands for the audit log: audit verify/show/export/checkpoint/keygen, and replay."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+import vedtak
+from vedtak.audit.log import open_store
+from vedtak.audit.verify import generate_key, sign_checkpoint, verify
+from vedtak.replay import replay as replay_log
+
+from .common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, console, load_ruleset, say
+
+
+def _open(db: str):
+    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).exists():
+        raise click.UsageError(f"no audit log at {db}")
+    try:
+        return open_store(db)
+    except Exception as exc:  # a locked, corrupt or unreachable store: a message, not a traceback
+        raise click.ClickException(f"cannot open the audit log {db}: {exc}") from None
+
+
+@click.group()
+def audit() -> None:
+    """Verify, inspect and export an audit log (a SQLite file or a postgresql:// URL)."""
+
+
+@audit.command("verify")
+@click.argument("db")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="A signed checkpoint (from `vedtak audit checkpoint`): detects a truncated tail.")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
+              help="The public key (PEM) the checkpoint was signed with.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json: bool) -> None:
+    """Recompute the hash chain and name the first record that is not as it was written.
+
+    Finds edited, deleted, inserted and reordered records, a head that does not match the
+    last record, and stored rulesets whose source no longer matches its SHA-256. Exit 1 if
+    anything is wrong.
+
+    Example: vedtak audit verify decisions.db --checkpoint head.json --public-key audit.pub
+    """
+    if checkpoint and not public_key:
+        raise click.UsageError("--checkpoint needs --public-key")
+    cp = json.loads(Path(checkpoint).read_text()) if checkpoint else None
+    key = Path(public_key).read_bytes() if public_key else None
+    with _open(db) as store:
+        report = verify(store, checkpoint=cp, public_key=key)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True))
+    elif report.ok:
+        extra = f"; checkpoint at record {cp['seq']} verified" if cp else ""
+        say(f"ok: {report.records} records, the chain verifies (head {report.head[0]}, "
+            f"{report.head[1][:16]}){extra}", style="green")
+    else:
+        for p in sorted(report.problems):
+            say(f"record {p.seq}: {p.kind}: {p.message}")
+        say(f"FAILED: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; "
+            f"first bad record: {report.first_bad}", style="bold red")
+    sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
+
+
+def _case_ids(case_id: str) -> list:
+    ids: list = [case_id]
+    if case_id.lstrip("-").isdigit():
+        ids.append(int(case_id))
+    return ids
+
+
+@audit.command("show")
+@click.argument("db")
+@click.argument("case_id", required=False)
+@click.option("--limit", default=20, show_default=True, help="Without CASE_ID: how many latest records to list.")
+def show(db: str, case_id: str | None, limit: int) -> None:
+    """Show a case's recorded decisions explained, or list the latest records.
+
+    Example: vedtak audit show decisions.db A-1001
+    """
+    with _open(db) as store:
+        if case_id is None:
+            seq, _ = store.head()
+            table = Table("seq", "recorded at", "kind", "case", "result", "rule", box=None)
+            for record in store.records_from(max(1, seq - limit + 1)):
+                d = json.loads(record.decision)
+                from vedtak.replay import label
+                table.add_row(str(record.seq), record.recorded_at, record.kind, str(record.case_id), label(d),
+                              str(d.get("rule")))
+            console().print(table)
+            return
+        records = [r for cid in _case_ids(case_id) for r in store.records(cid)]
+        if not records:
+            say(f"no record of case {case_id} in {db}", style="bold red", err=True)
+            sys.exit(EXIT_FINDINGS)
+        from vedtak.replay import explain_record
+        for record in sorted(records, key=lambda r: r.seq):
+            say(f"Record {record.seq} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
+                style="bold")
+            for line in explain_record(store, record).splitlines():
+                say("  " + line)
+
+
+@audit.command("export")
+@click.argument("db")
+@click.option("-o", "--out", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where to write the JSON Lines (default: standard output).")
+def export(db: str, out) -> None:
+    """Write every record as one JSON object per line, with its hash.
+
+    Example: vedtak audit export decisions.db -o decisions.jsonl
+    """
+    with _open(db) as store:
+        for record in store.records():
+            out.write(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+            out.write("\n")
+
+
+@audit.command("keygen")
+@click.option("--out", "prefix", required=True, help="Writes PREFIX.key (private, keep it secret) and PREFIX.pub.")
+def keygen(prefix: str) -> None:
+    """Make an Ed25519 key pair for signing checkpoints of the log's head.
+
+    Example: vedtak audit keygen --out audit
+    """
+    private, public = generate_key()
+    key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
+    if key_path.exists():
+        raise click.UsageError(f"{key_path} exists; not overwriting a key")
+    key_path.write_bytes(private)
+    key_path.chmod(0o600)
+    pub_path.write_bytes(public)
+    say(f"wrote {key_path} (private) and {pub_path} (public)")
+
+
+@audit.command("checkpoint")
+@click.argument("db")
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="The private key (PEM).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the signed checkpoint; keep it outside the log.")
+def checkpoint(db: str, key: str, out: str) -> None:
+    """Sign the log's current head, so that a later truncation of the tail is detected.
+
+    Example: vedtak audit checkpoint decisions.db --key audit.key -o head.json
+    """
+    with _open(db) as store:
+        cp = sign_checkpoint(store, Path(key).read_bytes())
+    Path(out).write_text(json.dumps(cp, sort_keys=True, indent=2) + "\n")
+    say(f"signed record {cp['seq']} ({cp['hash'][:16]}) into {out}")
+
+
+@click.command("replay")
+@click.argument("db")
+@click.option("--against", "ruleset", type=click.Path(exists=True),
+              help="Impact analysis: decide the recorded cases under this ruleset instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--limit", default=50, show_default=True, help="How many changed cases to list in text output.")
+def replay(db: str, ruleset: str | None, as_json: bool, limit: int) -> None:
+    """Re-decide every recorded case from the log alone and report each difference.
+
+    Without --against, a clean log replays with zero differences (exit 0; 1 otherwise).
+    With --against, shows what a rule change would alter: outcome transitions, rules that
+    changed hands, value deltas, and the changed cases.
+
+    Example: vedtak replay decisions.db --against rulesets/study-grant-2026
+    """
+    plan = None
+    if ruleset:
+        rs = load_ruleset(ruleset)
+        if rs is None:
+            sys.exit(EXIT_USAGE)
+        plan = vedtak.compile(rs)
+    with _open(db) as store:
+        report = replay_log(store, against=plan)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False))
+    else:
+        _print_replay(report, limit)
+    if plan is not None:
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
+
+
+def _print_replay(report, limit: int) -> None:
+    what = f"against {report.against}" if report.against else "with the rulesets stored in the log"
+    say(f"replayed {report.replayed} records {what}: {len(report.differences)} "
+        f"{'changed' if report.against else 'differences'}, {len(report.unreproducible)} not reproducible"
+        + (f", {report.skipped_human} human decisions not re-evaluated" if report.skipped_human else ""),
+        style="bold" if report.ok or report.against else "bold red")
+    if report.against:
+        table = Table("recorded", "under the new ruleset", "cases", box=None)
+        for (a, b), n in sorted(report.transitions.items(), key=lambda x: (-x[1], x[0])):
+            table.add_row(a, b if b != a else "(same)", str(n))
+        console().print(table)
+        if report.rule_changes:
+            rules = Table("rule before", "rule after", "cases", box=None)
+            for (a, b), n in sorted(report.rule_changes.items(), key=lambda x: (-x[1], str(x[0]))):
+                rules.add_row(str(a), str(b), str(n))
+            console().print(rules)
+        for name, (n, total) in sorted(report.value_deltas.items()):
+            say(f"value {name}: changed in {n} cases, total change {total:+}" if isinstance(total, Decimal)
+                else f"value {name}: changed in {n} cases")
+    for d in report.differences[:limit]:
+        changes = "; ".join(f"{k}: {json.dumps(a, ensure_ascii=False)} -> {json.dumps(b, ensure_ascii=False)}"
+                            for k, a, b in d.changes)
+        say(f"  record {d.seq}, case {d.case_id}: {changes}")
+    if len(report.differences) > limit:
+        say(f"  ... and {len(report.differences) - limit} more (use --json for all)")
+    for seq, cid, why in report.unreproducible[:limit]:
+        say(f"  record {seq}, case {cid}: not reproducible: {why}")

@@ -1,0 +1,193 @@
+"""Verifying an audit log: recompute the chain and name the first record that is not as written.
+
+Detects a record whose content was edited (with or without recomputing its hash), a
+deleted, inserted or reordered record, a head that does not match the last record (a
+truncated tail), a stored ruleset whose source no longer matches its SHA-256, and — given
+a signed checkpoint — a tail truncated together with the head.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from dataclasses import dataclass, field
+
+from .record import GENESIS, sha256, utc_now
+from .store import AuditStore, case_key
+
+MAX_PROBLEMS = 1000
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One inconsistency: the sequence number it concerns, what kind it is, and an explanation."""
+
+    seq: int
+    kind: str  # edited, deleted, inserted, reordered, broken_chain, truncated, ruleset, checkpoint
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    head: tuple[int, str] = (0, GENESIS)
+    problems: list[Problem] = field(default_factory=list)
+    checkpoint: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad(self) -> int | None:
+        return min(p.seq for p in self.problems) if self.problems else None
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "records": self.records, "head": {"seq": self.head[0], "hash": self.head[1]},
+                "first_bad_seq": self.first_bad,
+                "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in sorted(self.problems)]}
+
+
+def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: bytes | None = None) -> VerifyReport:
+    """Recompute every hash and link of the log; optionally check a signed checkpoint of its head."""
+    report = VerifyReport(head=store.head())
+    problems = report.problems
+
+    flagged: set[int] = set()
+
+    def add(seq: int, kind: str, message: str) -> None:
+        flagged.add(seq)
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(seq, kind, message))
+
+    stored = {}
+    for rs in store.rulesets():
+        stored[rs.sha256] = rs
+    bad_rulesets = {sha for sha, rs in stored.items() if sha256(rs.source) != sha}
+    reported_rulesets: set[str] = set()
+
+    expected, prev_hash, prev_prev_hash = 1, GENESIS, None
+    last_seq, last_hash = 0, GENESIS
+    for seq, recorded_at, kind, cid, input_sha, rs_sha, body, prev_col, hash_ in store.rows():
+        seq = int(seq)
+        report.records += 1
+        if seq != expected:
+            if seq > expected:
+                gap = f"{expected}" if seq == expected + 1 else f"{expected} to {seq - 1}"
+                add(expected, "deleted", f"record{'s' if seq > expected + 1 else ''} {gap} "
+                    f"{'are' if seq > expected + 1 else 'is'} missing")
+        if sha256(body) != hash_:
+            add(seq, "edited", f"record {seq} was changed: its content does not match its hash")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            add(seq, "edited", f"record {seq} is not valid JSON")
+            prev_prev_hash, prev_hash, expected = prev_hash, hash_, seq + 1
+            last_seq, last_hash = seq, hash_
+            continue
+        body_seq = data.get("seq")
+        if body_seq != seq:
+            if body_seq == seq - 1:
+                add(seq - 1, "inserted", f"record {seq - 1} was inserted: the record now at {seq} was "
+                    f"written as {body_seq}")
+            elif body_seq == seq + 1:
+                add(seq, "deleted", f"record {seq} was deleted and later records renumbered")
+            else:
+                add(seq, "reordered", f"record {seq} holds the record written as {body_seq}")
+        elif data.get("prev_hash") != prev_hash and seq == expected and not flagged & {seq, seq - 1}:
+            if prev_prev_hash is not None and data.get("prev_hash") == prev_prev_hash:
+                add(seq - 1, "inserted", f"record {seq - 1} was inserted: record {seq} follows record {seq - 2}")
+            elif seq > 1:
+                add(seq - 1, "edited", f"record {seq - 1} was changed and its hash recomputed: record {seq} "
+                    "names a different predecessor")
+            else:
+                add(seq, "broken_chain", "the first record does not start the chain")
+        columns = {"kind": (kind, data.get("kind")), "case_id": (cid, case_key(data.get("case_id"))),
+                   "prev_hash": (prev_col, data.get("prev_hash")),
+                   "recorded_at": (recorded_at, data.get("recorded_at")),
+                   "ruleset_sha256": (rs_sha, (data.get("ruleset") or {}).get("sha256"))}
+        if data.get("input") is not None:
+            canon = json.dumps(data["input"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            columns["input_sha256"] = (input_sha, sha256(canon))
+        for name, (col, val) in columns.items():
+            if col != val:
+                add(seq, "edited", f"record {seq}: column {name} was changed ({col!r}, the record says {val!r})")
+                break
+        if rs_sha is not None and rs_sha not in reported_rulesets:
+            if rs_sha not in stored:
+                add(seq, "ruleset", f"record {seq} names ruleset {rs_sha[:12]}, whose source is not in the log")
+                reported_rulesets.add(rs_sha)
+            elif rs_sha in bad_rulesets:
+                add(seq, "ruleset", f"the stored source of ruleset {stored[rs_sha].ruleset_id} "
+                    f"{stored[rs_sha].version} no longer matches its SHA-256 {rs_sha[:12]}")
+                reported_rulesets.add(rs_sha)
+        prev_prev_hash, prev_hash, expected = prev_hash, hash_, seq + 1
+        last_seq, last_hash = seq, hash_
+    head_seq, head_hash = report.head
+    if head_seq > last_seq:
+        add(last_seq + 1, "truncated", f"the log ends at record {last_seq} but its head says {head_seq}")
+    elif (head_seq, head_hash) != (last_seq, last_hash):
+        add(min(head_seq, last_seq) or 1, "broken_chain",
+            f"the head (record {head_seq}) does not match the last record ({last_seq})")
+    if checkpoint is not None:
+        report.checkpoint = checkpoint
+        _check_checkpoint(store, checkpoint, public_key, last_seq, add)
+    return report
+
+
+# -- signed checkpoints ----------------------------------------------------------------------
+
+def _message(seq: int, hash_: str, signed_at: str) -> bytes:
+    return json.dumps({"hash": hash_, "log": "vedtak-audit", "seq": seq, "signed_at": signed_at},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def generate_key() -> tuple[bytes, bytes]:
+    """A new Ed25519 key pair as (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def sign_checkpoint(store: AuditStore, private_pem: bytes) -> dict:
+    """Sign the current head of the log; keep the result outside the log, where it cannot be truncated."""
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    seq, hash_ = store.head()
+    signed_at = utc_now()
+    signature = key.sign(_message(seq, hash_, signed_at))  # type: ignore[union-attr]
+    return {"seq": seq, "hash": hash_, "signed_at": signed_at,
+            "signature": base64.b64encode(signature).decode("ascii")}
+
+
+def _check_checkpoint(store: AuditStore, cp: dict, public_pem: bytes | None, last_seq: int, add) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    try:
+        seq, hash_, signed_at = int(cp["seq"]), str(cp["hash"]), str(cp["signed_at"])
+        signature = base64.b64decode(cp["signature"])
+    except (KeyError, TypeError, ValueError):
+        add(0, "checkpoint", "the checkpoint file is malformed")
+        return
+    if public_pem is None:
+        add(seq, "checkpoint", "a checkpoint needs the public key it was signed with")
+        return
+    try:
+        serialization.load_pem_public_key(public_pem).verify(signature, _message(seq, hash_, signed_at))  # type: ignore
+    except InvalidSignature:
+        add(seq, "checkpoint", "the checkpoint's signature does not verify with this public key")
+        return
+    if seq == 0:
+        return
+    if seq > last_seq:
+        add(last_seq + 1, "truncated", f"the signed checkpoint covers record {seq} but the log ends at {last_seq}")
+        return
+    rows = list(itertools.islice(store.rows(seq), 1))
+    if not rows or int(rows[0][0]) != seq or rows[0][8] != hash_:
+        add(seq, "checkpoint", f"record {seq} is not the record the checkpoint signed")

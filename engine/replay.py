@@ -1,0 +1,181 @@
+"""Replay: re-decide recorded cases from the log alone, and impact analysis of a rule change.
+
+``replay(store)`` re-evaluates every recorded automated decision, referral and rejection
+with the ruleset source stored in the log and the recorded input, and reports every
+difference. ``replay(store, against=plan)`` decides the same inputs under another ruleset
+and summarises what would change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from .audit.record import AuditRecordV1
+from .audit.store import AuditStore
+from .compile import Plan
+from .compile import compile as compile_plan
+from .decision import canonical_json
+from .errors import RulesetError
+from .load import load_text
+
+COMPARED = ("status", "outcome", "queue", "rule", "basis", "values", "reasons", "errors", "referral",
+            "parameters", "ruleset", "decision_date", "case_id")
+IMPACT_COMPARED = ("status", "outcome", "queue", "rule", "values")
+
+
+@dataclass
+class Difference:
+    seq: int
+    case_id: object
+    changes: list[tuple[str, object, object]]  # (key, recorded, replayed)
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    skipped_human: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    unreproducible: list[tuple[int, object, str]] = field(default_factory=list)  # seq, case id, why
+    against: str | None = None
+    transitions: Counter = field(default_factory=Counter)  # (old label, new label) -> count
+    rule_changes: Counter = field(default_factory=Counter)  # (old rule, new rule) -> count
+    value_deltas: dict = field(default_factory=dict)  # value name -> [count, total delta]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and not self.unreproducible
+
+    def to_dict(self) -> dict:
+        data = {
+            "replayed": self.replayed, "skipped_human": self.skipped_human,
+            "differences": len(self.differences), "unreproducible": len(self.unreproducible),
+            "changed": [{"seq": d.seq, "case_id": d.case_id,
+                         "changes": [{"key": k, "recorded": a, "replayed": b} for k, a, b in d.changes]}
+                        for d in self.differences],
+            "not_reproducible": [{"seq": s, "case_id": c, "why": w} for s, c, w in self.unreproducible],
+        }
+        if self.against is not None:
+            data["against"] = self.against
+            data["transitions"] = [{"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())]
+            data["rules"] = [{"from": a, "to": b, "count": n} for (a, b), n in sorted(self.rule_changes.items())]
+            data["value_deltas"] = {k: {"changed": n, "total_delta": str(t)} for k, (n, t) in
+                                    sorted(self.value_deltas.items())}
+        return json.loads(canonical_json(data))
+
+
+def label(decision: dict) -> str:
+    """A decision as one word for the impact table: decided:grant, referred:collections, rejected."""
+    status = decision.get("status")
+    if status == "decided":
+        return f"decided:{decision.get('outcome')}"
+    if status == "referred":
+        proposed = f" ({decision['outcome']})" if decision.get("outcome") else ""
+        return f"referred:{decision.get('queue')}{proposed}"
+    return str(status)
+
+
+class _Plans:
+    """Compiled plans of the ruleset versions stored in the log, compiled once each."""
+
+    def __init__(self, store: AuditStore):
+        self.store = store
+        self.cache: dict[str, Plan | str] = {}
+
+    def get(self, sha: str) -> Plan | str:
+        if sha not in self.cache:
+            stored = self.store.ruleset(sha)
+            if stored is None:
+                self.cache[sha] = f"the ruleset {sha[:12]} is not stored in the log"
+            else:
+                try:
+                    self.cache[sha] = compile_plan(load_text(stored.source, stored.path))
+                except RulesetError as exc:
+                    self.cache[sha] = f"the stored ruleset {stored.ruleset_id} {stored.version} no longer loads: " \
+                                      f"{exc.diagnostics[0].format().splitlines()[0]}"
+        return self.cache[sha]
+
+
+def _number(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
+    """Re-decide every recorded case (human decisions are verified by the chain, not re-evaluated)."""
+    report = ReplayReport(against=None if against is None else
+                          f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions))
+    plans = _Plans(store)
+    for record in store.records():
+        if record.kind == "human":
+            report.skipped_human += 1
+            continue
+        report.replayed += 1
+        why = _unreproducible(record)
+        if why is None and against is None:
+            plan = plans.get(record.ruleset_sha256) if record.ruleset_sha256 else None
+            if plan is None:
+                why = "the record names no ruleset"
+            elif isinstance(plan, str):
+                why = plan
+        if why is not None:
+            report.unreproducible.append((record.seq, record.case_id, why))
+            continue
+        raw = json.loads(record.input, parse_float=Decimal)
+        recorded = json.loads(record.decision)
+        plan = against if against is not None else plans.get(record.ruleset_sha256)  # type: ignore[arg-type]
+        replayed = json.loads(plan.decide(raw).to_json())  # type: ignore[union-attr]
+        keys = IMPACT_COMPARED if against is not None else COMPARED
+        changes = [(k, recorded.get(k), replayed.get(k)) for k in keys if recorded.get(k) != replayed.get(k)]
+        if changes:
+            report.differences.append(Difference(record.seq, record.case_id, changes))
+        if against is not None:
+            old, new = label(recorded), label(replayed)
+            report.transitions[(old, new)] += 1
+            if recorded.get("rule") != replayed.get("rule"):
+                report.rule_changes[(recorded.get("rule"), replayed.get("rule"))] += 1
+            for name in set(recorded.get("values") or {}) | set(replayed.get("values") or {}):
+                a = _number((recorded.get("values") or {}).get(name))
+                b = _number((replayed.get("values") or {}).get(name))
+                if a != b:
+                    count, total = report.value_deltas.get(name, (0, Decimal(0)))
+                    report.value_deltas[name] = (count + 1, total + (b or 0) - (a or 0))
+    return report
+
+
+def _unreproducible(record: AuditRecordV1) -> str | None:
+    if record.pii:
+        info = json.loads(record.pii)
+        verb = "pseudonymised" if info.get("mode") == "pseudonymise" else "dropped"
+        return f"personal data was {verb} in the log ({', '.join(info.get('fields', []))})"
+    return None
+
+
+def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
+    """A recorded decision explained: re-derived from the stored ruleset and input when that
+    reproduces the record exactly, otherwise the recorded reasons with the cause."""
+    recorded = json.loads(record.decision)
+    why = _unreproducible(record)
+    if why is None and record.kind != "human" and record.ruleset_sha256:
+        plan = _Plans(store).get(record.ruleset_sha256)
+        if isinstance(plan, str):
+            why = plan
+        else:
+            decision = plan.decide(json.loads(record.input, parse_float=Decimal))
+            if json.loads(decision.to_json()) == recorded:
+                return decision.explain()
+            why = "re-deciding it today gives a different result (see vedtak replay)"
+    lines = [f"{label(recorded)}; rule {recorded.get('rule')}" + (f" ({recorded['basis']})" if recorded.get("basis")
+                                                                   else "")]
+    lines += ["Reasons:"] + [f"  {r}" for r in recorded.get("reasons") or []]
+    if recorded.get("values"):
+        lines += ["Values:"] + [f"  {k} = {v}" for k, v in recorded["values"].items()]
+    if why:
+        lines.append(f"(shown as recorded; {why})")
+    return "\n".join(lines)
