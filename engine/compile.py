@@ -112,26 +112,15 @@ def _compile_period(period: Period) -> None:
         lines.append("")
         lines.append(f"def because{rule.index}(c, vals):")
         names = [n for n in rule.because.names if n in version.scope]
-        if derived:
+        if any(version.scope[n].kind == "derived" for n in names):
             lines.append("    " + " = ".join(f"d_{d}" for d in derived) + " = _U")
         lines += _field_loads(version, names, set(), "    ")
-        pieces = {}
-        for n in rule.because.names:
-            if n in rule.values:
-                pieces[n] = f"_fmt(vals.get({n!r}))"
-            else:
-                sym = version.scope[n]
-                ref = {"field": f"f_{n}", "parameter": f"P_{n}"}.get(sym.kind) or em.derived_ref(n)
-                pieces[n] = f"_fmt({ref})"
-        lines.append("    p = {" + ", ".join(f"{k!r}: {v}" for k, v in pieces.items()) + "}")
-        lines.append(f"    return _render{rule.index}(p)")
+        lines.append("    return " + _template_code(rule, version, em))
     source = "\n".join(lines) + "\n"
     env = _runtime_globals()
     env.update(em.constants)
     for name, value in period.parameters.items():
         env[f"P_{name}"] = value
-    for rule in version.rules:
-        env[f"_render{rule.index}"] = _renderer(rule)
     code = builtins.compile(source, f"<vedtak {version.id} {version.version} from {period.start}>", "exec")
     exec(code, env)
     period.decide = env["decide"]
@@ -155,10 +144,24 @@ def _compile_period(period: Period) -> None:
     period.rejected = Outcome(-1, None, "rejected", None, None, None, period)
 
 
-def _renderer(rule: CheckedRule):
+def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter) -> str:
+    """A `because` text as one string concatenation: literal pieces and formatted values."""
     from .load import _PLACEHOLDER
-    text = rule.because.text
-    return lambda p: _PLACEHOLDER.sub(lambda m: p[m.group(1).strip()], text)
+    text, parts, pos = rule.because.text, [], 0
+    for m in _PLACEHOLDER.finditer(text):
+        if m.start() > pos:
+            parts.append(repr(text[pos:m.start()]))
+        n = m.group(1).strip()
+        if n in rule.values:
+            parts.append(f"_fmt(vals.get({n!r}))")
+        else:
+            kind = version.scope[n].kind
+            ref = {"field": f"f_{n}", "parameter": f"P_{n}"}.get(kind) or em.derived_ref(n)
+            parts.append(f"_fmt({ref})")
+        pos = m.end()
+    if pos < len(text) or not parts:
+        parts.append(repr(text[pos:]))
+    return " + ".join(parts)
 
 
 class Plan:

@@ -35,6 +35,11 @@ class Template:
 
 def format_value(value) -> str:
     """A value as a person reads it in a reason: exact decimals, ISO dates, yes/no for bools."""
+    cls = value.__class__
+    if cls is str:
+        return value
+    if cls is int:
+        return str(value)
     if value is True:
         return "yes"
     if value is False:

@@ -58,4 +58,6 @@ def test_kill_9_at_random_moments_then_resume(kind, kills, tmp_path):
     released |= {int(line) for line in proc.stdout.splitlines()}
     ids = check_log()
     assert sorted(ids) == sorted(c["case_id"] for c in cases)
-    assert released == set(ids)
+    # A kill between a commit and the printing of its decisions leaves records whose decisions
+    # were never released: write-ahead allows that; a released decision without a record, never.
+    assert released <= set(ids)

@@ -106,12 +106,17 @@ class AuditLog:
         """The audit entry for a decision on the raw case it was made from."""
         period = decision.period
         version = period.version if period is not None else None
-        kept, pii = self.pii.apply(version.model.case if version else {}, raw)
-        rs = decision.ruleset
+        if self.pii.mode == "keep":
+            kept, pii = raw, None
+        else:
+            kept, pii = self.pii.apply(version.model.case if version else {}, raw)
         day = decision.decision_date
+        if version is None:
+            return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept),
+                         decision.to_json(), None, None, None, None, decision.engine_version, pii)
         return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept), decision.to_json(),
-                     rs["id"] if rs else None, rs["version"] if rs else None, rs["sha256"] if rs else None,
-                     day.isoformat() if day else None, decision.engine_version, pii)
+                     version.id, version.version, version.sha256, day.isoformat() if day else None,
+                     decision.engine_version, pii)
 
     def _new_rulesets(self, plan: Plan) -> list:
         new = [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]

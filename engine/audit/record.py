@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,8 +21,26 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_encode_str = json.encoder.encode_basestring  # the C encoder; keeps non-ASCII as is
+_encode_any = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _s(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """One JSON scalar, as canonical JSON writes it."""
+    if value.__class__ is str:
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if value.__class__ is int:
+        return str(value)
+    return _encode_any(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _ruleset_json(ruleset_id, version, sha) -> str:
+    if sha is None:
+        return "null"
+    return '{"id":' + _s(ruleset_id) + ',"sha256":' + _s(sha) + ',"version":' + _s(version) + "}"
 
 
 @dataclass(frozen=True)
@@ -67,9 +86,7 @@ class AuditRecordV1:
     @staticmethod
     def make_body(entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> str:
         # keys in sorted order; every embedded part is itself canonical JSON
-        ruleset = ("null" if entry.ruleset_sha256 is None else
-                   '{"id":' + _s(entry.ruleset_id) + ',"sha256":' + _s(entry.ruleset_sha256)
-                   + ',"version":' + _s(entry.ruleset_version) + "}")
+        ruleset = _ruleset_json(entry.ruleset_id, entry.ruleset_version, entry.ruleset_sha256)
         return ('{"case_id":' + _s(entry.case_id) + ',"decision":' + entry.decision
                 + ',"decision_date":' + _s(entry.decision_date) + ',"engine_version":' + _s(entry.engine_version)
                 + ',"input":' + entry.input + ',"kind":' + _s(entry.kind) + ',"pii":' + (entry.pii or "null")
