@@ -102,3 +102,12 @@ def test_float_input_is_read_by_its_decimal_text_not_its_binary_value():
     trace = d.trace()
     household = [x.value for x in trace.derived if x.name == "household_income"]
     assert household == [Decimal("0.3")]
+
+
+@pytest.mark.parametrize("plan,version", list(_versions()))
+@SETTINGS
+@given(data=st.data())
+def test_templated_decision_json_equals_the_generic_canonical_json(plan, version, data):
+    """The fast, templated JSON of a decision is byte for byte the generic canonical JSON."""
+    decision = plan.decide(data.draw(cases(version)))
+    assert decision.to_json() == decision.to_json_generic()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterable, Iterator
 from hashlib import sha256 as _sha256
 
 from ..compile import Plan
 from ..decision import Decision, canonical_json
-from .record import AuditRecordV1, Entry
+from .record import Entry
 from .store import AuditStore, case_key, stored_ruleset
 
 PII_MODES = ("keep", "pseudonymise", "drop")
@@ -122,8 +121,8 @@ class AuditLog:
         new = [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]
         return new
 
-    def record(self, plan: Plan, pairs: list[tuple[object, Decision]]) -> list[AuditRecordV1]:
-        """Commit the records of already-made decisions, in one transaction."""
+    def record(self, plan: Plan, pairs: list[tuple[object, Decision]]) -> list[tuple[int, str]]:
+        """Commit the records of already-made decisions, in one transaction; their (seq, hash)."""
         rulesets = self._new_rulesets(plan)
         records = self.store.append([self.entry(d, raw) for raw, d in pairs], rulesets)
         self._stored.update(r.sha256 for r in rulesets)
@@ -164,6 +163,3 @@ class AuditLog:
         for _, decision in batch:
             yield decision
 
-
-def read_pii(record: AuditRecordV1) -> dict | None:
-    return json.loads(record.pii) if record.pii else None

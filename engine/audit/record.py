@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 RECORD_VERSION = 1
+_VERSION = str(RECORD_VERSION)
 GENESIS = "0" * 64  # the prev_hash of the first record
 KINDS = ("decision", "referral", "rejection", "human")
 
@@ -87,20 +88,12 @@ class AuditRecordV1:
     def make_body(entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> str:
         # keys in sorted order; every embedded part is itself canonical JSON
         ruleset = _ruleset_json(entry.ruleset_id, entry.ruleset_version, entry.ruleset_sha256)
-        return ('{"case_id":' + _s(entry.case_id) + ',"decision":' + entry.decision
-                + ',"decision_date":' + _s(entry.decision_date) + ',"engine_version":' + _s(entry.engine_version)
-                + ',"input":' + entry.input + ',"kind":' + _s(entry.kind) + ',"pii":' + (entry.pii or "null")
-                + ',"prev_hash":' + _s(prev_hash)
-                + ',"record_version":' + str(RECORD_VERSION) + ',"recorded_at":' + _s(recorded_at)
-                + ',"ruleset":' + ruleset + ',"seq":' + str(seq) + "}")
-
-    @classmethod
-    def chain(cls, entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> tuple["AuditRecordV1", str]:
-        body = cls.make_body(entry, seq, recorded_at, prev_hash)
-        record = cls(seq, recorded_at, entry.kind, entry.case_id, entry.input, entry.decision, entry.ruleset_id,
-                     entry.ruleset_version, entry.ruleset_sha256, entry.decision_date, entry.engine_version,
-                     prev_hash, sha256(body), entry.pii)
-        return record, body
+        return "".join((
+            '{"case_id":', _s(entry.case_id), ',"decision":', entry.decision,
+            ',"decision_date":', _s(entry.decision_date), ',"engine_version":', _s(entry.engine_version),
+            ',"input":', entry.input, ',"kind":"', entry.kind, '","pii":', entry.pii or "null",
+            ',"prev_hash":"', prev_hash, '","record_version":', _VERSION, ',"recorded_at":"', recorded_at,
+            '","ruleset":', ruleset, ',"seq":', str(seq), "}"))
 
     @classmethod
     def from_body(cls, body: str, hash_: str) -> "AuditRecordV1":

@@ -16,6 +16,10 @@ class SQLiteStore(AuditStore):
     def __init__(self, path: str, *, timeout: float = 60.0, synchronous: str = "FULL"):
         self.url = str(path)
         self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
+        # Records are about 2 KB: with 64 KB pages they are stored without overflow pages, which
+        # makes appending several times faster (measured in benchmarks/bench_audit.py). It only
+        # takes effect when the file is created.
+        self._db.execute("PRAGMA page_size=65536")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
         self._db.execute("PRAGMA foreign_keys=ON")

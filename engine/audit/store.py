@@ -56,6 +56,8 @@ class StoredRuleset:
 
 def case_key(case_id) -> str | None:
     """The case id as the indexed text column holds it (its canonical JSON: "A1" or 17)."""
+    if case_id.__class__ is int:
+        return str(case_id)
     return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
@@ -95,8 +97,8 @@ class AuditStore(ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     # -- appending -------------------------------------------------------------------------
-    def append(self, entries: list[Entry], rulesets: Iterable[StoredRuleset] = ()) -> list[AuditRecordV1]:
-        """Append entries as one transaction; returns the committed records (in order)."""
+    def append(self, entries: list[Entry], rulesets: Iterable[StoredRuleset] = ()) -> list[tuple[int, str]]:
+        """Append entries as one transaction; returns each committed record's (seq, hash), in order."""
         if not entries and not rulesets:
             return []
         seq, prev = self._begin_append()
@@ -104,14 +106,16 @@ class AuditStore(ABC):
             for rs in rulesets:
                 self._store_ruleset(rs)
             now = utc_now()
-            records, rows = [], []
+            done, rows = [], []
+            make_body = AuditRecordV1.make_body
             for entry in entries:
                 seq += 1
-                record, body = AuditRecordV1.chain(entry, seq, now, prev)
+                body = make_body(entry, seq, now, prev)
+                hash_ = sha256(body)
                 rows.append((seq, now, entry.kind, case_key(entry.case_id), entry.input_sha256,
-                             entry.ruleset_sha256, body, prev, record.hash))
-                records.append(record)
-                prev = record.hash
+                             entry.ruleset_sha256, body, prev, hash_))
+                done.append((seq, hash_))
+                prev = hash_
             if rows:
                 self._executemany(self._sql(
                     "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, "
@@ -121,7 +125,7 @@ class AuditStore(ABC):
         except BaseException:
             self._rollback()
             raise
-        return records
+        return done
 
     def _store_ruleset(self, rs: StoredRuleset) -> None:
         found = self._execute(self._sql("SELECT sha256 FROM audit_rulesets WHERE sha256 = ?"), (rs.sha256,))
