@@ -10,6 +10,7 @@ import click
 
 import vedtak
 from vedtak.check import lint
+from vedtak.compile import parse_case_json
 from vedtak.decision import json_value
 from vedtak.errors import CaseInputError
 from vedtak.examples import run_examples
@@ -123,7 +124,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None,
         sys.exit(EXIT_FINDINGS)
     plan = vedtak.compile(rs)
     try:
-        raw = _read_case(case.read())
+        raw = parse_case_json(case.read())
         if audit_db:
             from vedtak.audit import AuditLog
             key = Path(pii_key_file).read_bytes().strip() if pii_key_file else None
@@ -147,14 +148,6 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None,
         for line in lines[1:]:
             say(line)
     sys.exit(EXIT_FINDINGS if decision.status == "rejected" else EXIT_OK)
-
-
-def _read_case(data: bytes):
-    from decimal import Decimal
-    try:
-        return json.loads(data, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CaseInputError(f"the case is not valid JSON: {exc}") from None
 
 
 main.add_command(audit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 from bisect import bisect_right
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -239,11 +239,7 @@ class Plan:
 
     def decide_json(self, text: str | bytes) -> Decision:
         """Decide one case given as JSON text; numbers with a fraction are read as exact decimals."""
-        try:
-            raw = json.loads(text, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CaseInputError(f"the case is not valid JSON: {exc}") from None
-        return self.decide(raw)
+        return self.decide(parse_case_json(text))
 
     # -- the unusual outcomes ------------------------------------------------------------
     def _no_version(self, case: dict, day: date) -> Decision:
@@ -266,6 +262,14 @@ class Plan:
         return Decision((period.failed[index], case, None, message))
 
 
+def parse_case_json(text: str | bytes):
+    """A case from JSON text, numbers with a fraction as exact decimals; CaseInputError if not JSON."""
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CaseInputError(f"the case is not valid JSON: {exc}") from None
+
+
 def _parse_day(value) -> date | None:
     if isinstance(value, str) and len(value) == 10 and value[4] == "-" == value[7]:
         try:
@@ -282,4 +286,4 @@ def compile(ruleset: Ruleset | str | Path) -> Plan:  # noqa: A001 - the pipeline
     return Plan(ruleset)
 
 
-__all__ = ["Plan", "Period", "compile", "timedelta"]
+__all__ = ["Plan", "Period", "compile", "parse_case_json"]

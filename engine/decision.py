@@ -37,13 +37,13 @@ class Outcome:
             ruleset = {"id": v.id, "version": v.version, "sha256": v.sha256}
             referral = ',"referral":' + canonical_json({"reason": self.referral}) if self.referral else ""
             self._json = (
-                '{"basis":' + _enc(self.rule.basis) + ',"case_id":',
+                '{"basis":' + encode_scalar(self.rule.basis) + ',"case_id":',
                 ',"decision_date":',
-                ',"engine_version":' + _enc(ENGINE_VERSION) + ',"outcome":' + _enc(self.outcome)
-                + ',"parameters":' + canonical_json(self.period.parameters) + ',"queue":' + _enc(self.queue)
+                ',"engine_version":' + encode_scalar(ENGINE_VERSION) + ',"outcome":' + encode_scalar(self.outcome)
+                + ',"parameters":' + canonical_json(self.period.parameters) + ',"queue":' + encode_scalar(self.queue)
                 + ',"reasons":',
-                referral + ',"rule":' + _enc(self.rule.id) + ',"ruleset":' + canonical_json(ruleset)
-                + ',"status":' + _enc(self.status) + ',"values":',
+                referral + ',"rule":' + encode_scalar(self.rule.id) + ',"ruleset":' + canonical_json(ruleset)
+                + ',"status":' + encode_scalar(self.status) + ',"values":',
             )
         return self._json
 
@@ -62,7 +62,8 @@ _enc_any = json.JSONEncoder(ensure_ascii=False).encode
 _enc_str = json.encoder.encode_basestring
 
 
-def _enc(value: Any) -> str:
+def encode_scalar(value: Any) -> str:
+    """One JSON value as canonical JSON writes it; fast for the strings, ints and None of records."""
     if value.__class__ is str:
         return _enc_str(value)
     if value is None:
@@ -265,8 +266,8 @@ class Decision(tuple):
             return canonical_json(self.to_dict(trace=trace))
         a, b, c, d = o.json_parts()
         values = tuple.__getitem__(self, 2)
-        return (a + _enc(self.case_id) + b + '"' + self.decision_date.isoformat() + '"' + c  # type: ignore
-                + _enc(self.reasons) + d + (_canonical(values) if values else "{}") + "}")
+        return (a + encode_scalar(self.case_id) + b + '"' + self.decision_date.isoformat() + '"' + c  # type: ignore
+                + encode_scalar(self.reasons) + d + (_canonical(values) if values else "{}") + "}")
 
     def to_json_generic(self) -> str:
         """The same JSON built from :meth:`to_dict` (the reference the fast path is tested against)."""

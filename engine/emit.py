@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol
+from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
 
 
 class Emitter:
@@ -94,7 +94,6 @@ class Emitter:
                ast.In: "in", ast.NotIn: "not in"}
         for op, comp in zip(n.ops, n.comparators):
             if isinstance(op, (ast.In, ast.NotIn)):
-                from .expr import literal_value
                 assert self._expr is not None
                 items = frozenset(literal_value(self._expr, e) for e in comp.elts)  # type: ignore[attr-defined]
                 parts += [ops[type(op)], self.const(items)]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import ast
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal, localcontext
 
-from .expr import INT, CheckedExpr, literal_value
+from .expr import CheckedExpr, literal_value
 from .load import format_value
 from .runtime import CONTEXT, EVALUATION_ERRORS, ROUNDING_MODES
 
@@ -318,4 +318,4 @@ def failing_rule(period, case: dict, exc: Exception) -> tuple[int, str]:
     return len(period.version.rules) - 1, _describe_error(exc)  # pragma: no cover - the two agree
 
 
-__all__ = ["Interpreter", "Result", "Trace", "run", "trace", "failing_rule", "timedelta", "INT"]
+__all__ = ["Interpreter", "Result", "Trace", "run", "trace", "failing_rule"]

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from ..decision import canonical_json, encode_scalar
+
 RECORD_VERSION = 1
 _VERSION = str(RECORD_VERSION)
 GENESIS = "0" * 64  # the prev_hash of the first record
@@ -22,19 +24,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_encode_str = json.encoder.encode_basestring  # the C encoder; keeps non-ASCII as is
-_encode_any = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _s(value) -> str:
-    """One JSON scalar, as canonical JSON writes it."""
-    if value.__class__ is str:
-        return _encode_str(value)
-    if value is None:
-        return "null"
-    if value.__class__ is int:
-        return str(value)
-    return _encode_any(value)
+_s = encode_scalar
 
 
 @functools.lru_cache(maxsize=256)
@@ -102,11 +92,10 @@ class AuditRecordV1:
         if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
             raise ValueError("not a version 1 audit record")
         rs = data.get("ruleset") or {}
-        canon = lambda v: json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # noqa: E731
-        return cls(data["seq"], data["recorded_at"], data["kind"], data["case_id"], canon(data["input"]),
-                   canon(data["decision"]), rs.get("id"), rs.get("version"), rs.get("sha256"),
+        return cls(data["seq"], data["recorded_at"], data["kind"], data["case_id"], canonical_json(data["input"]),
+                   canonical_json(data["decision"]), rs.get("id"), rs.get("version"), rs.get("sha256"),
                    data["decision_date"], data["engine_version"], data["prev_hash"], hash_,
-                   None if data.get("pii") is None else canon(data["pii"]))
+                   None if data.get("pii") is None else canonical_json(data["pii"]))
 
     @property
     def body(self) -> str:

@@ -13,6 +13,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
+from ..decision import canonical_json
 from .record import GENESIS, sha256, utc_now
 from .store import AuditStore, case_key
 
@@ -108,8 +109,7 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
                    "recorded_at": (recorded_at, data.get("recorded_at")),
                    "ruleset_sha256": (rs_sha, (data.get("ruleset") or {}).get("sha256"))}
         if data.get("input") is not None:
-            canon = json.dumps(data["input"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            columns["input_sha256"] = (input_sha, sha256(canon))
+            columns["input_sha256"] = (input_sha, sha256(canonical_json(data["input"])))
         for name, (col, val) in columns.items():
             if col != val:
                 add(seq, "edited", f"record {seq}: column {name} was changed ({col!r}, the record says {val!r})")
