@@ -150,5 +150,31 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None,
     sys.exit(EXIT_FINDINGS if decision.status == "rejected" else EXIT_OK)
 
 
+@main.command()
+@click.argument("ruleset", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True,
+              help="Markdown or a standalone HTML page.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write to this file instead of standard output.")
+def docs(ruleset: str, fmt: str, out: str | None) -> None:
+    """Generate the legal specification of a ruleset from the ruleset itself.
+
+    For each version: its validity, the case data it uses, the parameters with their
+    dated values, the derived values, and each rule in order with its legal basis, its
+    condition in words and its outcome (Public Administration Act § 13).
+
+    Example: vedtak docs rulesets/dagpenger --format html -o dagpenger.html
+    """
+    from vedtak.docs import render
+    rs = load_ruleset(ruleset)
+    if rs is None:
+        sys.exit(EXIT_FINDINGS)
+    text = render(rs, fmt)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        say(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
 main.add_command(audit)
 main.add_command(replay)

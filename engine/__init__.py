@@ -12,7 +12,7 @@ from .cases import CaseError
 from .compile import Plan, compile
 from .decision import ENGINE_VERSION, Decision, canonical_json
 from .errors import CaseInputError, Diagnostic, RulesetError
-from .load import Ruleset, load
+from .load import Ruleset, load, load_text
 
 __version__ = ENGINE_VERSION
 
@@ -26,4 +26,4 @@ def decide(ruleset, case) -> Decision:
 
 
 __all__ = ["CaseError", "CaseInputError", "Decision", "Diagnostic", "Plan", "Ruleset", "RulesetError",
-           "canonical_json", "compile", "decide", "load", "__version__"]
+           "canonical_json", "compile", "decide", "load", "load_text", "__version__"]

@@ -153,7 +153,7 @@ class Otherwise(Frozen):
 
 
 class Expect(Frozen):
-    """What an example must produce; any key left out is not compared."""
+    """What an example must produce; any key left out is not compared, nor any value not named."""
 
     status: Literal["decided", "referred", "rejected"] | None = None
     outcome: str | None = None
