@@ -104,13 +104,15 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
 @click.argument("case", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as canonical JSON.")
 @click.option("--trace", is_flag=True, help="With --json: include the evaluation trace.")
+@click.option("--backend", type=click.Choice(["compiled", "durable"]), default="compiled", show_default=True,
+              help="The evaluator: vedtak's compiled rules, or durable-rules as an independent second one.")
 @click.option("--audit", "audit_db", metavar="DB",
               help="Record the decision in this audit log (SQLite path or postgresql:// URL) before printing it.")
 @click.option("--pii", type=click.Choice(["keep", "pseudonymise", "drop"]), default="keep", show_default=True,
               help="With --audit: what the log keeps of fields marked pii.")
 @click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
               help="With --pii pseudonymise: a file holding the secret key for the keyed pseudonyms.")
-def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None, pii: str,
+def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_db: str | None, pii: str,
            pii_key_file: str | None) -> None:
     """Decide one case (a JSON file, or - for standard input) and explain the decision.
 
@@ -122,7 +124,18 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, audit_db: str | None,
     rs = load_ruleset(ruleset)
     if rs is None:
         sys.exit(EXIT_FINDINGS)
-    plan = vedtak.compile(rs)
+    if backend == "durable":
+        from vedtak.durable import DurablePlan
+        from vedtak.errors import RulesetError
+        try:
+            plan = DurablePlan(rs)
+        except RulesetError as exc:
+            for d in exc.diagnostics:
+                say(d.format(), err=True)
+            say(f"{ruleset}: cannot be run by durable-rules; use the default backend", style="bold red", err=True)
+            sys.exit(EXIT_FINDINGS)
+    else:
+        plan = vedtak.compile(rs)
     try:
         raw = parse_case_json(case.read())
         if audit_db:

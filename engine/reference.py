@@ -130,6 +130,11 @@ class Interpreter:
         with localcontext(CONTEXT):
             return self._node(expr, expr.tree, loops or {})
 
+    def eval_node(self, expr: CheckedExpr, node: ast.AST):
+        """Evaluate one sub-expression of ``expr`` (the durable backend posts such values)."""
+        with localcontext(CONTEXT):
+            return self._node(expr, node, {})
+
     def _node(self, expr: CheckedExpr, n: ast.AST, loops: dict):
         ev = lambda x: self._node(expr, x, loops)  # noqa: E731
         if isinstance(n, ast.Constant) or (isinstance(n, ast.Call) and id(n) in expr.constants):
