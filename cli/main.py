@@ -16,6 +16,7 @@ from vedtak.errors import CaseInputError
 from vedtak.examples import run_examples
 
 from .audit import audit, replay
+from .queue import queue
 from .common import EXIT_FINDINGS, EXIT_OK, load_ruleset, say
 
 
@@ -190,4 +191,5 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
 
 
 main.add_command(audit)
+main.add_command(queue)
 main.add_command(replay)

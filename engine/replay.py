@@ -161,8 +161,21 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
     """A recorded decision explained: re-derived from the stored ruleset and input when that
     reproduces the record exactly, otherwise the recorded reasons with the cause."""
     recorded = json.loads(record.decision)
+    if record.kind == "human":
+        lines = [f"Caseworker decision by {recorded.get('decided_by')} at {recorded.get('decided_at')}: "
+                 f"decided: {recorded.get('outcome')}"]
+        closes = recorded.get("closes") or {}
+        lines.append(f"Closes work item {closes.get('work_item')} (record {closes.get('record')})")
+        review = recorded.get("review")
+        if review:
+            lines.append(f"Review of record {review['of_record']}: "
+                         + ("confirms the automated decision" if review["confirms"] else "overrides it"))
+        lines.append(f"Reason: {recorded.get('reason')}")
+        if recorded.get("values"):
+            lines += ["Values:"] + [f"  {k} = {v}" for k, v in recorded["values"].items()]
+        return "\n".join(lines)
     why = _unreproducible(record)
-    if why is None and record.kind != "human" and record.ruleset_sha256:
+    if why is None and record.ruleset_sha256:
         plan = _Plans(store).get(record.ruleset_sha256)
         if isinstance(plan, str):
             why = plan

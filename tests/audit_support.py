@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 PG_URL = os.environ.get("VEDTAK_TEST_POSTGRES")
-TABLES = ("audit_records", "audit_head", "audit_rulesets", "audit_meta")
+TABLES = ("audit_records", "audit_head", "audit_rulesets", "audit_meta", "audit_work_items")
 
 
 def require_postgres() -> str:

@@ -15,6 +15,22 @@ PII_MODES = ("keep", "pseudonymise", "drop")
 KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "rejection"}
 
 
+# Referrals a caseworker should see first: the rules could not run, or data is missing.
+PRIORITY = {"evaluation-error": 2, "missing-data": 1}
+
+
+def work_item(decision: Decision, version) -> tuple:
+    """The work item a referral or rejection opens: queue, reason code and text, proposal, priority."""
+    if decision.status == "rejected":
+        queue = version.model.review_queue if version is not None else "review"
+        return (queue, "invalid-input", " ".join(decision.reasons), None, 1)
+    proposed = None
+    if decision.outcome is not None:
+        proposed = canonical_json({"outcome": decision.outcome, "values": decision.values})
+    reason = decision.referral_reason or "rule"
+    return (decision.queue, reason, " ".join(decision.reasons), proposed, PRIORITY.get(reason, 0))
+
+
 def open_store(db: str) -> AuditStore:
     """Open (creating if need be) the audit store at ``db``: a SQLite path or a postgresql:// URL."""
     if db.startswith(("postgresql://", "postgres://")):
@@ -110,12 +126,13 @@ class AuditLog:
         else:
             kept, pii = self.pii.apply(version.model.case if version else {}, raw)
         day = decision.decision_date
+        item = None if decision.status == "decided" else work_item(decision, version)
         if version is None:
             return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept),
-                         decision.to_json(), None, None, None, None, decision.engine_version, pii)
+                         decision.to_json(), None, None, None, None, decision.engine_version, pii, item)
         return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept), decision.to_json(),
                      version.id, version.version, version.sha256, day.isoformat() if day else None,
-                     decision.engine_version, pii)
+                     decision.engine_version, pii, item)
 
     def _new_rulesets(self, plan: Plan) -> list:
         new = [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]

@@ -48,6 +48,11 @@ class PostgresStore(AuditStore):
             cur.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
+    def _execute_count(self, sql: str, params: tuple = ()) -> int:
+        with self._db.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.rowcount
+
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         with self._db.cursor() as cur:
             cur.executemany(sql, rows)

@@ -48,6 +48,7 @@ class Entry:
     decision_date: str | None
     engine_version: str
     pii: str | None = None  # canonical JSON: which personal fields were pseudonymised or dropped
+    work_item: tuple | None = None  # (queue, reason code, reason text, proposed JSON, priority): opens one
 
     @property
     def input_sha256(self) -> str:

@@ -43,6 +43,9 @@ class SQLiteStore(AuditStore):
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._db.execute(sql, params).fetchall()
 
+    def _execute_count(self, sql: str, params: tuple = ()) -> int:
+        return self._db.execute(sql, params).rowcount
+
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._db.executemany(sql, rows)
 

@@ -35,6 +35,22 @@ SCHEMA = [
         id INTEGER PRIMARY KEY CHECK (id = 1),
         seq BIGINT NOT NULL,
         hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit_work_items (
+        id BIGINT PRIMARY KEY,
+        record_seq BIGINT,
+        kind TEXT NOT NULL,
+        case_id TEXT,
+        queue TEXT NOT NULL,
+        reason_code TEXT NOT NULL,
+        reason_text TEXT NOT NULL,
+        proposed TEXT,
+        priority INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assignee TEXT,
+        claimed_at TEXT,
+        decided_seq BIGINT)""",
+    """CREATE INDEX IF NOT EXISTS audit_work_items_open ON audit_work_items (status, queue)""",
     """CREATE TABLE IF NOT EXISTS audit_rulesets (
         sha256 TEXT PRIMARY KEY,
         ruleset_id TEXT NOT NULL,
@@ -97,9 +113,14 @@ class AuditStore(ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     # -- appending -------------------------------------------------------------------------
-    def append(self, entries: list[Entry], rulesets: Iterable[StoredRuleset] = ()) -> list[tuple[int, str]]:
-        """Append entries as one transaction; returns each committed record's (seq, hash), in order."""
-        if not entries and not rulesets:
+    def append(self, entries: list[Entry], rulesets: Iterable[StoredRuleset] = (),
+               then=None) -> list[tuple[int, str]]:
+        """Append entries as one transaction; returns each committed record's (seq, hash), in order.
+
+        Entries that carry a work item open it in the same transaction; ``then(store, done)``,
+        if given, runs last inside it too (a caseworker's decision closes its item there).
+        """
+        if not entries and not rulesets and then is None:
             return []
         seq, prev = self._begin_append()
         try:
@@ -121,11 +142,29 @@ class AuditStore(ABC):
                     "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, "
                     "body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
                 self._execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
+            items = [(e, s) for e, (s, _) in zip(entries, done) if e.work_item is not None]
+            if items:
+                next_id = self.next_work_item_id()
+                self._executemany(self._sql(
+                    "INSERT INTO audit_work_items (id, record_seq, kind, case_id, queue, reason_code, reason_text, "
+                    "proposed, priority, created_at, status) VALUES (?, ?, 'referral', ?, ?, ?, ?, ?, ?, ?, 'open')"),
+                    [(next_id + i, s, case_key(e.case_id), *e.work_item[:4], e.work_item[4], now)
+                     for i, (e, s) in enumerate(items)])
+            if then is not None:
+                then(self, done)
             self._commit()
         except BaseException:
             self._rollback()
             raise
         return done
+
+    def next_work_item_id(self) -> int:
+        """The next work item id; call only inside an append, which holds the chain's lock."""
+        return int(self._execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_items")[0][0]) + 1
+
+    @abstractmethod
+    def _execute_count(self, sql: str, params: tuple = ()) -> int:
+        """Run one statement in the current transaction; return how many rows it changed."""
 
     def _store_ruleset(self, rs: StoredRuleset) -> None:
         found = self._execute(self._sql("SELECT sha256 FROM audit_rulesets WHERE sha256 = ?"), (rs.sha256,))

@@ -1,0 +1,227 @@
+"""The caseworkers' queue: referrals as work items, and human decisions recorded in the audit chain.
+
+Every referral (and every rejected case, which a person can correct) opens a work item in
+the audit store, in the same transaction as its record. A caseworker claims an item and
+decides it; the decision is an audit record of kind ``human`` — who, when, why, and the
+item and record it closes — appended to the chain in the same transaction that closes the
+item. A person may also ask for a human review of an automated decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from .audit.record import Entry, utc_now
+from .audit.store import AuditStore, case_key
+from .decision import ENGINE_VERSION, canonical_json
+from .load import load_text
+
+STATUSES = ("open", "claimed", "decided")
+_COLUMNS = ("id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, priority, created_at, "
+            "status, assignee, claimed_at, decided_seq")
+
+
+class QueueError(Exception):
+    """A queue operation that cannot be done; ``code`` says which kind of refusal it is."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    id: int
+    record_seq: int | None
+    kind: str  # "referral" (opened by a referral or rejection) or "review" (asked for by a person)
+    case_id: object
+    queue: str
+    reason_code: str
+    reason_text: str
+    proposed: dict | None
+    priority: int
+    created_at: str
+    status: str
+    assignee: str | None
+    claimed_at: str | None
+    decided_seq: int | None
+
+    @classmethod
+    def from_row(cls, row) -> "WorkItem":
+        (id_, seq, kind, cid, queue, code, text, proposed, prio, created, status, assignee, claimed, decided) = row
+        return cls(int(id_), None if seq is None else int(seq), kind, None if cid is None else json.loads(cid),
+                   queue, code, text, None if proposed is None else json.loads(proposed), int(prio), created,
+                   status, assignee, claimed, None if decided is None else int(decided))
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def list_items(store: AuditStore, *, queue: str | None = None, status: str | None = None) -> list[WorkItem]:
+    """Work items, highest priority first, then oldest first."""
+    sql, params = f"SELECT {_COLUMNS} FROM audit_work_items", []
+    where = []
+    if queue is not None:
+        where.append("queue = ?")
+        params.append(queue)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY priority DESC, id"
+    return [WorkItem.from_row(r) for r in store._query(store._sql(sql), tuple(params))]
+
+
+def get_item(store: AuditStore, item_id: int) -> WorkItem:
+    rows = list(store._query(store._sql(f"SELECT {_COLUMNS} FROM audit_work_items WHERE id = ?"), (item_id,)))
+    if not rows:
+        raise QueueError("unknown_item", f"there is no work item {item_id}")
+    return WorkItem.from_row(rows[0])
+
+
+def claim(store: AuditStore, item_id: int, by: str) -> WorkItem:
+    """Claim an open item for a caseworker; of two claims at once, exactly one wins."""
+    _need(by, "who claims it (--by)")
+    won = []
+
+    def take(s: AuditStore, done) -> None:
+        won.append(s._execute_count(s._sql(
+            "UPDATE audit_work_items SET status = 'claimed', assignee = ?, claimed_at = ? "
+            "WHERE id = ? AND status = 'open'"), (by, utc_now(), item_id)))
+
+    store.append([], then=take)
+    item = get_item(store, item_id)
+    if not won[0] and not (item.status == "claimed" and item.assignee == by):
+        if item.status == "decided":
+            raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
+        raise QueueError("already_claimed", f"work item {item_id} is already claimed by {item.assignee}")
+    return item
+
+
+def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem:
+    """Open a work item for a human review of the case's latest automated decision."""
+    _need(by, "who asks for the review (--by)")
+    _need(reason, "why (--reason)")
+    decisions = [r for r in store.records(case_id) if r.kind == "decision"]
+    if not decisions:
+        raise QueueError("nothing_to_review", f"case {case_id} has no automated decision to review")
+    record = decisions[-1]
+    recorded = json.loads(record.decision)
+    stored = store.ruleset(record.ruleset_sha256) if record.ruleset_sha256 else None
+    queue = "review"
+    if stored is not None:
+        queue = load_text(stored.source, stored.path).latest.model.review_queue
+    proposed = canonical_json({"outcome": recorded.get("outcome"), "values": recorded.get("values") or {}})
+    made: list[int] = []
+
+    def insert(s: AuditStore, done) -> None:
+        made.append(s.next_work_item_id())
+        s._execute(s._sql(
+            "INSERT INTO audit_work_items (id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, "
+            "priority, created_at, status) VALUES (?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
+            (made[0], record.seq, case_key(record.case_id), queue, f"Review asked for by {by}: {reason}", proposed,
+             utc_now()))
+
+    store.append([], then=insert)
+    return get_item(store, made[0])
+
+
+def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, str], by: str,
+           reason: str) -> int:
+    """Record a caseworker's decision on an item and close it; returns the human record's seq.
+
+    The outcome must be one of the ruleset's outcomes, and the values those the ruleset's
+    rules give that outcome, each of its type. A decided item is never decided again.
+    """
+    _need(by, "who decides (--by)")
+    _need(reason, "why (--reason)")
+    item = get_item(store, item_id)
+    if item.status == "decided":
+        raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
+    if item.status == "claimed" and item.assignee != by:
+        raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}")
+    source = next(iter(store.records_from(item.record_seq)), None) if item.record_seq else None
+    if source is None or source.seq != item.record_seq:
+        raise QueueError("no_record", f"the record behind work item {item_id} is missing from the log")
+    typed = _check_decision(store, source.ruleset_sha256, outcome, values)
+    original = json.loads(source.decision)
+    body = {
+        "status": "decided", "outcome": outcome, "values": typed, "decided_by": by, "reason": reason,
+        "decided_at": utc_now(), "closes": {"work_item": item_id, "record": item.record_seq},
+        "rule": None, "basis": "caseworker decision", "queue": None, "case_id": source.case_id,
+        "reasons": [reason], "ruleset": original.get("ruleset"), "decision_date": original.get("decision_date"),
+    }
+    if item.kind == "review":
+        body["review"] = {"of_record": item.record_seq,
+                          "confirms": original.get("outcome") == outcome and (original.get("values") or {})
+                          == json.loads(canonical_json(typed))}
+    entry = Entry("human", source.case_id, source.input, canonical_json(body), source.ruleset_id,
+                  source.ruleset_version, source.ruleset_sha256, source.decision_date, ENGINE_VERSION)
+
+    def close(s: AuditStore, done) -> None:
+        changed = s._execute_count(s._sql(
+            "UPDATE audit_work_items SET status = 'decided', decided_seq = ?, assignee = ? "
+            "WHERE id = ? AND status <> 'decided'"), (done[0][0], by, item_id))
+        if changed != 1:  # decided by someone else since we looked: undo the whole transaction
+            raise QueueError("already_decided", f"work item {item_id} was decided by someone else just now")
+
+    done = store.append([entry], then=close)
+    return done[0][0]
+
+
+def _need(value: str, what: str) -> None:
+    if not value or not value.strip():
+        raise QueueError("missing_argument", f"say {what}")
+
+
+def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: dict[str, str]) -> dict:
+    stored = store.ruleset(sha) if sha else None
+    if stored is None:
+        raise QueueError("no_ruleset", "the ruleset of this case is not stored in the log")
+    version = load_text(stored.source, stored.path).latest
+    outcomes = version.model.outcomes
+    if outcome not in outcomes:
+        raise QueueError("unknown_outcome", f'outcome "{outcome}" is not one of the ruleset\'s outcomes: '
+                         + ", ".join(outcomes))
+    wanted: dict = {}
+    for rule in version.rules:
+        if rule.decide == outcome:
+            for name, expr in rule.values.items():
+                wanted.setdefault(name, expr.type.kind)
+    unknown = sorted(set(values) - set(wanted))
+    if unknown:
+        raise QueueError("unknown_value", f'"{unknown[0]}" is not a value of outcome "{outcome}"'
+                         + (f" (its values: {', '.join(wanted)})" if wanted else " (it has no values)"))
+    missing = [n for n in wanted if n not in values]
+    if missing:
+        raise QueueError("missing_value", f'outcome "{outcome}" needs a value for {", ".join(missing)} '
+                         f"(--value {missing[0]}=...)")
+    return {name: _parse(name, values[name], kind) for name, kind in wanted.items()}
+
+
+def _parse(name: str, text: str, kind: str):
+    try:
+        if kind == "int":
+            if not text.strip().lstrip("-").isdigit():
+                raise ValueError
+            return int(text)
+        if kind == "decimal":
+            value = Decimal(text.strip())
+            if not value.is_finite():
+                raise ValueError
+            return value
+        if kind == "date":
+            return date.fromisoformat(text.strip())
+        if kind == "bool":
+            if text.strip() not in ("true", "false"):
+                raise ValueError
+            return text.strip() == "true"
+        return text
+    except (ValueError, InvalidOperation):
+        article = {"int": "a whole number", "decimal": "a number", "date": "a date (YYYY-MM-DD)",
+                   "bool": "true or false"}[kind]
+        raise QueueError("bad_value", f'value {name}: "{text}" is not {article}') from None
