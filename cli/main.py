@@ -190,6 +190,43 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
         click.echo(text, nl=False)
 
 
+@main.command()
+@click.argument("ruleset", type=click.Path(exists=True))
+@click.argument("cases", nargs=-1, required=True)
+@click.option("--audit", "audit_db", required=True, metavar="DB",
+              help="The audit log (SQLite path or postgresql:// URL); every decision is recorded here first.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write one decision JSON per line, in input order.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes deciding cases (default: the machine's cores).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: cases already in the log with the same "
+              "input and ruleset are not decided again.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]),
+              help="The input format (default: from the file name, or the first character for stdin).")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000),
+              help="Cases per audit transaction.")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--log-json", is_flag=True, help="Structured JSON logs (structlog) on standard error.")
+@click.option("--pii", type=click.Choice(["keep", "pseudonymise", "drop"]), default="keep", show_default=True,
+              help="What the log keeps of fields marked pii.")
+@click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="With --pii pseudonymise: a file holding the secret key.")
+def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, workers: int | None, resume: bool,
+        fmt: str | None, batch_size: int, summary_json: str | None, log_json: bool, pii: str,
+        pii_key_file: str | None) -> None:
+    """Decide case files in a batch: JSON Lines, a JSON array or CSV (- for stdin).
+
+    Every decision is committed to the audit log before it is written out. A malformed
+    line or an invalid case is reported with its file and line, recorded as a rejection,
+    and the batch goes on; every case read is accounted for in the summary. Exit 1 if any
+    case was rejected, 0 otherwise, 2 for usage errors.
+
+    Example: vedtak run rulesets/study-grant rulesets/study-grant/cases.jsonl --audit decisions.db --out decisions.jsonl
+    """
+    from vedtak.cli.batch import run_batch
+    run_batch(ruleset, cases, audit_db, out, workers, resume, fmt, batch_size, summary_json, log_json, pii,
+              pii_key_file)
+
+
 main.add_command(audit)
 main.add_command(queue)
 main.add_command(replay)

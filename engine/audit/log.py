@@ -86,6 +86,24 @@ class PiiPolicy:
         return out, canonical_json({"fields": touched, "mode": self.mode})
 
 
+def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
+    """The audit entry for a decision on the raw case it was made from."""
+    period = decision.period
+    version = period.version if period is not None else None
+    if pii.mode == "keep":
+        kept, note = raw, None
+    else:
+        kept, note = pii.apply(version.model.case if version else {}, raw)
+    day = decision.decision_date
+    item = None if decision.status == "decided" else work_item(decision, version)
+    kind = KIND_OF_STATUS[decision.status]
+    if version is None:
+        return Entry(kind, decision.case_id, canonical_json(kept), decision.to_json(), None, None, None, None,
+                     decision.engine_version, note, item)
+    return Entry(kind, decision.case_id, canonical_json(kept), decision.to_json(), version.id, version.version,
+                 version.sha256, day.isoformat() if day else None, decision.engine_version, note, item)
+
+
 class AuditLog:
     """An audit store plus the policy for writing to it.
 
@@ -119,24 +137,10 @@ class AuditLog:
     # -- writing ---------------------------------------------------------------------------
     def entry(self, decision: Decision, raw) -> Entry:
         """The audit entry for a decision on the raw case it was made from."""
-        period = decision.period
-        version = period.version if period is not None else None
-        if self.pii.mode == "keep":
-            kept, pii = raw, None
-        else:
-            kept, pii = self.pii.apply(version.model.case if version else {}, raw)
-        day = decision.decision_date
-        item = None if decision.status == "decided" else work_item(decision, version)
-        if version is None:
-            return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept),
-                         decision.to_json(), None, None, None, None, decision.engine_version, pii, item)
-        return Entry(KIND_OF_STATUS[decision.status], decision.case_id, canonical_json(kept), decision.to_json(),
-                     version.id, version.version, version.sha256, day.isoformat() if day else None,
-                     decision.engine_version, pii, item)
+        return make_entry(decision, raw, self.pii)
 
     def _new_rulesets(self, plan: Plan) -> list:
-        new = [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]
-        return new
+        return [stored_ruleset(v) for v in plan.ruleset.versions if v.sha256 not in self._stored]
 
     def record(self, plan: Plan, pairs: list[tuple[object, Decision]]) -> list[tuple[int, str]]:
         """Commit the records of already-made decisions, in one transaction; their (seq, hash)."""

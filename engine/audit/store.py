@@ -204,6 +204,20 @@ class AuditStore(ABC):
         for row in rows:
             yield AuditRecordV1.from_body(row[6], row[8])
 
+    def case_records(self, case_ids: list, *, with_body: bool = False) -> list[tuple]:
+        """(case key, input_sha256, ruleset_sha256, seq, body or None) of every record of these cases."""
+        keys = sorted({case_key(c) for c in case_ids if c is not None})
+        out: list[tuple] = []
+        column = "body" if with_body else "NULL"
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for cid, input_sha, rs_sha, seq, body in self._query(self._sql(
+                    f"SELECT case_id, input_sha256, ruleset_sha256, seq, {column} FROM audit_records "
+                    f"WHERE case_id IN ({marks}) AND kind <> 'human' ORDER BY seq"), tuple(chunk)):
+                out.append((cid, input_sha, rs_sha, int(seq), body))
+        return out
+
     def recorded(self, keys: list[tuple]) -> set[tuple]:
         """Which (case_id, input_sha256, ruleset_sha256) keys already have a record."""
         found: set[tuple] = set()

@@ -1,0 +1,5 @@
+"""`python -m vedtak.cli` runs the command line."""
+
+from .main import main
+
+main()
