@@ -26,7 +26,7 @@ SCRIPT = Path(__file__).with_name("crash_batch.py")
 @pytest.mark.parametrize("kind,kills", [("sqlite", 20), ("postgres", 8)])
 def test_kill_9_at_random_moments_then_resume(kind, kills, tmp_path):
     url = fresh_url(kind, tmp_path)
-    cases = generate(20000, seed=11)
+    cases = generate(80000, seed=11)
     path = tmp_path / "cases.jsonl"
     path.write_text("".join(json.dumps(c) + "\n" for c in cases))
     rng = random.Random(2024)
@@ -51,7 +51,7 @@ def test_kill_9_at_random_moments_then_resume(kind, kills, tmp_path):
         out, _ = proc.communicate()
         released |= {int(line) for line in out.splitlines() if line.strip().isdigit()}
         interrupted += len(check_log()) < len(cases)
-    assert interrupted >= kills // 2, "most kills must land in the middle of the batch"
+    assert interrupted >= min(5, kills), "kills must land in the middle of the batch"
     proc = subprocess.run([sys.executable, str(SCRIPT), url, str(STUDY_GRANT), str(path), "97"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
