@@ -261,7 +261,7 @@ class DurablePlan:
         period = self.plan.period_for(case[period_date(self.plan)])
         if period is None:
             return self.plan.evaluate(case)  # the no-version rejection, built by the plan
-        event, exact = self._event(period, case)
+        event, exact, errors = self._event(period, case)
         wrong = self._compared[id(period)].inexact(exact, event)
         if wrong is not None:
             name, index = wrong
@@ -274,7 +274,7 @@ class DurablePlan:
             missing = tuple(f for f in rule.needs_optional if case.get(f) is None)
             if missing:
                 return Decision((period.missing[index], case, None, missing))
-            return self._failed(period, case, index, self._errors.get("message", "evaluation error"))
+            return self._failed(period, case, index, errors[0] if errors else "evaluation error")
         if any(case.get(f) is None for f in rule.values_optional):
             missing = tuple(f for f in rule.values_optional if case.get(f) is None)
             return Decision((period.missing[index], case, None, missing))
@@ -290,14 +290,15 @@ class DurablePlan:
     def _failed(self, period: Period, case: dict, index: int, message: str) -> Decision:
         return Decision((period.failed[index], case, None, message))
 
-    def _event(self, period: Period, case: dict) -> tuple[dict, dict]:
-        """The event to post (the values the conditions read) and the decimals a float cannot hold."""
+    def _event(self, period: Period, case: dict) -> tuple[dict, dict, list[str]]:
+        """The event to post (the values the conditions read), the decimals a float cannot hold,
+        and the errors met computing values."""
         version = period.version
         interp = Interpreter(period, case)
         compared = self._compared[id(period)]
         event: dict = {"vedtak_event": 1}
         inexact: dict = {}
-        self._errors = {}
+        errors: list[str] = []
 
         def put(name, value):
             if value is None:
@@ -319,14 +320,14 @@ class DurablePlan:
                 put(name, interp.lookup(name))
             except EVALUATION_ERRORS as exc:
                 event[f"{name}__error"] = True
-                self._errors.setdefault("message", _message(exc))
+                errors.append(_message(exc))
         for name, (expr, node) in self._lifted[id(period)].items():
             try:
                 put(name, interp.eval_node(expr, node))
             except EVALUATION_ERRORS as exc:
                 event[f"{name}__error"] = True
-                self._errors.setdefault("message", _message(exc))
-        return event, inexact
+                errors.append(_message(exc))
+        return event, inexact, errors
 
     def _post(self, name: str, event: dict) -> dict:
         lang = self._lang
