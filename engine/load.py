@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
-from .expr import BOOL, DATE, DECIMAL, INT, SCALARS, STRING, CheckedExpr, Symbol, Type, check_expr
+from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
 from .model import FieldSpec, RulesetModel
 from .source import Pos, Source, YList, YMap
 

@@ -61,7 +61,7 @@ def test_signed_checkpoint_catches_a_truncated_tail(db, tmp_path):
     assert run("audit", "keygen", "--out", prefix).exit_code == 0
     cp = tmp_path / "head.json"
     r = run("audit", "checkpoint", db, "--key", f"{prefix}.key", "-o", cp)
-    assert r.exit_code == 0 and r.output.startswith(f"signed record 30 (")
+    assert r.exit_code == 0 and r.output.startswith("signed record 30 (")
     ok = run("audit", "verify", db, "--checkpoint", cp, "--public-key", f"{prefix}.pub")
     assert ok.exit_code == 0 and "checkpoint at record 30 verified" in ok.output
     (hash25,) = raw(db, "SELECT hash FROM audit_records WHERE seq = 25")[0]
