@@ -69,7 +69,7 @@ def show(db: str, item_id: int) -> None:
         if item.proposed and item.proposed.get("outcome"):
             values = ", ".join(f"{k} = {v}" for k, v in (item.proposed.get("values") or {}).items())
             say(f"Proposed decision: {item.proposed['outcome']}" + (f" ({values})" if values else ""))
-        record = next(iter(store.records_from(item.record_seq)), None) if item.record_seq else None
+        record = store.record(item.record_seq) if item.record_seq else None
         if record is not None:
             say("Case data:")
             for line in json.dumps(json.loads(record.input), indent=2, ensure_ascii=False).splitlines():

@@ -94,8 +94,11 @@ def _atom(name: str, op: type, value, integer: bool) -> Domain:
 class _Analyser:
     """Turns a condition into disjunctive normal form over per-variable domains, where it can."""
 
-    def __init__(self, version: CheckedVersion, expr: CheckedExpr):
-        self.version, self.expr = version, expr
+    def __init__(self, version: CheckedVersion, expr: CheckedExpr, *, strict: bool = False):
+        # strict, for an earlier rule: a conjunct that cannot be analysed may exclude cases, so
+        # it makes the whole conjunction unusable; otherwise (a rule's own condition) dropping
+        # it only widens the condition, which is safe
+        self.version, self.expr, self.strict = version, expr, strict
 
     def constant(self, node):
         if isinstance(node, ast.Constant) or (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)) \
@@ -126,6 +129,8 @@ class _Analyser:
                 out = [{}]
                 for p in parts:
                     if p is None:
+                        if self.strict:
+                            return None
                         continue  # an unknown conjunct only narrows: dropping it is safe here
                     out = [_merge(a, b) for a, b in itertools.product(out, p)]
                     if len(out) > _MAX_TERMS:
@@ -193,7 +198,7 @@ def lint_version(version: CheckedVersion) -> list[Diagnostic]:
                                             length=len(rule.when.text),
                                             hint="reorder the rules, or narrow the earlier condition"))
                         break
-        forms.append((rule, _StrictAnalyser(version, rule.when).dnf(rule.when.tree)))
+        forms.append((rule, _Analyser(version, rule.when, strict=True).dnf(rule.when.tree)))
     used: set[str] = set()
     for expr in version.derived.values():
         used |= expr.names
@@ -222,23 +227,6 @@ def lint_version(version: CheckedVersion) -> list[Diagnostic]:
                                 f"(its first value is from {first})", severity="warning",
                                 hint=f"add a value dated {start} or earlier"))
     return out
-
-
-class _StrictAnalyser(_Analyser):
-    """For an earlier rule: a part that cannot be analysed may exclude cases, so no claim is made."""
-
-    def dnf(self, node, negate: bool = False):
-        if isinstance(node, ast.BoolOp) and (isinstance(node.op, ast.And) != negate):
-            parts = [self.dnf(v, negate) for v in node.values]
-            if any(p is None for p in parts):
-                return None  # an earlier rule's unknown conjunct may exclude cases: no claim
-            out = [{}]
-            for p in parts:
-                out = [_merge(a, b) for a, b in itertools.product(out, p)]
-                if len(out) > _MAX_TERMS:
-                    return None
-            return out
-        return super().dnf(node, negate)
 
 
 def lint(ruleset: Ruleset) -> list[Diagnostic]:

@@ -27,9 +27,9 @@ from decimal import Decimal
 from .compile import Plan, Period
 from .decision import Decision
 from .errors import Diagnostic, RulesetError
-from .expr import CheckedExpr, literal_value
+from .expr import literal_value
 from .load import CheckedRule, Ruleset
-from .reference import Interpreter
+from .reference import Interpreter, _describe_error, value_of_type
 from .runtime import EVALUATION_ERRORS
 
 TIMEOUT_SECONDS = 5.0
@@ -258,7 +258,7 @@ class DurablePlan:
 
     def evaluate(self, case: dict) -> Decision:
         """Decide a validated case through durable-rules."""
-        period = self.plan.period_for(case[period_date(self.plan)])
+        period = self.plan.period_for(case[self.plan._date_field])
         if period is None:
             return self.plan.evaluate(case)  # the no-version rejection, built by the plan
         event, exact, errors = self._event(period, case)
@@ -282,7 +282,7 @@ class DurablePlan:
         if rule.values:
             interp = Interpreter(period, case)
             try:
-                values = {k: _as_type(interp.eval(e), e) for k, e in rule.values.items()}
+                values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}
             except EVALUATION_ERRORS as exc:
                 return self._failed(period, case, index, str(exc) or type(exc).__name__)
         return Decision((period.outcomes[index], case, values, None))
@@ -320,13 +320,13 @@ class DurablePlan:
                 put(name, interp.lookup(name))
             except EVALUATION_ERRORS as exc:
                 event[f"{name}__error"] = True
-                errors.append(_message(exc))
+                errors.append(_describe_error(exc))
         for name, (expr, node) in self._lifted[id(period)].items():
             try:
                 put(name, interp.eval_node(expr, node))
             except EVALUATION_ERRORS as exc:
                 event[f"{name}__error"] = True
-                errors.append(_message(exc))
+                errors.append(_describe_error(exc))
         return event, inexact, errors
 
     def _post(self, name: str, event: dict) -> dict:
@@ -352,19 +352,6 @@ class DurablePlan:
         if state.get("event") != event["id"] or "rule" not in state:
             raise DurableError(f"durable-rules returned no result for event {event['id']}")
         return state
-
-
-def period_date(plan: Plan) -> str:
-    return plan._date_field
-
-
-def _message(exc: Exception) -> str:
-    from .reference import _describe_error
-    return _describe_error(exc)
-
-
-def _as_type(value, expr: CheckedExpr):
-    return Decimal(value) if expr.type.kind == "decimal" and not isinstance(value, Decimal) else value
 
 
 def _action(index: int, kind: str):

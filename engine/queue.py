@@ -144,8 +144,8 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
         raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
     if item.status == "claimed" and item.assignee != by:
         raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}")
-    source = next(iter(store.records_from(item.record_seq)), None) if item.record_seq else None
-    if source is None or source.seq != item.record_seq:
+    source = store.record(item.record_seq) if item.record_seq else None
+    if source is None:
         raise QueueError("no_record", f"the record behind work item {item_id} is missing from the log")
     typed = _check_decision(store, source.ruleset_sha256, outcome, values)
     original = json.loads(source.decision)

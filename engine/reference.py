@@ -257,8 +257,9 @@ class Result:
     error: str | None = None
 
 
-def _to_dec(v, t):
-    return Decimal(v) if t.kind == "decimal" and not isinstance(v, Decimal) else v
+def value_of_type(value, expr: CheckedExpr):
+    """A rule's output value as its type says: a decimal is a Decimal even when it came out whole."""
+    return Decimal(value) if expr.type.kind == "decimal" and not isinstance(value, Decimal) else value
 
 
 def run(period, case: dict) -> Result:
@@ -293,7 +294,7 @@ def run(period, case: dict) -> Result:
                 return finish(rule.index, "missing-data")
             values = None
             if rule.values:
-                values = {k: _to_dec(interp.eval(e), e.type) for k, e in rule.values.items()}
+                values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}
             return finish(rule.index, "match", values)
         except EVALUATION_ERRORS as exc:
             rt.result = "error"

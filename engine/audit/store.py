@@ -189,6 +189,15 @@ class AuditStore(ABC):
             "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
             "FROM audit_records WHERE seq >= ? ORDER BY seq"), (start,))
 
+    def record(self, seq: int) -> AuditRecordV1 | None:
+        """The record with this sequence number, if the log holds it."""
+        rows = self.rows(seq)
+        try:
+            row = next(rows, None)
+        finally:
+            rows.close()
+        return AuditRecordV1.from_body(row[6], row[8]) if row is not None and int(row[0]) == seq else None
+
     def records_from(self, start: int) -> Iterator[AuditRecordV1]:
         for row in self.rows(start):
             yield AuditRecordV1.from_body(row[6], row[8])
@@ -219,21 +228,11 @@ class AuditStore(ABC):
         return out
 
     def recorded(self, keys: list[tuple]) -> set[tuple]:
-        """Which (case_id, input_sha256, ruleset_sha256) keys already have a record."""
-        found: set[tuple] = set()
-        by_case: dict = {}
-        for case_id, input_sha, rs_sha in keys:
-            by_case.setdefault(case_key(case_id), set()).add((input_sha, rs_sha))
-        ids = list(by_case)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for cid, input_sha, rs_sha in self._query(self._sql(
-                    f"SELECT case_id, input_sha256, ruleset_sha256 FROM audit_records WHERE case_id IN ({marks})"),
-                    tuple(chunk)):
-                if (input_sha, rs_sha) in by_case.get(cid, ()):
-                    found.add((cid, input_sha, rs_sha))
-        return found
+        """Which (case_id, input_sha256, ruleset_sha256) keys already have a record (case ids as
+        :func:`case_key` writes them)."""
+        wanted = {(case_key(c), i, r) for c, i, r in keys}
+        have = {(cid, i, r) for cid, i, r, _, _ in self.case_records([c for c, _, _ in keys])}
+        return wanted & have
 
     def rulesets(self) -> list[StoredRuleset]:
         return [StoredRuleset(*row) for row in self._query(
