@@ -12,6 +12,7 @@ from rich.table import Table
 
 import vedtak
 from vedtak.audit.log import open_store
+from vedtak.audit.record import record_ref
 from vedtak.audit.verify import generate_key, sign_checkpoint, verify
 from vedtak.replay import replay as replay_log
 
@@ -62,7 +63,7 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
             f"{report.head[1][:16]}){extra}", style="green")
     else:
         for p in sorted(report.problems):
-            say(f"record {p.seq}: {p.kind}: {p.message}")
+            say(f"record {p.ref}: {p.kind}: {p.message}")
         say(f"FAILED: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; "
             f"first bad record: {report.first_bad}", style="bold red")
     sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
@@ -100,8 +101,8 @@ def show(db: str, case_id: str | None, limit: int) -> None:
             say(f"no record of case {case_id} in {db}", style="bold red", err=True)
             sys.exit(EXIT_FINDINGS)
         from vedtak.replay import explain_record
-        for record in sorted(records, key=lambda r: r.seq):
-            say(f"Record {record.seq} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
+        for record in sorted(records, key=lambda r: (r.recorded_at, r.chain or "", r.seq)):
+            say(f"Record {record.ref} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
                 style="bold")
             for line in explain_record(store, record).splitlines():
                 say("  " + line)
@@ -209,8 +210,8 @@ def _print_replay(report, limit: int) -> None:
     for d in report.differences[:limit]:
         changes = "; ".join(f"{k}: {json.dumps(a, ensure_ascii=False)} -> {json.dumps(b, ensure_ascii=False)}"
                             for k, a, b in d.changes)
-        say(f"  record {d.seq}, case {d.case_id}: {changes}")
+        say(f"  record {d.ref}, case {d.case_id}: {changes}")
     if len(report.differences) > limit:
         say(f"  ... and {len(report.differences) - limit} more (use --json for all)")
-    for seq, cid, why in report.unreproducible[:limit]:
-        say(f"  record {seq}, case {cid}: not reproducible: {why}")
+    for seq, cid, why, chain in report.unreproducible[:limit]:
+        say(f"  record {record_ref(seq, chain)}, case {cid}: not reproducible: {why}")

@@ -8,6 +8,7 @@ import sys
 import click
 from rich.table import Table
 
+from vedtak.audit.record import record_ref
 from vedtak.decision import canonical_json
 from vedtak.queue import STATUSES, QueueError, claim, decide, get_item, list_items, request_review
 from vedtak.replay import explain_record
@@ -69,12 +70,12 @@ def show(db: str, item_id: int) -> None:
         if item.proposed and item.proposed.get("outcome"):
             values = ", ".join(f"{k} = {v}" for k, v in (item.proposed.get("values") or {}).items())
             say(f"Proposed decision: {item.proposed['outcome']}" + (f" ({values})" if values else ""))
-        record = store.record(item.record_seq) if item.record_seq else None
+        record = store.record(item.record_seq, item.record_chain) if item.record_seq else None
         if record is not None:
             say("Case data:")
             for line in json.dumps(json.loads(record.input), indent=2, ensure_ascii=False).splitlines():
                 say("  " + line)
-            say(f"Explanation (record {record.seq}):")
+            say(f"Explanation (record {record.ref}):")
             for line in explain_record(store, record).splitlines():
                 say("  " + line)
 
@@ -145,4 +146,4 @@ def review(db: str, case_id: str, by: str, reason: str) -> None:
                 last = exc
         else:
             _fail(last)  # type: ignore[arg-type]
-    say(f"work item {item.id} opened in queue {item.queue} to review record {item.record_seq}")
+    say(f"work item {item.id} opened in queue {item.queue} to review record {record_ref(item.record_seq, item.record_chain)}")

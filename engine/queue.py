@@ -21,7 +21,7 @@ from .load import load_text
 
 STATUSES = ("open", "claimed", "decided")
 _COLUMNS = ("id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, priority, created_at, "
-            "status, assignee, claimed_at, decided_seq")
+            "status, assignee, claimed_at, decided_seq, record_chain")
 
 
 class QueueError(Exception):
@@ -48,13 +48,15 @@ class WorkItem:
     assignee: str | None
     claimed_at: str | None
     decided_seq: int | None
+    record_chain: str | None = None  # the partition chain of the record, for a distributed run's referral
 
     @classmethod
     def from_row(cls, row) -> "WorkItem":
-        (id_, seq, kind, cid, queue, code, text, proposed, prio, created, status, assignee, claimed, decided) = row
+        (id_, seq, kind, cid, queue, code, text, proposed, prio, created, status, assignee, claimed, decided,
+         chain) = row
         return cls(int(id_), None if seq is None else int(seq), kind, None if cid is None else json.loads(cid),
                    queue, code, text, None if proposed is None else json.loads(proposed), int(prio), created,
-                   status, assignee, claimed, None if decided is None else int(decided))
+                   status, assignee, claimed, None if decided is None else int(decided), chain)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -121,10 +123,11 @@ def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem
     def insert(s: AuditStore, done) -> None:
         made.append(s.next_work_item_id())
         s._execute(s._sql(
-            "INSERT INTO audit_work_items (id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, "
-            "priority, created_at, status) VALUES (?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
-            (made[0], record.seq, case_key(record.case_id), queue, f"Review asked for by {by}: {reason}", proposed,
-             utc_now()))
+            "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, reason_text, "
+            "proposed, priority, created_at, status) "
+            "VALUES (?, ?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
+            (made[0], record.seq, record.chain, case_key(record.case_id), queue, f"Review asked for by {by}: {reason}",
+             proposed, utc_now()))
 
     store.append([], then=insert)
     return get_item(store, made[0])
@@ -144,19 +147,20 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
         raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
     if item.status == "claimed" and item.assignee != by:
         raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}")
-    source = store.record(item.record_seq) if item.record_seq else None
+    source = store.record(item.record_seq, item.record_chain) if item.record_seq else None
     if source is None:
         raise QueueError("no_record", f"the record behind work item {item_id} is missing from the log")
     typed = _check_decision(store, source.ruleset_sha256, outcome, values)
     original = json.loads(source.decision)
     body = {
         "status": "decided", "outcome": outcome, "values": typed, "decided_by": by, "reason": reason,
-        "decided_at": utc_now(), "closes": {"work_item": item_id, "record": item.record_seq},
+        "decided_at": utc_now(), "closes": {"work_item": item_id, "record": item.record_seq,
+                                            **({"chain": item.record_chain} if item.record_chain else {})},
         "rule": None, "basis": "caseworker decision", "queue": None, "case_id": source.case_id,
         "reasons": [reason], "ruleset": original.get("ruleset"), "decision_date": original.get("decision_date"),
     }
     if item.kind == "review":
-        body["review"] = {"of_record": item.record_seq,
+        body["review"] = {"of_record": item.record_seq, **({"chain": item.record_chain} if item.record_chain else {}),
                           "confirms": original.get("outcome") == outcome and (original.get("values") or {})
                           == json.loads(canonical_json(typed))}
     entry = Entry("human", source.case_id, source.input, canonical_json(body), source.ruleset_id,

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from .audit.record import AuditRecordV1
+from .audit.record import AuditRecordV1, record_ref
 from .audit.store import AuditStore
 from .compile import Plan
 from .compile import compile as compile_plan
@@ -31,14 +31,20 @@ class Difference:
     seq: int
     case_id: object
     changes: list[tuple[str, object, object]]  # (key, recorded, replayed)
+    chain: str | None = None  # the partition chain holding the record, if not the main chain
+
+    @property
+    def ref(self) -> str:
+        return record_ref(self.seq, self.chain)
 
 
 @dataclass
 class ReplayReport:
     replayed: int = 0
     skipped_human: int = 0
+    skipped_manifests: int = 0
     differences: list[Difference] = field(default_factory=list)
-    unreproducible: list[tuple[int, object, str]] = field(default_factory=list)  # seq, case id, why
+    unreproducible: list[tuple] = field(default_factory=list)  # (seq, case id, why, chain or None)
     against: str | None = None
     transitions: Counter = field(default_factory=Counter)  # (old label, new label) -> count
     rule_changes: Counter = field(default_factory=Counter)  # (old rule, new rule) -> count
@@ -52,10 +58,11 @@ class ReplayReport:
         data = {
             "replayed": self.replayed, "skipped_human": self.skipped_human,
             "differences": len(self.differences), "unreproducible": len(self.unreproducible),
-            "changed": [{"seq": d.seq, "case_id": d.case_id,
+            "changed": [{"seq": d.seq, "case_id": d.case_id, **({"chain": d.chain} if d.chain else {}),
                          "changes": [{"key": k, "recorded": a, "replayed": b} for k, a, b in d.changes]}
                         for d in self.differences],
-            "not_reproducible": [{"seq": s, "case_id": c, "why": w} for s, c, w in self.unreproducible],
+            "not_reproducible": [{"seq": s, "case_id": c, "why": w, **({"chain": ch} if ch else {})}
+                                 for s, c, w, ch in self.unreproducible],
         }
         if self.against is not None:
             data["against"] = self.against
@@ -116,6 +123,9 @@ def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
         if record.kind == "human":
             report.skipped_human += 1
             continue
+        if record.kind == "manifest":  # a distributed run's commitment to its partition chains
+            report.skipped_manifests += 1
+            continue
         report.replayed += 1
         why = _unreproducible(record)
         if why is None and against is None:
@@ -125,7 +135,7 @@ def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
             elif isinstance(plan, str):
                 why = plan
         if why is not None:
-            report.unreproducible.append((record.seq, record.case_id, why))
+            report.unreproducible.append((record.seq, record.case_id, why, record.chain))
             continue
         raw = json.loads(record.input, parse_float=Decimal)
         recorded = json.loads(record.decision)
@@ -134,7 +144,7 @@ def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
         keys = IMPACT_COMPARED if against is not None else COMPARED
         changes = [(k, recorded.get(k), replayed.get(k)) for k in keys if recorded.get(k) != replayed.get(k)]
         if changes:
-            report.differences.append(Difference(record.seq, record.case_id, changes))
+            report.differences.append(Difference(record.seq, record.case_id, changes, record.chain))
         if against is not None:
             old, new = label(recorded), label(replayed)
             report.transitions[(old, new)] += 1

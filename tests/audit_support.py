@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 
 PG_URL = os.environ.get("VEDTAK_TEST_POSTGRES")
-TABLES = ("audit_records", "audit_head", "audit_rulesets", "audit_meta", "audit_work_items")
+TABLES = ("audit_records", "audit_head", "audit_rulesets", "audit_meta", "audit_work_items", "audit_chain_records",
+          "audit_chains", "audit_runs")
 
 
 def require_postgres() -> str:
@@ -28,6 +29,7 @@ def fresh_url(kind: str, tmp_path) -> str:
     with psycopg.connect(url, autocommit=True) as db:
         for table in TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
+        db.execute("DROP SEQUENCE IF EXISTS audit_work_item_ids")
     return url
 
 

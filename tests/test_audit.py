@@ -228,7 +228,7 @@ def test_pseudonymised_fields_are_keyed_hashes_and_replay_says_why_it_cannot_rep
         assert json.loads(record.pii) == {"fields": ["age"], "mode": "pseudonymise"}
         report = replay(store)
     assert report.unreproducible == [(1, case["case_id"],
-                                      "personal data was pseudonymised in the log (age)")]
+                                      "personal data was pseudonymised in the log (age)", None)]
     assert problems(url) == []
 
 

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterator
 
 from .record import GENESIS
-from .store import SCHEMA, SCHEMA_VERSION, AuditStore
+from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore
 
 _names = itertools.count()
 
@@ -31,8 +31,19 @@ class PostgresStore(AuditStore):
             cur.execute("SELECT pg_advisory_xact_lock(7365420871)")
             for stmt in SCHEMA:
                 cur.execute(stmt)
+            cur.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+            found = cur.fetchone()
+            if found is None or found[0] == "1":
+                # partition chains append concurrently, so work item ids come from a sequence
+                for stmt in (MIGRATE_FROM_1 if found is not None else []):
+                    cur.execute(stmt)
+                cur.execute("CREATE SEQUENCE IF NOT EXISTS audit_work_item_ids")
+                cur.execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_items")
+                top = int(cur.fetchone()[0])
+                if top:
+                    cur.execute("SELECT setval('audit_work_item_ids', %s)", (top,))
             cur.execute("INSERT INTO audit_meta (key, value) VALUES ('schema_version', %s) "
-                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION),))
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
             cur.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",
                         (GENESIS,))
         self._db.commit()
@@ -42,6 +53,19 @@ class PostgresStore(AuditStore):
             cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
             seq, hash_ = cur.fetchone()
         return int(seq), hash_
+
+    def _begin_chain_append(self, chain: str) -> tuple[int, str]:
+        with self._db.cursor() as cur:
+            cur.execute("SELECT seq, hash FROM audit_chains WHERE chain = %s FOR UPDATE", (chain,))
+            row = cur.fetchone()
+        if row is None:
+            self._db.rollback()
+            raise KeyError(f"no partition chain {chain} in this log")
+        return int(row[0]), row[1]
+
+    def work_item_ids(self, n: int) -> list[int]:
+        rows = self._execute("SELECT nextval('audit_work_item_ids') FROM generate_series(1, %s)", (n,))
+        return [int(r[0]) for r in rows]
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._db.cursor() as cur:

@@ -13,7 +13,10 @@ from ..decision import canonical_json, encode_scalar
 RECORD_VERSION = 1
 _VERSION = str(RECORD_VERSION)
 GENESIS = "0" * 64  # the prev_hash of the first record
-KINDS = ("decision", "referral", "rejection", "human")
+KINDS = ("decision", "referral", "rejection", "human", "manifest")
+
+# The main chain has no name; a partition chain of a distributed run is named "<run id>/<partition>".
+MAIN = None
 
 
 def sha256(text: str) -> str:
@@ -74,13 +77,16 @@ class AuditRecordV1:
     prev_hash: str
     hash: str
     pii: str | None = None
+    chain: str | None = None  # None: the main chain; else the partition chain holding the record
 
     @staticmethod
-    def make_body(entry: Entry, seq: int, recorded_at: str, prev_hash: str) -> str:
-        # keys in sorted order; every embedded part is itself canonical JSON
+    def make_body(entry: Entry, seq: int, recorded_at: str, prev_hash: str, chain: str | None = None) -> str:
+        # keys in sorted order; every embedded part is itself canonical JSON. A partition chain's
+        # records name their chain, so that no record can be moved from one chain to another.
         ruleset = _ruleset_json(entry.ruleset_id, entry.ruleset_version, entry.ruleset_sha256)
         return "".join((
-            '{"case_id":', _s(entry.case_id), ',"decision":', entry.decision,
+            '{"case_id":', _s(entry.case_id), ',"chain":' + _s(chain) if chain is not None else "",
+            ',"decision":', entry.decision,
             ',"decision_date":', _s(entry.decision_date), ',"engine_version":', _s(entry.engine_version),
             ',"input":', entry.input, ',"kind":"', entry.kind, '","pii":', entry.pii or "null",
             ',"prev_hash":"', prev_hash, '","record_version":', _VERSION, ',"recorded_at":"', recorded_at,
@@ -96,13 +102,18 @@ class AuditRecordV1:
         return cls(data["seq"], data["recorded_at"], data["kind"], data["case_id"], canonical_json(data["input"]),
                    canonical_json(data["decision"]), rs.get("id"), rs.get("version"), rs.get("sha256"),
                    data["decision_date"], data["engine_version"], data["prev_hash"], hash_,
-                   None if data.get("pii") is None else canonical_json(data["pii"]))
+                   None if data.get("pii") is None else canonical_json(data["pii"]), data.get("chain"))
 
     @property
     def body(self) -> str:
         entry = Entry(self.kind, self.case_id, self.input, self.decision, self.ruleset_id, self.ruleset_version,
                       self.ruleset_sha256, self.decision_date, self.engine_version, self.pii)
-        return self.make_body(entry, self.seq, self.recorded_at, self.prev_hash)
+        return self.make_body(entry, self.seq, self.recorded_at, self.prev_hash, self.chain)
+
+    @property
+    def ref(self) -> str:
+        """How reports name the record: its sequence number, prefixed by its partition chain if any."""
+        return record_ref(self.seq, self.chain)
 
     @property
     def input_sha256(self) -> str:
@@ -113,3 +124,7 @@ class AuditRecordV1:
         data = json.loads(self.body)
         data["hash"] = self.hash
         return data
+
+
+def record_ref(seq: int, chain: str | None) -> str:
+    return str(seq) if chain is None else f"{chain}:{seq}"

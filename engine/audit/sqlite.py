@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from .record import GENESIS
-from .store import SCHEMA, SCHEMA_VERSION, AuditStore
+from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore
 
 
 class SQLiteStore(AuditStore):
@@ -27,8 +27,12 @@ class SQLiteStore(AuditStore):
         try:
             for stmt in SCHEMA:
                 self._db.execute(stmt)
-            self._db.execute("INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+            found = self._db.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'").fetchone()
+            if found is not None and found[0] == "1":
+                for stmt in MIGRATE_FROM_1:
+                    self._db.execute(stmt)
+            self._db.execute("INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
             self._db.execute("INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
             self._db.execute("COMMIT")
         except BaseException:
@@ -39,6 +43,14 @@ class SQLiteStore(AuditStore):
         self._db.execute("BEGIN IMMEDIATE")
         seq, hash_ = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return int(seq), hash_
+
+    def _begin_chain_append(self, chain: str) -> tuple[int, str]:
+        self._db.execute("BEGIN IMMEDIATE")  # SQLite has one write lock: it serialises every chain
+        row = self._db.execute("SELECT seq, hash FROM audit_chains WHERE chain = ?", (chain,)).fetchone()
+        if row is None:
+            self._db.execute("ROLLBACK")
+            raise KeyError(f"no partition chain {chain} in this log")
+        return int(row[0]), row[1]
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._db.execute(sql, params).fetchall()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .record import GENESIS, AuditRecordV1, Entry, sha256, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: partition chains of distributed runs (audit_chains, audit_chain_records, audit_runs)
 
 # The same tables in both stores; the SQL dialects differ only in placeholders and locking.
 SCHEMA = [
@@ -49,7 +49,8 @@ SCHEMA = [
         status TEXT NOT NULL,
         assignee TEXT,
         claimed_at TEXT,
-        decided_seq BIGINT)""",
+        decided_seq BIGINT,
+        record_chain TEXT)""",
     """CREATE INDEX IF NOT EXISTS audit_work_items_open ON audit_work_items (status, queue)""",
     """CREATE TABLE IF NOT EXISTS audit_rulesets (
         sha256 TEXT PRIMARY KEY,
@@ -58,7 +59,59 @@ SCHEMA = [
         path TEXT NOT NULL,
         source TEXT NOT NULL,
         stored_at TEXT NOT NULL)""",
+    # A distributed run writes each partition to a chain of its own (the same record columns, and
+    # each chain's head in audit_chains); the run's manifest record on the main chain commits to
+    # every partition chain's head hash and record count.
+    """CREATE TABLE IF NOT EXISTS audit_chain_records (
+        chain TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        case_id TEXT,
+        input_sha256 TEXT NOT NULL,
+        ruleset_sha256 TEXT,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (chain, seq))""",
+    """CREATE INDEX IF NOT EXISTS audit_chain_records_case ON audit_chain_records (case_id)""",
+    """CREATE TABLE IF NOT EXISTS audit_chains (
+        chain TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        done TEXT)""",
+    """CREATE TABLE IF NOT EXISTS audit_runs (
+        run_id TEXT PRIMARY KEY,
+        run_key TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        manifest_seq BIGINT)""",
 ]
+
+# Upgrading a version 1 log: the only change to an existing table.
+MIGRATE_FROM_1 = ["ALTER TABLE audit_work_items ADD COLUMN record_chain TEXT"]
+
+
+class ChainConflict(Exception):
+    """Another writer appended to a partition chain since this one read its head (a duplicate
+    attempt at the same partition); this attempt must stop and leave the chain to the other."""
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    """A partition chain of a distributed run and its head; ``done`` is the partition's summary
+    (JSON) once every case of the partition is recorded."""
+
+    chain: str
+    run_id: str
+    part: int
+    spec: str
+    seq: int
+    hash: str
+    done: str | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +141,10 @@ class AuditStore(ABC):
         """Start a transaction that holds the chain head; return the head (seq, hash)."""
 
     @abstractmethod
+    def _begin_chain_append(self, chain: str) -> tuple[int, str]:
+        """Start a transaction that holds a partition chain's head; return it (seq, hash)."""
+
+    @abstractmethod
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run one statement in the current transaction; return its rows."""
 
@@ -115,7 +172,8 @@ class AuditStore(ABC):
     # -- appending -------------------------------------------------------------------------
     def append(self, entries: list[Entry], rulesets: Iterable[StoredRuleset] = (),
                then=None) -> list[tuple[int, str]]:
-        """Append entries as one transaction; returns each committed record's (seq, hash), in order.
+        """Append entries to the main chain as one transaction; returns each committed record's
+        (seq, hash), in order.
 
         Entries that carry a work item open it in the same transaction; ``then(store, done)``,
         if given, runs last inside it too (a caseworker's decision closes its item there).
@@ -126,30 +184,7 @@ class AuditStore(ABC):
         try:
             for rs in rulesets:
                 self._store_ruleset(rs)
-            now = utc_now()
-            done, rows = [], []
-            make_body = AuditRecordV1.make_body
-            for entry in entries:
-                seq += 1
-                body = make_body(entry, seq, now, prev)
-                hash_ = sha256(body)
-                rows.append((seq, now, entry.kind, case_key(entry.case_id), entry.input_sha256,
-                             entry.ruleset_sha256, body, prev, hash_))
-                done.append((seq, hash_))
-                prev = hash_
-            if rows:
-                self._executemany(self._sql(
-                    "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, "
-                    "body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
-                self._execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
-            items = [(e, s) for e, (s, _) in zip(entries, done) if e.work_item is not None]
-            if items:
-                next_id = self.next_work_item_id()
-                self._executemany(self._sql(
-                    "INSERT INTO audit_work_items (id, record_seq, kind, case_id, queue, reason_code, reason_text, "
-                    "proposed, priority, created_at, status) VALUES (?, ?, 'referral', ?, ?, ?, ?, ?, ?, ?, 'open')"),
-                    [(next_id + i, s, case_key(e.case_id), *e.work_item[:4], e.work_item[4], now)
-                     for i, (e, s) in enumerate(items)])
+            done = self._insert_records(entries, seq, prev, None)
             if then is not None:
                 then(self, done)
             self._commit()
@@ -158,9 +193,135 @@ class AuditStore(ABC):
             raise
         return done
 
+    def append_to_chain(self, chain: str, entries: list[Entry], *, expect_seq: int) -> list[tuple[int, str]]:
+        """Append entries to a partition chain as one transaction, holding only that chain's head.
+
+        ``expect_seq`` is the head the caller last saw; if another writer has moved it since, nothing
+        is written and :class:`ChainConflict` is raised — a partition is never recorded twice.
+        """
+        seq, prev = self._begin_chain_append(chain)
+        try:
+            if seq != expect_seq:
+                raise ChainConflict(f"partition chain {chain} is at record {seq}, not {expect_seq}: "
+                                    "another attempt at this partition is writing it")
+            done = self._insert_records(entries, seq, prev, chain)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return done
+
+    def _insert_records(self, entries: list[Entry], seq: int, prev: str, chain: str | None) -> list[tuple[int, str]]:
+        """Link entries after (seq, prev) on a chain, insert them and their work items, move the head."""
+        now = utc_now()
+        done, rows = [], []
+        make_body = AuditRecordV1.make_body
+        for entry in entries:
+            seq += 1
+            body = make_body(entry, seq, now, prev, chain)
+            hash_ = sha256(body)
+            rows.append((seq, now, entry.kind, case_key(entry.case_id), entry.input_sha256,
+                         entry.ruleset_sha256, body, prev, hash_))
+            done.append((seq, hash_))
+            prev = hash_
+        if rows and chain is None:
+            self._executemany(self._sql(
+                "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, "
+                "body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+            self._execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
+        elif rows:
+            self._executemany(self._sql(
+                "INSERT INTO audit_chain_records (chain, seq, recorded_at, kind, case_id, input_sha256, "
+                "ruleset_sha256, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                [(chain, *row) for row in rows])
+            self._execute(self._sql("UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?"), (seq, prev, chain))
+        items = [(e, s) for e, (s, _) in zip(entries, done) if e.work_item is not None]
+        if items:
+            ids = self.work_item_ids(len(items))
+            self._executemany(self._sql(
+                "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
+                "reason_text, proposed, priority, created_at, status) "
+                "VALUES (?, ?, ?, 'referral', ?, ?, ?, ?, ?, ?, ?, 'open')"),
+                [(id_, s, chain, case_key(e.case_id), *e.work_item[:4], e.work_item[4], now)
+                 for id_, (e, s) in zip(ids, items)])
+        return done
+
+    def work_item_ids(self, n: int) -> list[int]:
+        """``n`` new work item ids; call only inside an append. (SQLite: the database write lock
+        makes MAX + 1 safe; PostgreSQL overrides this with a sequence, as partition chains append
+        concurrently.)"""
+        first = int(self._execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_items")[0][0]) + 1
+        return list(range(first, first + n))
+
     def next_work_item_id(self) -> int:
-        """The next work item id; call only inside an append, which holds the chain's lock."""
-        return int(self._execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_items")[0][0]) + 1
+        """The next work item id; call only inside an append."""
+        return self.work_item_ids(1)[0]
+
+    # -- partition chains of distributed runs ---------------------------------------------------
+    def start_run(self, run_id: str, run_key: str, spec: str, chains: list[tuple[str, int, str]],
+                  rulesets: Iterable[StoredRuleset] = ()) -> None:
+        """Register a distributed run and its partition chains (name, partition, spec), empty, and
+        store the ruleset sources its workers compile, in one transaction."""
+        def register(s: AuditStore, done) -> None:
+            s._execute(s._sql("INSERT INTO audit_runs (run_id, run_key, spec, started_at) VALUES (?, ?, ?, ?)"),
+                       (run_id, run_key, spec, utc_now()))
+            s._executemany(s._sql("INSERT INTO audit_chains (chain, run_id, part, spec, seq, hash) "
+                                  "VALUES (?, ?, ?, ?, 0, ?)"),
+                           [(name, run_id, part, pspec, GENESIS) for name, part, pspec in chains])
+        self.append([], list(rulesets), then=register)
+
+    def unfinished_run(self, run_key: str) -> str | None:
+        """The latest run with this key that has no manifest yet (to resume), if any."""
+        rows = list(self._query(self._sql(
+            "SELECT run_id FROM audit_runs WHERE run_key = ? AND manifest_seq IS NULL ORDER BY started_at DESC"),
+            (run_key,)))
+        return rows[0][0] if rows else None
+
+    def runs(self) -> list[tuple[str, str, int | None]]:
+        """(run id, spec, manifest seq or None) of every distributed run."""
+        return [(r, spec, None if m is None else int(m)) for r, spec, m in self._query(
+            "SELECT run_id, spec, manifest_seq FROM audit_runs ORDER BY started_at, run_id")]
+
+    def chains(self, run_id: str | None = None) -> list[ChainInfo]:
+        """The partition chains, of one run or all, in order."""
+        sql = "SELECT chain, run_id, part, spec, seq, hash, done FROM audit_chains"
+        rows = self._query(self._sql(sql + " WHERE run_id = ? ORDER BY part"), (run_id,)) if run_id is not None \
+            else self._query(sql + " ORDER BY run_id, part")
+        return [ChainInfo(c, r, int(p), spec, int(s), h, d) for c, r, p, spec, s, h, d in rows]
+
+    def chain(self, name: str) -> ChainInfo | None:
+        rows = list(self._query(self._sql(
+            "SELECT chain, run_id, part, spec, seq, hash, done FROM audit_chains WHERE chain = ?"), (name,)))
+        return ChainInfo(rows[0][0], rows[0][1], int(rows[0][2]), rows[0][3], int(rows[0][4]), rows[0][5],
+                         rows[0][6]) if rows else None
+
+    def chain_names(self) -> list[str]:
+        """Every chain that has a head or records (a chain whose head row was deleted is listed too)."""
+        names = {r[0] for r in self._query("SELECT DISTINCT chain FROM audit_chain_records")}
+        names |= {r[0] for r in self._query("SELECT chain FROM audit_chains")}
+        return sorted(names)
+
+    def finish_chain(self, name: str, summary: str) -> None:
+        """Mark a partition complete, keeping its summary (JSON)."""
+        self._begin_chain_append(name)
+        try:
+            self._execute(self._sql("UPDATE audit_chains SET done = ? WHERE chain = ?"), (summary, name))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def finish_run(self, run_id: str, manifest: Entry) -> int:
+        """Append the run's manifest to the main chain and mark the run finished, in one transaction."""
+        def mark(s: AuditStore, done) -> None:
+            s._execute(s._sql("UPDATE audit_runs SET manifest_seq = ? WHERE run_id = ?"), (done[0][0], run_id))
+        return self.append([manifest], then=mark)[0][0]
+
+    def chain_rows(self, chain: str, start: int = 1) -> Iterator[tuple]:
+        """A partition chain's raw rows in order, as :meth:`rows` gives the main chain's."""
+        return self._query(self._sql(
+            "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
+            "FROM audit_chain_records WHERE chain = ? AND seq >= ? ORDER BY seq"), (chain, start))
 
     @abstractmethod
     def _execute_count(self, sql: str, params: tuple = ()) -> int:
@@ -189,9 +350,9 @@ class AuditStore(ABC):
             "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
             "FROM audit_records WHERE seq >= ? ORDER BY seq"), (start,))
 
-    def record(self, seq: int) -> AuditRecordV1 | None:
-        """The record with this sequence number, if the log holds it."""
-        rows = self.rows(seq)
+    def record(self, seq: int, chain: str | None = None) -> AuditRecordV1 | None:
+        """The record with this sequence number (on the main chain, or on a partition chain), if any."""
+        rows = self.rows(seq) if chain is None else self.chain_rows(chain, seq)
         try:
             row = next(rows, None)
         finally:
@@ -203,15 +364,25 @@ class AuditStore(ABC):
             yield AuditRecordV1.from_body(row[6], row[8])
 
     def records(self, case_id=None) -> Iterator[AuditRecordV1]:
-        """Records in sequence order, optionally only those of one case."""
-        if case_id is None:
-            rows = self.rows()
-        else:
-            rows = self._query(self._sql(
-                "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
-                "FROM audit_records WHERE case_id = ? ORDER BY seq"), (case_key(case_id),))
-        for row in rows:
+        """Every record: the main chain's in sequence order, then each partition chain's; or only
+        those of one case, in the order they were recorded."""
+        if case_id is not None:
+            yield from self._case_records(case_id)
+            return
+        for row in self.rows():
             yield AuditRecordV1.from_body(row[6], row[8])
+        for name in self.chain_names():
+            for row in self.chain_rows(name):
+                yield AuditRecordV1.from_body(row[6], row[8])
+
+    def _case_records(self, case_id) -> list[AuditRecordV1]:
+        key = (case_key(case_id),)
+        columns = "seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash"
+        found = [AuditRecordV1.from_body(row[6], row[8]) for row in self._query(self._sql(
+            f"SELECT {columns} FROM audit_records WHERE case_id = ? ORDER BY seq"), key)]
+        found += [AuditRecordV1.from_body(row[6], row[8]) for row in self._query(self._sql(
+            f"SELECT {columns} FROM audit_chain_records WHERE case_id = ? ORDER BY chain, seq"), key)]
+        return sorted(found, key=lambda r: r.recorded_at)  # stable: a chain's order is kept
 
     def case_records(self, case_ids: list, *, with_body: bool = False) -> list[tuple]:
         """(case key, input_sha256, ruleset_sha256, seq, body or None) of every record of these cases."""
@@ -244,7 +415,9 @@ class AuditStore(ABC):
         return StoredRuleset(*rows[0]) if rows else None
 
     def count(self) -> int:
-        return int(next(iter(self._query("SELECT COUNT(*) FROM audit_records")))[0])
+        """How many records the log holds, on every chain."""
+        return sum(int(next(iter(self._query(f"SELECT COUNT(*) FROM {table}")))[0])
+                   for table in ("audit_records", "audit_chain_records"))
 
     def __enter__(self):
         return self

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..decision import canonical_json
-from .record import GENESIS, sha256, utc_now
+from .record import GENESIS, record_ref, sha256, utc_now
 from .store import AuditStore, case_key
 
 MAX_PROBLEMS = 1000
@@ -24,8 +24,13 @@ class Problem:
     """One inconsistency: the sequence number it concerns, what kind it is, and an explanation."""
 
     seq: int
-    kind: str  # edited, deleted, inserted, reordered, broken_chain, truncated, ruleset, checkpoint
+    kind: str  # edited, deleted, inserted, reordered, broken_chain, truncated, ruleset, checkpoint, partition
     message: str
+    chain: str = ""  # the partition chain it concerns; "" for the main chain
+
+    @property
+    def ref(self) -> str:
+        return record_ref(self.seq, self.chain or None)
 
 
 @dataclass
@@ -34,6 +39,9 @@ class VerifyReport:
     head: tuple[int, str] = (0, GENESIS)
     problems: list[Problem] = field(default_factory=list)
     checkpoint: dict | None = None
+    chains: int = 0  # partition chains verified
+    runs: int = 0  # distributed runs whose manifest was checked
+    unfinished: list[str] = field(default_factory=list)  # runs with partition chains and no manifest yet
 
     @property
     def ok(self) -> bool:
@@ -41,35 +49,121 @@ class VerifyReport:
 
     @property
     def first_bad(self) -> int | None:
-        return min(p.seq for p in self.problems) if self.problems else None
+        main = [p.seq for p in self.problems if not p.chain]
+        return min(main) if main else min(p.seq for p in self.problems) if self.problems else None
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "records": self.records, "head": {"seq": self.head[0], "hash": self.head[1]},
-                "first_bad_seq": self.first_bad,
-                "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in sorted(self.problems)]}
+                "first_bad_seq": self.first_bad, "partition_chains": self.chains, "runs": self.runs,
+                "unfinished_runs": self.unfinished,
+                "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message, **({"chain": p.chain} if p.chain
+                                                                                      else {})}
+                             for p in sorted(self.problems)]}
+
+
+class _Problems:
+    """Collects one chain's problems (up to MAX_PROBLEMS in all) and which records they flag."""
+
+    def __init__(self, problems: list[Problem], chain: str):
+        self.problems, self.chain, self.flagged = problems, chain, set()
+
+    def __call__(self, seq: int, kind: str, message: str) -> None:
+        self.flagged.add(seq)
+        if len(self.problems) < MAX_PROBLEMS:
+            text = f"partition chain {self.chain}: {message}" if self.chain else message
+            self.problems.append(Problem(seq, kind, text, self.chain))
+
+
+class _Rulesets:
+    """The stored ruleset sources, checked against their SHA-256 once; each bad one reported once."""
+
+    def __init__(self, store: AuditStore):
+        self.stored = {rs.sha256: rs for rs in store.rulesets()}
+        self.bad = {sha for sha, rs in self.stored.items() if sha256(rs.source) != sha}
+        self.reported: set[str] = set()
+
+    def check(self, rs_sha: str | None, seq: int, add) -> None:
+        if rs_sha is None or rs_sha in self.reported:
+            return
+        if rs_sha not in self.stored:
+            add(seq, "ruleset", f"record {seq} names ruleset {rs_sha[:12]}, whose source is not in the log")
+            self.reported.add(rs_sha)
+        elif rs_sha in self.bad:
+            rs = self.stored[rs_sha]
+            add(seq, "ruleset", f"the stored source of ruleset {rs.ruleset_id} {rs.version} no longer matches "
+                f"its SHA-256 {rs_sha[:12]}")
+            self.reported.add(rs_sha)
 
 
 def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: bytes | None = None) -> VerifyReport:
-    """Recompute every hash and link of the log; optionally check a signed checkpoint of its head."""
+    """Recompute every hash and link of the log — the main chain and every partition chain of a
+    distributed run — check each run's manifest against its partition chains, and optionally a
+    signed checkpoint of the main chain's head."""
     report = VerifyReport(head=store.head())
     problems = report.problems
 
-    flagged: set[int] = set()
+    def adder(chain: str) -> "_Problems":
+        return _Problems(problems, chain)
 
-    def add(seq: int, kind: str, message: str) -> None:
-        flagged.add(seq)
-        if len(problems) < MAX_PROBLEMS:
-            problems.append(Problem(seq, kind, message))
+    rulesets = _Rulesets(store)
+    add = adder("")
+    last_seq, last_hash, manifests = _check_chain(store.rows(), report.head, add, rulesets, report)
+    if checkpoint is not None:
+        report.checkpoint = checkpoint
+        _check_checkpoint(store, checkpoint, public_key, last_seq, add)
 
-    stored = {}
-    for rs in store.rulesets():
-        stored[rs.sha256] = rs
-    bad_rulesets = {sha for sha, rs in stored.items() if sha256(rs.source) != sha}
-    reported_rulesets: set[str] = set()
+    # partition chains: each on its own, then against the manifest of its run
+    heads = {c.chain: c for c in store.chains()}
+    ends: dict[str, tuple[int, str]] = {}
+    for name in store.chain_names():
+        report.chains += 1
+        info = heads.get(name)
+        chain_add = adder(name)
+        if info is None:
+            chain_add(1, "inserted", "records of a partition chain the log does not know (its head is missing)")
+        head = (info.seq, info.hash) if info is not None else (0, GENESIS)
+        n_before = report.records
+        end_seq, end_hash, _ = _check_chain(store.chain_rows(name), head, chain_add, rulesets, report, chain=name)
+        ends[name] = (end_seq, end_hash, report.records - n_before)  # type: ignore[assignment]
+    runs = {run_id: (spec, manifest_seq) for run_id, spec, manifest_seq in store.runs()}
+    listed: set[str] = set()
+    for seq, data in manifests:
+        report.runs += 1
+        run_id = data.get("run_id")
+        for part in data.get("chains") or []:
+            name = part.get("chain")
+            listed.add(name)
+            if name not in ends:
+                add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} "
+                    f"({part.get('records')} records) is missing from the log")
+                continue
+            end_seq, end_hash, count = ends[name]  # type: ignore[misc]
+            if (count, end_seq, end_hash) != (part.get("records"), part.get("records"), part.get("head")):
+                add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} has "
+                    f"{count} records ending in {end_hash[:16]}, the manifest committed to {part.get('records')} "
+                    f"ending in {str(part.get('head'))[:16]}")
+    for name in sorted(ends):
+        info = heads.get(name)
+        run_id = info.run_id if info is not None else name.split("/")[0]
+        if name in listed:
+            continue
+        if run_id in runs and runs[run_id][1] is None:
+            if run_id not in report.unfinished:
+                report.unfinished.append(run_id)
+        else:
+            adder(name)(1, "inserted", f"the chain belongs to no unfinished run and no manifest lists it")
+    return report
 
+
+def _check_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: VerifyReport,
+                 chain: str | None = None) -> tuple[int, str, list]:
+    """Check one chain's rows in order against its head; returns the last (seq, hash) and the
+    manifests it holds as (seq, decision)."""
+    flagged = add.flagged
+    manifests = []
     expected, prev_hash, prev_prev_hash = 1, GENESIS, None
     last_seq, last_hash = 0, GENESIS
-    for seq, recorded_at, kind, cid, input_sha, rs_sha, body, prev_col, hash_ in store.rows():
+    for seq, recorded_at, kind, cid, input_sha, rs_sha, body, prev_col, hash_ in rows:
         seq = int(seq)
         report.records += 1
         if seq != expected:
@@ -103,6 +197,8 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
                     "names a different predecessor")
             else:
                 add(seq, "broken_chain", "the first record does not start the chain")
+        if data.get("chain") != chain:
+            add(seq, "inserted", f"record {seq} was written to chain {data.get('chain') or 'main'}, not this one")
         columns = {"kind": (kind, data.get("kind")), "case_id": (cid, case_key(data.get("case_id"))),
                    "prev_hash": (prev_col, data.get("prev_hash")),
                    "recorded_at": (recorded_at, data.get("recorded_at")),
@@ -113,26 +209,18 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
             if col != val:
                 add(seq, "edited", f"record {seq}: column {name} was changed ({col!r}, the record says {val!r})")
                 break
-        if rs_sha is not None and rs_sha not in reported_rulesets:
-            if rs_sha not in stored:
-                add(seq, "ruleset", f"record {seq} names ruleset {rs_sha[:12]}, whose source is not in the log")
-                reported_rulesets.add(rs_sha)
-            elif rs_sha in bad_rulesets:
-                add(seq, "ruleset", f"the stored source of ruleset {stored[rs_sha].ruleset_id} "
-                    f"{stored[rs_sha].version} no longer matches its SHA-256 {rs_sha[:12]}")
-                reported_rulesets.add(rs_sha)
+        rulesets.check(rs_sha, seq, add)
+        if kind == "manifest" and chain is None and sha256(body) == hash_:
+            manifests.append((seq, data.get("decision") or {}))
         prev_prev_hash, prev_hash, expected = prev_hash, hash_, seq + 1
         last_seq, last_hash = seq, hash_
-    head_seq, head_hash = report.head
+    head_seq, head_hash = head
     if head_seq > last_seq:
         add(last_seq + 1, "truncated", f"the log ends at record {last_seq} but its head says {head_seq}")
     elif (head_seq, head_hash) != (last_seq, last_hash):
         add(min(head_seq, last_seq) or 1, "broken_chain",
             f"the head (record {head_seq}) does not match the last record ({last_seq})")
-    if checkpoint is not None:
-        report.checkpoint = checkpoint
-        _check_checkpoint(store, checkpoint, public_key, last_seq, add)
-    return report
+    return last_seq, last_hash, manifests
 
 
 # -- signed checkpoints ----------------------------------------------------------------------
