@@ -59,8 +59,12 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True))
     elif report.ok:
         extra = f"; checkpoint at record {cp['seq']} verified" if cp else ""
+        chains = (f"; {report.chains} partition chains match the manifests of {report.runs} runs"
+                  if report.chains else "")
         say(f"ok: {report.records} records, the chain verifies (head {report.head[0]}, "
-            f"{report.head[1][:16]}){extra}", style="green")
+            f"{report.head[1][:16]}){chains}{extra}", style="green")
+        for run_id in report.unfinished:
+            say(f"note: run {run_id} has no manifest yet (running, or interrupted: --resume finishes it)")
     else:
         for p in sorted(report.problems):
             say(f"record {p.ref}: {p.kind}: {p.message}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -13,60 +14,162 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vedtak.audit import AuditLog
+from vedtak.audit.log import PiiPolicy, open_store
 from vedtak.batch import Batch, Summary
 from vedtak.errors import RulesetError
 
-from .common import EXIT_FINDINGS, EXIT_OK, console, load_ruleset, say
+from .common import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, console, load_ruleset, say
 
 
-def run_batch(ruleset, cases, audit_db, out, workers, resume, fmt, batch_size, summary_json, log_json, pii,
-              pii_key_file) -> None:
-    if load_ruleset(ruleset) is None:
+@dataclass
+class BatchOptions:
+    ruleset: str
+    cases: list[str]
+    audit: str
+    out: str | None
+    workers: int | None
+    executor: str
+    scheduler: str | None
+    partition_size: str
+    resume: bool
+    fmt: str | None
+    batch_size: int
+    summary_json: str | None
+    log_json: bool
+    pii: str
+    pii_key_file: str | None
+
+
+def parse_size(text: str) -> int:
+    """512KB, 64MB, 1GB or a number of bytes."""
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    number = t[:-1] if scale > 1 else t
+    if not number.isdigit() or int(number) == 0:
+        raise click.BadParameter(f"{text!r} is not a size such as 512KB or 64MB", param_hint="--partition-size")
+    return int(number) * scale
+
+
+def run_batch(o: BatchOptions) -> None:
+    if load_ruleset(o.ruleset) is None:
         sys.exit(EXIT_FINDINGS)
-    for path in cases:
+    for path in o.cases:
         if path != "-" and not Path(path).is_file():
             raise click.UsageError(f"no case file {path}")
-    if list(cases).count("-") > 1:
+    if o.cases.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    key = Path(pii_key_file).read_bytes().strip() if pii_key_file else None
+    if o.scheduler and o.executor != "dask":
+        raise click.UsageError("--scheduler needs --executor dask")
+    key = Path(o.pii_key_file).read_bytes().strip() if o.pii_key_file else None
+    try:
+        PiiPolicy(o.pii, key)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
         structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.JSONRenderer(sort_keys=True)]) \
-        if log_json else None
+        if o.log_json else None
+    workers = o.workers or os.cpu_count() or 1
+    if logger is not None:
+        logger.info("run_started", ruleset=o.ruleset, inputs=o.cases, audit=o.audit, workers=workers,
+                    executor=o.executor, resume=o.resume)
+    if o.executor == "dask":
+        summary = _run_distributed(o, workers, key, logger)
+    else:
+        summary = _run_local(o, workers, key, logger)
+    if logger is not None:
+        logger.info("run_finished", **{k: v for k, v in summary.to_dict().items() if k != "problems"})
+    _print_summary(summary)
+    if o.summary_json:
+        Path(o.summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
+    sys.exit(EXIT_FINDINGS if summary.n_rejected or summary.duplicates_across_partitions else EXIT_OK)
+
+
+def _progress(show: bool, what: str) -> Progress:
+    return Progress(TextColumn(what), BarColumn(), TextColumn("{task.completed:,} cases"), TimeElapsedColumn(),
+                    console=console(err=True), disable=not show)
+
+
+def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
     try:
-        log = AuditLog.open(audit_db, pii=pii, pii_key=key, batch_size=batch_size)
+        log = AuditLog.open(o.audit, pii=o.pii, pii_key=key, batch_size=o.batch_size)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:  # an unreachable server, a locked file: a message, not a traceback
-        raise click.ClickException(f"cannot open the audit log {audit_db}: {exc}") from None
-    workers = workers or os.cpu_count() or 1
-    show_progress = sys.stderr.isatty() and not log_json
-    with log, (open(out, "w", encoding="utf-8") if out else _Discard()) as sink:
-        progress = Progress(TextColumn("deciding"), BarColumn(), TextColumn("{task.completed:,} cases"),
-                            TimeElapsedColumn(), console=console(err=True), disable=not show_progress)
+        raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
+    if o.out and Path(o.out).is_dir():
+        raise click.UsageError(f"--out {o.out} is a directory; a local run writes one file")
+    with log, (open(o.out, "w", encoding="utf-8") if o.out else _Discard()) as sink:
+        progress = _progress(sys.stderr.isatty() and not o.log_json, "deciding")
         with progress:
             task = progress.add_task("cases", total=None)
 
             def advance(n: int) -> None:
                 progress.advance(task, n)
                 if logger is not None:
-                    logger.info("batch_committed", cases=n, ruleset=ruleset)
+                    logger.info("batch_committed", cases=n, ruleset=o.ruleset)
 
-            batch = Batch(ruleset, list(cases), log, workers=workers, resume=resume, chunk_size=batch_size,
-                          fmt=fmt, progress=advance, pii=(pii, key))
-            if logger is not None:
-                logger.info("run_started", ruleset=ruleset, inputs=list(cases), audit=audit_db, workers=workers,
-                            resume=resume)
+            batch = Batch(o.ruleset, o.cases, log, workers=workers, resume=o.resume, chunk_size=o.batch_size,
+                          fmt=o.fmt, progress=advance, pii=(o.pii, key))
             write = (lambda text: (sink.write(text), sink.write("\n")))
             try:
-                summary = batch.run(write)
+                return batch.run(write)
             except RulesetError as exc:  # pragma: no cover - the ruleset was loaded above
                 raise click.ClickException(exc.format()) from None
-    if logger is not None:
-        logger.info("run_finished", **{k: v for k, v in summary.to_dict().items() if k != "problems"})
-    _print_summary(summary)
-    if summary_json:
-        Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
-    sys.exit(EXIT_FINDINGS if summary.n_rejected else EXIT_OK)
+
+
+def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
+    try:
+        from vedtak.distributed import DistributedRun, IncompleteRun
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise click.UsageError(f"--executor dask needs Dask: pip install 'vedtak[dask]' ({exc})") from None
+    if "-" in o.cases:
+        raise click.UsageError("--executor dask reads input files on the workers; standard input (-) cannot be "
+                               "partitioned (write it to a file first)")
+    postgres = o.audit.startswith(("postgresql://", "postgres://"))
+    if o.scheduler and not postgres:
+        raise click.UsageError("a cluster's workers append to one shared audit log: use a postgresql:// URL "
+                               "with --scheduler (a SQLite file serves only the local cluster)")
+    if o.out and Path(o.out).exists() and not Path(o.out).is_dir():
+        raise click.UsageError(f"--out {o.out} is a file; with --executor dask it names a directory")
+    try:
+        open_store(o.audit).close()
+    except Exception as exc:
+        raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
+    progress = _progress(sys.stderr.isatty() and not o.log_json, "partitions")
+    with progress:
+        task = progress.add_task("cases", total=None)
+
+        def advance(cases: int, partitions: int) -> None:
+            progress.advance(task, cases)
+            if logger is not None:
+                logger.info("partition_done", cases=cases)
+
+        run = DistributedRun(o.ruleset, o.cases, o.audit, out_dir=o.out, workers=workers, scheduler=o.scheduler,
+                             resume=o.resume, chunk_size=o.batch_size, partition_bytes=parse_size(o.partition_size),
+                             fmt=o.fmt, pii=(o.pii, key), progress=advance)
+        try:
+            summary = run.run()
+        except IncompleteRun as exc:
+            progress.stop()
+            _print_summary(exc.summary)
+            say(f"run {exc.run_id} is incomplete: {len(exc.missing)} of {run.info.partitions} partitions were not "
+                "completed:", style="bold red", err=True)
+            for part, why in exc.missing:
+                end = f"byte {part.end}" if part.fmt != "json" else "the end"
+                say(f"  partition {part.index}: {part.source} from line {part.first_line} (byte {part.start}) to "
+                    f"{end}: {why}", err=True)
+            say("Run the same command with --resume to decide only those partitions.", err=True)
+            sys.exit(EXIT_INCOMPLETE)
+    info = run.info
+    say(f"run {info.run_id}: {info.partitions} partitions" + (
+        f" (resumed: {info.partitions_done_before} were already complete)" if info.resumed_run else "")
+        + f"; manifest record {info.manifest_seq}", err=True)
+    for cid, n in summary.duplicates_across_partitions[:MAX_SHOWN]:
+        say(f"duplicate_case_id: case id {cid} was decided in {n} partitions of this run", err=True)
+    return summary
+
+
+MAX_SHOWN = 50
 
 
 class _Discard:
@@ -98,6 +201,8 @@ def _print_summary(s: Summary) -> None:
         table.add_row(f"  {code}", f"{n:,}")
     if s.resumed:
         table.add_row("(already in the log, not decided again)", f"{s.resumed:,}")
+    if s.duplicates_across_partitions:
+        table.add_row("case ids decided in two partitions", f"{len(s.duplicates_across_partitions):,}")
     rate = s.read / s.seconds if s.seconds else 0.0
     table.add_row("automation rate", f"{100 * s.n_decided / s.read:.1f} %" if s.read else "-")
     table.add_row("time", f"{s.seconds:.2f} s ({rate:,.0f} cases/s)")

@@ -9,6 +9,7 @@ import vedtak
 from vedtak.errors import RulesetError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_INCOMPLETE = 3  # a distributed run left partitions undone; --resume finishes it
 
 
 def console(err: bool = False) -> Console:

@@ -195,9 +195,19 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
 @click.argument("cases", nargs=-1, required=True)
 @click.option("--audit", "audit_db", required=True, metavar="DB",
               help="The audit log (SQLite path or postgresql:// URL); every decision is recorded here first.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write one decision JSON per line, in input order.")
+@click.option("--out", type=click.Path(), help="Write one decision JSON per line, in input order (with --executor "
+              "dask: a directory, one part-NNNNN.jsonl per partition).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker processes deciding cases (default: the machine's cores).")
+              help="Worker processes deciding cases (default: the machine's cores; with --executor dask, the "
+              "local cluster's workers).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: worker processes on this machine, one audit chain. dask: partitions decided on a Dask "
+              "cluster, one audit chain per partition and a manifest.")
+@click.option("--scheduler", metavar="ADDRESS", help="With --executor dask: a running scheduler "
+              "(tcp://HOST:PORT) instead of a local cluster. Workers must see the input files at the same paths "
+              "and reach the (PostgreSQL) audit log.")
+@click.option("--partition-size", default="32MB", show_default=True, metavar="SIZE",
+              help="With --executor dask: about how much of an input file each partition takes (e.g. 512KB, 64MB).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: cases already in the log with the same "
               "input and ruleset are not decided again.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]),
@@ -210,9 +220,9 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
               help="What the log keeps of fields marked pii.")
 @click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
               help="With --pii pseudonymise: a file holding the secret key.")
-def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, workers: int | None, resume: bool,
-        fmt: str | None, batch_size: int, summary_json: str | None, log_json: bool, pii: str,
-        pii_key_file: str | None) -> None:
+def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, workers: int | None, executor: str,
+        scheduler: str | None, partition_size: str, resume: bool, fmt: str | None, batch_size: int,
+        summary_json: str | None, log_json: bool, pii: str, pii_key_file: str | None) -> None:
     """Decide case files in a batch: JSON Lines, a JSON array or CSV (- for stdin).
 
     Every decision is committed to the audit log before it is written out. A malformed
@@ -220,11 +230,21 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     and the batch goes on; every case read is accounted for in the summary. Exit 1 if any
     case was rejected, 0 otherwise, 2 for usage errors.
 
-    Example: vedtak run rulesets/study-grant rulesets/study-grant/cases.jsonl --audit decisions.db --out decisions.jsonl
+    With --executor dask, the inputs are cut into partitions that cluster workers read
+    and decide themselves, each into its own audit chain; the run ends with a manifest
+    record committing to every partition. Exit 3 if partitions are left undone (they are
+    named; run the same command with --resume to finish).
+
+    Examples:
+
+      vedtak run rulesets/study-grant rulesets/study-grant/cases.jsonl --audit decisions.db --out decisions.jsonl
+
+      vedtak run rulesets/study-grant cases.jsonl --audit postgresql://vedtak@db/audit --executor dask
+      --scheduler tcp://scheduler:8786 --out decisions/
     """
-    from vedtak.cli.batch import run_batch
-    run_batch(ruleset, cases, audit_db, out, workers, resume, fmt, batch_size, summary_json, log_json, pii,
-              pii_key_file)
+    from vedtak.cli.batch import BatchOptions, run_batch
+    run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size, resume,
+                           fmt, batch_size, summary_json, log_json, pii, pii_key_file))
 
 
 main.add_command(audit)

@@ -38,6 +38,8 @@ class Summary:
     resumed: int = 0  # already in the log from an interrupted run; not decided again
     problems: list = field(default_factory=list)  # (source, line, code, message), the first few
     seconds: float = 0.0
+    # a distributed run: case ids decided in more than one partition, with how often (found after the fact)
+    duplicates_across_partitions: list = field(default_factory=list)
 
     @property
     def n_decided(self) -> int:
@@ -64,6 +66,28 @@ class Summary:
             if len(self.problems) < MAX_PROBLEMS_KEPT:
                 self.problems.append((source, line, code, message))
 
+    def to_state(self) -> dict:
+        """Everything counted, as JSON-able data (a partition's summary, kept in the log)."""
+        return {"read": self.read, "decided": dict(self.decided),
+                "referred": [[q, r, n] for (q, r), n in self.referred.items()], "rejected": dict(self.rejected),
+                "resumed": self.resumed, "problems": [list(p) for p in self.problems], "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Summary":
+        return cls(state["read"], collections.Counter(state["decided"]),
+                   collections.Counter({(q, r): n for q, r, n in state["referred"]}),
+                   collections.Counter(state["rejected"]), state["resumed"],
+                   [tuple(p) for p in state["problems"]], state["seconds"])
+
+    def add(self, other: "Summary") -> None:
+        """Count another part of the same run (partitions are added in input order)."""
+        self.read += other.read
+        self.decided.update(other.decided)
+        self.referred.update(other.referred)
+        self.rejected.update(other.rejected)
+        self.resumed += other.resumed
+        self.problems = (self.problems + other.problems)[:MAX_PROBLEMS_KEPT]
+
     def to_dict(self) -> dict:
         rate = self.read / self.seconds if self.seconds else 0.0
         return {
@@ -76,6 +100,9 @@ class Summary:
             "automation_rate": round(self.n_decided / self.read, 4) if self.read else 0.0,
             "seconds": round(self.seconds, 3), "cases_per_second": round(rate, 1),
             "problems": [{"source": s, "line": n, "code": c, "message": m} for s, n, c, m in self.problems],
+            **({"duplicate_ids_across_partitions": [{"case_id": c, "count": n}
+                                                     for c, n in self.duplicates_across_partitions]}
+               if self.duplicates_across_partitions else {}),
         }
 
 
@@ -187,8 +214,8 @@ class Batch:
             key = case_key(entry.case_id)
             if self.resume and key is not None and (key, entry.input_sha256, entry.ruleset_sha256) in recorded:
                 # recorded before an interruption: not decided again; released as recorded
-                text = _decision_of(recorded[(key, entry.input_sha256, entry.ruleset_sha256)])
-                released.append((text, _info_of(text)))
+                text = decision_of(recorded[(key, entry.input_sha256, entry.ruleset_sha256)])
+                released.append((text, info_of(text)))
                 summary.resumed += 1
                 seen.add(key)
                 continue
@@ -208,21 +235,28 @@ class Batch:
             self.progress(len(chunk))
 
     def _duplicate(self, item: Item, entry) -> tuple:
-        """A second case with an id already decided in this run: rejected, not decided twice."""
-        period = self.plan._periods[-1]
-        field_name = self.plan.ruleset.latest.model.case_id
-        error = CaseError(field_name, "duplicate_case_id",
-                          f"case id {entry.case_id} appears more than once in this run; only the first is decided")
-        raw = item.raw if item.raw is not None else {}
-        decision = Decision((period.rejected, raw, None, (error,)))
-        return make_entry(decision, raw, PiiPolicy(*self.pii)), outcome_info(decision)
+        return duplicate(self.plan, item, entry, PiiPolicy(*self.pii))
 
 
-def _decision_of(body: str) -> str:
+def duplicate(plan: Plan, item: Item, entry, pii: PiiPolicy) -> tuple:
+    """A second case with an id already decided in this run: rejected, not decided twice.
+    Returns its audit entry and summary info."""
+    period = plan._periods[-1]
+    field_name = plan.ruleset.latest.model.case_id
+    error = CaseError(field_name, "duplicate_case_id",
+                      f"case id {entry.case_id} appears more than once in this run; only the first is decided")
+    raw = item.raw if item.raw is not None else {}
+    decision = Decision((period.rejected, raw, None, (error,)))
+    return make_entry(decision, raw, pii), outcome_info(decision)
+
+
+def decision_of(body: str) -> str:
+    """The decision JSON of a stored record body (to release a case recorded earlier)."""
     return canonical_json(json.loads(body)["decision"])
 
 
-def _info_of(text: str) -> tuple:
+def info_of(text: str) -> tuple:
+    """:func:`outcome_info` of a decision JSON."""
     d = json.loads(text)
     errors = d.get("errors") or []
     if d["status"] == "rejected":

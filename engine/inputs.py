@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ def read(path: str, schema: dict[str, FieldSpec], fmt: str | None = None) -> Ite
             stream.close()
 
 
-def _jsonl(source: str, stream) -> Iterator[Item]:
-    for n, data in enumerate(stream, 1):
+def _jsonl(source: str, stream, first_line: int = 1) -> Iterator[Item]:
+    for n, data in enumerate(stream, first_line):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -106,30 +107,35 @@ def _json_array(source: str, stream) -> Iterator[Item]:
             yield Item(source, n, error=f"item {n} is not a JSON object")
 
 
-def _csv(source: str, stream, schema: dict[str, FieldSpec]) -> Iterator[Item]:
+def _csv(source: str, stream, schema: dict[str, FieldSpec], header: list[str] | None = None,
+         first_line: int = 1) -> Iterator[Item]:
+    """CSV rows as typed cases; ``header`` and ``first_line`` are given when reading a row range
+    (a partition) of a file whose header was read before."""
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     reader = csv.reader(text)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except UnicodeDecodeError as exc:
-        yield Item(source, 1, error=f"not UTF-8 text (byte {exc.start + 1}); no case in this file was read")
-        return
-    header = [h.strip() for h in header]
+    shift = first_line - 1
+    if header is None:
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            yield Item(source, 1, error=f"not UTF-8 text (byte {exc.start + 1}); no case in this file was read")
+            return
+        header = [h.strip() for h in header]
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except UnicodeDecodeError as exc:
-            yield Item(source, reader.line_num + 1, error=f"not UTF-8 text (byte {exc.start + 1}); "
-                                                          "the rest of this file was not read")
+            yield Item(source, shift + reader.line_num + 1, error=f"not UTF-8 text (byte {exc.start + 1}); "
+                                                                  "the rest of this file was not read")
             return
         except csv.Error as exc:
-            yield Item(source, reader.line_num, error=f"not CSV: {exc}")
+            yield Item(source, shift + reader.line_num, error=f"not CSV: {exc}")
             continue
-        n = reader.line_num
+        n = shift + reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
@@ -155,3 +161,154 @@ def _typed(spec: FieldSpec | None, cell: str):
     except InvalidOperation:
         pass
     return text
+
+
+# -- partitions: byte ranges of a file that a distributed run's workers read themselves ------------
+
+@dataclass(frozen=True)
+class Partition:
+    """Part of one input file: the bytes [start, end) of a JSON Lines or CSV file (cut only where a
+    line, or a CSV record, ends), or a whole JSON array file. ``first_line`` numbers the line at
+    ``start``, so that problems are still reported by file and line."""
+
+    index: int
+    source: str  # the file as the operator named it (for reports)
+    path: str  # the file as workers open it
+    fmt: str
+    start: int
+    end: int
+    first_line: int
+    header: tuple[str, ...] | None = None  # a CSV file's header, read once by the driver
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "source": self.source, "path": self.path, "format": self.fmt,
+                "start": self.start, "end": self.end, "first_line": self.first_line,
+                "header": None if self.header is None else list(self.header)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Partition":
+        return cls(d["index"], d["source"], d["path"], d["format"], d["start"], d["end"], d["first_line"],
+                   None if d.get("header") is None else tuple(d["header"]))
+
+
+_BLOCK = 1 << 24
+
+
+def partitions(paths: list[str], fmt: str | None, target_bytes: int) -> list[Partition]:
+    """Cut input files into partitions of about ``target_bytes`` each. The driver only looks for
+    line ends here (and CSV quotes); it parses no case — the workers read their own ranges."""
+    out: list[Partition] = []
+    for path in paths:
+        full = os.path.abspath(path)
+        size = os.path.getsize(full)
+        with open(full, "rb") as f:
+            kind = fmt or detect_format(path, f.read(64))
+        if kind == "json" or size == 0:
+            bounds, header = [(0, 1)], None
+        elif kind == "csv":
+            bounds, header = _csv_bounds(full, target_bytes)
+        else:
+            bounds, header = _line_bounds(full, target_bytes, size), None
+        ends = [b for b, _ in bounds[1:]] + [size]
+        for (start, line), end in zip(bounds, ends):
+            if end > start or kind == "json":
+                out.append(Partition(len(out), path, full, kind, start, end, line, header))
+    return out
+
+
+def _line_bounds(path: str, target: int, size: int) -> list[tuple[int, int]]:
+    """(offset, line number) where each partition of a JSON Lines file starts: at a line start
+    at least ``target`` bytes after the previous one."""
+    bounds = [(0, 1)]
+    pos, line, want = 0, 1, target
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            i = 0
+            while want < pos + len(block):
+                j = block.find(b"\n", max(want - pos, i))
+                if j < 0:
+                    break  # the line goes on into the next block
+                line += block.count(b"\n", i, j + 1)
+                i = j + 1
+                if pos + i < size:
+                    bounds.append((pos + i, line))
+                want = pos + i + target
+            line += block.count(b"\n", i)
+            pos += len(block)
+    return bounds
+
+
+def _csv_bounds(path: str, target: int) -> tuple[list[tuple[int, int]], tuple[str, ...] | None]:
+    """Partition starts of a CSV file — only where a record ends outside quotes — and its header."""
+    bounds: list[tuple[int, int]] = []
+    header = None
+    pos, line, quoted, start = 0, 1, False, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            pos += len(raw)
+            line += 1
+            quoted ^= raw.count(b'"') & 1 == 1
+            if quoted:
+                continue
+            if header is None:
+                header = _csv_header(path, pos)
+                if header is None:
+                    return [(0, 1)], None  # read whole, so that the worker reports the problem
+                bounds.append((pos, line))
+                start = pos
+            elif pos - start >= target:
+                bounds.append((pos, line))
+                start = pos
+    if not bounds:
+        return [(0, 1)], None
+    return bounds, header
+
+
+def _csv_header(path: str, end: int) -> tuple[str, ...] | None:
+    with open(path, "rb") as f:
+        data = f.read(end)
+    try:
+        cells = next(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return tuple(h.strip() for h in cells)
+
+
+class _Range(io.RawIOBase):
+    """The bytes [start, end) of a file, as a stream."""
+
+    def __init__(self, path: str, start: int, end: int):
+        self._f = open(path, "rb")
+        self._f.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._left <= 0:
+            return 0
+        n = self._f.readinto(memoryview(buffer)[:min(len(buffer), self._left)])
+        self._left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def read_partition(part: Partition, schema: dict[str, FieldSpec]) -> Iterator[Item]:
+    """The items of one partition, numbered by their lines in the whole file."""
+    if part.fmt == "json":
+        for item in read(part.path, schema, "json"):
+            yield Item(part.source, item.line, item.raw, item.error)
+        return
+    stream = io.BufferedReader(_Range(part.path, part.start, part.end), 1 << 20)
+    try:
+        if part.fmt == "csv":
+            yield from _csv(part.source, stream, schema, list(part.header) if part.header is not None else None,
+                            part.first_line)
+        else:
+            yield from _jsonl(part.source, stream, part.first_line)
+    finally:
+        stream.close()

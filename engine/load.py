@@ -307,12 +307,22 @@ def load(path: str | Path) -> Ruleset:
     Raises :class:`RulesetError` with every problem found, each located by file, line and column.
     """
     path = Path(path)
-    diags: list[Diagnostic] = []
     if not path.exists():
         raise RulesetError([Diagnostic(str(path), 0, 0, "not_found", "no such file or directory")])
     files = _ruleset_files(path)
     if not files:
         raise RulesetError([Diagnostic(str(path), 0, 0, "not_found", "the directory holds no .yaml ruleset")])
+    return _load_versions(files, str(path))
+
+
+def load_sources(sources: list[tuple[str, str]], name: str) -> Ruleset:
+    """Load every version of one ruleset from (path, text) pairs — as the audit log stores them,
+    so that a distributed run's workers compile exactly the ruleset its driver recorded."""
+    return _load_versions([Source(path, text) for path, text in sources], name)
+
+
+def _load_versions(files: list, name: str) -> Ruleset:
+    diags: list[Diagnostic] = []
     read = [r for f in files if (r := _read_version(f, diags)) is not None]
     if diags:
         raise RulesetError(diags)
@@ -324,7 +334,7 @@ def load(path: str | Path) -> Ruleset:
             checked.append(version)
     if diags:
         raise RulesetError(diags)
-    return Ruleset(checked[0].id, tuple(checked), str(path))
+    return Ruleset(checked[0].id, tuple(checked), name)
 
 
 # -- checking one version --------------------------------------------------------------

@@ -317,6 +317,15 @@ class AuditStore(ABC):
             s._execute(s._sql("UPDATE audit_runs SET manifest_seq = ? WHERE run_id = ?"), (done[0][0], run_id))
         return self.append([manifest], then=mark)[0][0]
 
+    def duplicate_cases(self, run_id: str) -> list[tuple[str, int]]:
+        """Case ids decided or referred in more than one partition of a run, with how often (each
+        partition rejects repeats within itself, as a local run does; across partitions they are
+        found here, after the fact)."""
+        return [(cid, int(n)) for cid, n in self._query(self._sql(
+            "SELECT case_id, COUNT(*) FROM audit_chain_records WHERE chain > ? AND chain < ? "
+            "AND case_id IS NOT NULL AND kind <> 'rejection' GROUP BY case_id HAVING COUNT(*) > 1 ORDER BY case_id"),
+            (run_id + "/", run_id + "0"))]
+
     def chain_rows(self, chain: str, start: int = 1) -> Iterator[tuple]:
         """A partition chain's raw rows in order, as :meth:`rows` gives the main chain's."""
         return self._query(self._sql(
