@@ -196,7 +196,9 @@ def _print_replay(report, limit: int) -> None:
     what = f"against {report.against}" if report.against else "with the rulesets stored in the log"
     say(f"replayed {report.replayed} records {what}: {len(report.differences)} "
         f"{'changed' if report.against else 'differences'}, {len(report.unreproducible)} not reproducible"
-        + (f", {report.skipped_human} human decisions not re-evaluated" if report.skipped_human else ""),
+        + (f", {report.skipped_human} human decisions not re-evaluated" if report.skipped_human else "")
+        + (f", {report.skipped_batch_rejections} unreadable lines and repeated case ids not re-evaluated"
+           if report.skipped_batch_rejections else ""),
         style="bold" if report.ok or report.against else "bold red")
     if report.against:
         table = Table("recorded", "under the new ruleset", "cases", box=None)

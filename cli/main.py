@@ -235,12 +235,10 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     record committing to every partition. Exit 3 if partitions are left undone (they are
     named; run the same command with --resume to finish).
 
-    Examples:
+    Example: vedtak run rulesets/study-grant rulesets/study-grant/cases.jsonl --audit decisions.db --out decisions.jsonl
 
-      vedtak run rulesets/study-grant rulesets/study-grant/cases.jsonl --audit decisions.db --out decisions.jsonl
-
-      vedtak run rulesets/study-grant cases.jsonl --audit postgresql://vedtak@db/audit --executor dask
-      --scheduler tcp://scheduler:8786 --out decisions/
+    On a cluster: vedtak run rulesets/study-grant cases.jsonl --audit postgresql://vedtak@db/audit --executor dask
+    --scheduler tcp://scheduler:8786 --out decisions/
     """
     from vedtak.cli.batch import BatchOptions, run_batch
     run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size, resume,

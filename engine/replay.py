@@ -24,6 +24,7 @@ from .load import load_text
 COMPARED = ("status", "outcome", "queue", "rule", "basis", "values", "reasons", "errors", "referral",
             "parameters", "ruleset", "decision_date", "case_id")
 IMPACT_COMPARED = ("status", "outcome", "queue", "rule", "values")
+BATCH_REJECTIONS = {"malformed_input", "duplicate_case_id"}
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ReplayReport:
     replayed: int = 0
     skipped_human: int = 0
     skipped_manifests: int = 0
+    skipped_batch_rejections: int = 0  # an unreadable line or a repeated case id: nothing to re-decide
     differences: list[Difference] = field(default_factory=list)
     unreproducible: list[tuple] = field(default_factory=list)  # (seq, case id, why, chain or None)
     against: str | None = None
@@ -57,6 +59,7 @@ class ReplayReport:
     def to_dict(self) -> dict:
         data = {
             "replayed": self.replayed, "skipped_human": self.skipped_human,
+            "skipped_batch_rejections": self.skipped_batch_rejections,
             "differences": len(self.differences), "unreproducible": len(self.unreproducible),
             "changed": [{"seq": d.seq, "case_id": d.case_id, **({"chain": d.chain} if d.chain else {}),
                          "changes": [{"key": k, "recorded": a, "replayed": b} for k, a, b in d.changes]}
@@ -126,6 +129,13 @@ def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
         if record.kind == "manifest":  # a distributed run's commitment to its partition chains
             report.skipped_manifests += 1
             continue
+        recorded = json.loads(record.decision)
+        codes = {e.get("code") for e in recorded.get("errors") or []}
+        if record.kind == "rejection" and codes and codes <= BATCH_REJECTIONS:
+            # rejected by the batch, not by the rules: a line that held no case, or a case id seen
+            # before in the run; the chain vouches for these records, there is nothing to re-decide
+            report.skipped_batch_rejections += 1
+            continue
         report.replayed += 1
         why = _unreproducible(record)
         if why is None and against is None:
@@ -138,7 +148,6 @@ def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
             report.unreproducible.append((record.seq, record.case_id, why, record.chain))
             continue
         raw = json.loads(record.input, parse_float=Decimal)
-        recorded = json.loads(record.decision)
         plan = against if against is not None else plans.get(record.ruleset_sha256)  # type: ignore[arg-type]
         replayed = json.loads(plan.decide(raw).to_json())  # type: ignore[union-attr]
         keys = IMPACT_COMPARED if against is not None else COMPARED

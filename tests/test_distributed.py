@@ -1,0 +1,253 @@
+"""`vedtak run --executor dask`: partitions, partition chains and manifests, worker failures, resume.
+
+The cluster tests start a local Dask cluster of 2 worker processes and write to the real
+PostgreSQL server of `.ci/run` (a SQLite file where the store does not matter).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vedtak.audit import open_store
+from vedtak.audit.verify import verify
+from vedtak.distributed import DistributedRun, IncompleteRun
+from vedtak.inputs import partitions, read, read_partition
+from vedtak.load import load
+
+from audit_support import fresh_url, raw
+from conftest import STUDY_GRANT
+from dist_support import fail_partition_1
+from workload import generate
+
+SG = str(STUDY_GRANT)
+SCHEMA = load(STUDY_GRANT).latest.model.case
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vedtak.cli", "run", SG, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_jsonl(path, cases, extra_lines=()):
+    lines = [json.dumps(c) for c in cases]
+    for i, line in extra_lines:
+        lines.insert(i, line)
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def content(url: str) -> list[tuple]:
+    """Per case, in input order: what the log holds (kind, case id, input, decision, ruleset)."""
+    with open_store(url) as store:
+        return [(r.kind, r.case_id, r.input, r.decision, r.ruleset_sha256) for r in store.records()
+                if r.kind != "manifest"]
+
+
+def items(parts):
+    return [(i.source, i.line, i.raw, i.error) for p in parts for i in read_partition(p, SCHEMA)]
+
+
+# -- partitions ------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["", "{not json", "[1]", "  "]),
+                          st.integers(0, 299)), min_size=0, max_size=60),
+       st.integers(1, 4000))
+def test_partitions_of_a_jsonl_file_read_exactly_what_the_whole_file_holds(tmp_path_factory, lines, target):
+    cases = [json.loads(x) for x in (STUDY_GRANT / "cases.jsonl").read_text().splitlines()]
+    path = tmp_path_factory.mktemp("p") / "cases.jsonl"
+    path.write_text("".join((json.dumps(cases[x]) if isinstance(x, int) else x) + "\n" for x in lines))
+    parts = partitions([str(path)], None, target)
+    assert items(parts) == [(i.source, i.line, i.raw, i.error) for i in read(str(path), SCHEMA)]
+    assert [p.index for p in parts] == list(range(len(parts)))
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+
+
+@pytest.mark.parametrize("target", [1, 64, 1000, 10**9])
+def test_csv_partitions_never_cut_a_quoted_record(tmp_path, target):
+    cases = generate(120, seed=8)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(list(cases[0]))
+    for n, c in enumerate(cases):
+        row = [str(c[k]).lower() if isinstance(c[k], bool) else c[k] for k in cases[0]]
+        if n % 9 == 0:
+            row[0] = f'{row[0]}\n"quoted"\nacross lines'  # an id with line breaks: rejected, but one record
+        w.writerow(row)
+    buf.write("too,few\n")
+    path = tmp_path / "cases.csv"
+    path.write_text(buf.getvalue())
+    parts = partitions([str(path)], None, target)
+    assert items(parts) == [(i.source, i.line, i.raw, i.error) for i in read(str(path), SCHEMA)]
+    assert len(parts) > 1 or target == 10**9
+
+
+# -- on a local cluster of 2 worker processes ----------------------------------------------------------
+
+def test_a_two_worker_cluster_decides_and_records_as_one_local_worker_does(tmp_path):
+    url = fresh_url("postgresql", tmp_path)
+    cases = generate(3000, seed=9)
+    for c in cases[::101]:
+        c["income"] = "lots"  # invalid: rejected
+    path = write_jsonl(tmp_path / "cases.jsonl", cases, [(10, "{not json"), (2000, "[1, 2]")])
+    local = cli(path, "--audit", tmp_path / "local.db", "--out", tmp_path / "local.jsonl", "--workers", 1,
+                "--summary-json", tmp_path / "local.json")
+    dist = cli(path, "--audit", url, "--executor", "dask", "--workers", 2, "--partition-size", "64KB",
+               "--out", tmp_path / "parts", "--summary-json", tmp_path / "dist.json", "--batch-size", 300)
+    assert (local.returncode, dist.returncode) == (1, 1), dist.stderr
+    parts = sorted((tmp_path / "parts").glob("part-*.jsonl"))
+    assert len(parts) > 4
+    assert "".join(p.read_text() for p in parts) == (tmp_path / "local.jsonl").read_text()
+    assert content(url) == content(str(tmp_path / "local.db"))
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("local.json", "dist.json"))
+    ignore = ("seconds", "cases_per_second")
+    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+    assert a["read"] == len(cases) + 2 == a["decided"] + a["referred"] + a["rejected"]
+    with open_store(url) as store:
+        report = verify(store)
+        assert report.ok and report.chains == len(parts) and report.runs == 1
+        (manifest,) = [r for r in store.records() if r.kind == "manifest"]
+        assert [c["records"] for c in json.loads(manifest.decision)["chains"]] == \
+            [len(p.read_text().splitlines()) for p in parts]
+    # replay and the queue see the partition chains as they see the main chain
+    replay = subprocess.run([sys.executable, "-m", "vedtak.cli", "replay", url, "--json"], capture_output=True,
+                            text=True)
+    report = json.loads(replay.stdout)
+    assert (replay.returncode, report["replayed"], report["differences"]) == (0, len(cases), 0)
+    assert report["skipped_batch_rejections"] == 2  # the two lines that held no case
+    listed = subprocess.run([sys.executable, "-m", "vedtak.cli", "queue", "list", url, "--json"],
+                            capture_output=True, text=True)
+    referred = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()
+                if json.loads(line)["status"] != "decided"]
+    assert len(json.loads(listed.stdout)) == len(referred)
+
+
+def _workers_of(pid: int) -> list[psutil.Process]:
+    """The Dask worker processes a `vedtak run` process started (spawned by its local cluster)."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_killing_a_worker_mid_run_still_records_every_case_once(tmp_path):
+    url = fresh_url("postgresql", tmp_path)
+    cases = generate(40000, seed=10)
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    proc = subprocess.Popen([sys.executable, "-m", "vedtak.cli", "run", SG, str(path), "--audit", url,
+                             "--executor", "dask", "--workers", "2", "--partition-size", "1MB", "--batch-size", "500",
+                             "--out", str(tmp_path / "parts")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        recorded = raw(url, "SELECT COUNT(*) FROM audit_chain_records")[0][0] if _has_chains(url) else 0
+        workers = _workers_of(proc.pid)
+        if recorded >= 3000 and workers:
+            killed = workers[0].pid
+            os.kill(killed, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert proc.returncode == 0, err
+    with open_store(url) as store:
+        assert verify(store).ok
+        ids = [r.case_id for r in store.records() if r.kind != "manifest"]
+    assert sorted(ids) == sorted(c["case_id"] for c in cases)  # every case, once
+    released = [json.loads(line)["case_id"] for p in sorted((tmp_path / "parts").glob("part-*.jsonl"))
+                for line in p.read_text().splitlines()]
+    assert released == [c["case_id"] for c in cases]
+
+
+def _has_chains(url: str) -> bool:
+    return bool(raw(url, "SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_chain_records'"))
+
+
+def test_a_failing_partition_is_named_and_resume_completes_only_it(tmp_path):
+    db = str(tmp_path / "audit.db")
+    cases = generate(2000, seed=11)
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    run = DistributedRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), workers=2, partition_bytes=50_000,
+                         retries=1, task=fail_partition_1)
+    with pytest.raises(IncompleteRun) as failed:
+        run.run()
+    assert [(p.index, "injected failure" in why) for p, why in failed.value.missing] == [(1, True)]
+    assert failed.value.summary.read == len(cases) - len(items([failed.value.missing[0][0]]))
+    with open_store(db) as store:
+        report = verify(store)
+        assert report.ok and report.unfinished == [run.info.run_id]
+    again = DistributedRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), workers=2, partition_bytes=50_000,
+                           resume=True)
+    summary = again.run()
+    assert again.info.run_id == run.info.run_id and again.info.resumed_run
+    assert again.info.partitions_done_before == again.info.partitions - 1
+    assert summary.read == len(cases) and summary.resumed == 0
+    with open_store(db) as store:
+        report = verify(store)
+        assert report.ok and not report.unfinished
+        assert sorted(r.case_id for r in store.records() if r.kind != "manifest") == \
+            sorted(c["case_id"] for c in cases)
+
+
+def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_path):
+    url = fresh_url("postgresql", tmp_path)
+    path = write_jsonl(tmp_path / "cases.jsonl", generate(1500, seed=12))
+    assert cli(path, "--audit", url, "--executor", "dask", "--workers", 2, "--partition-size", "64KB").returncode == 0
+    with open_store(url) as store:
+        chains = [c.chain for c in store.chains()]
+    assert len(chains) >= 3
+    # an edited decision in the second partition's chain
+    body = raw(url, "SELECT body FROM audit_chain_records WHERE chain = ? AND seq = 7", (chains[1],))[0][0]
+    raw(url, "UPDATE audit_chain_records SET body = ? WHERE chain = ? AND seq = 7",
+        (body.replace('"status":"', '"status":"x', 1), chains[1]))
+    with open_store(url) as store:
+        problems = verify(store).problems
+    assert [(p.chain, p.seq, p.kind) for p in problems] == [(chains[1], 7, "edited")]
+    raw(url, "UPDATE audit_chain_records SET body = ? WHERE chain = ? AND seq = 7", (body, chains[1]))
+    # the third partition deleted, chain and head
+    raw(url, "DELETE FROM audit_chain_records WHERE chain = ?", (chains[2],))
+    raw(url, "DELETE FROM audit_chains WHERE chain = ?", (chains[2],))
+    verified = subprocess.run([sys.executable, "-m", "vedtak.cli", "audit", "verify", url], capture_output=True,
+                              text=True)
+    assert verified.returncode == 1
+    assert f"partition chain {chains[2]}" in verified.stdout and "is missing from the log" in verified.stdout
+    with open_store(url) as store:
+        assert [(p.seq, p.kind) for p in verify(store).problems] == [(1, "partition")]
+
+
+def test_a_case_id_in_two_partitions_is_reported(tmp_path):
+    cases = generate(600, seed=13)
+    cases[-1]["case_id"] = cases[0]["case_id"]
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    r = cli(path, "--audit", tmp_path / "a.db", "--executor", "dask", "--workers", 2, "--partition-size", "16KB",
+            "--summary-json", tmp_path / "s.json")
+    assert r.returncode == 1
+    assert f"duplicate_case_id: case id {json.dumps(cases[0]['case_id'])} was decided in 2 partitions" in r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["read"] == 600 and s["duplicate_ids_across_partitions"] == [
+        {"case_id": json.dumps(cases[0]["case_id"]), "count": 2}]
+
+
+def test_usage_errors(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", generate(3, seed=1))
+    assert cli("-", "--audit", tmp_path / "a.db", "--executor", "dask").returncode == 2
+    r = cli(path, "--audit", tmp_path / "a.db", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1")
+    assert r.returncode == 2 and "postgresql://" in r.stderr
+    assert cli(path, "--audit", tmp_path / "a.db", "--scheduler", "tcp://127.0.0.1:1").returncode == 2
+    assert cli(path, "--audit", tmp_path / "a.db", "--executor", "dask", "--partition-size", "lots").returncode == 2
