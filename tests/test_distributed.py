@@ -131,7 +131,18 @@ def test_a_two_worker_cluster_decides_and_records_as_one_local_worker_does(tmp_p
                             capture_output=True, text=True)
     referred = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()
                 if json.loads(line)["status"] != "decided"]
-    assert len(json.loads(listed.stdout)) == len(referred)
+    items = json.loads(listed.stdout)
+    assert len(items) == len(referred) and all(i["record_chain"] for i in items)
+    item = next(i for i in items if i["queue"] == "general")
+    decided = subprocess.run([sys.executable, "-m", "vedtak.cli", "queue", "decide", url, str(item["id"]),
+                              "--outcome", "deny", "--by", "kari", "--reason", "Checked by hand"],
+                             capture_output=True, text=True)
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+    with open_store(url) as store:
+        assert verify(store).ok
+        (human,) = [r for r in store.records(item["case_id"]) if r.kind == "human"]
+        assert json.loads(human.decision)["closes"] == {"work_item": item["id"], "record": item["record_seq"],
+                                                        "chain": item["record_chain"]}
 
 
 def _workers_of(pid: int) -> list[psutil.Process]:
@@ -203,6 +214,41 @@ def test_a_failing_partition_is_named_and_resume_completes_only_it(tmp_path):
         assert report.ok and not report.unfinished
         assert sorted(r.case_id for r in store.records() if r.kind != "manifest") == \
             sorted(c["case_id"] for c in cases)
+
+
+def test_a_killed_run_resumes_from_its_partition_chains(tmp_path):
+    """kill -9 the whole run (driver and workers) mid-way; verify still passes (the run is
+    reported unfinished), and --resume completes it with every case recorded once."""
+    url = fresh_url("postgresql", tmp_path)
+    cases = generate(30000, seed=14)
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    args = [sys.executable, "-m", "vedtak.cli", "run", SG, str(path), "--audit", url, "--executor", "dask",
+            "--workers", "2", "--partition-size", "512KB", "--out", str(tmp_path / "parts")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if _has_chains(url) and raw(url, "SELECT COUNT(*) FROM audit_chains WHERE done IS NOT NULL")[0][0] >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    with open_store(url) as store:
+        report = verify(store)
+        assert report.ok and len(report.unfinished) == 1
+        before = sum(1 for r in store.records())
+    assert 0 < before < len(cases)
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "(resumed:" in done.stderr
+    with open_store(url) as store:
+        report = verify(store)
+        assert report.ok and not report.unfinished and report.runs == 1
+        ids = [r.case_id for r in store.records() if r.kind != "manifest"]
+    assert sorted(ids) == sorted(c["case_id"] for c in cases)
+    released = [json.loads(line)["case_id"] for p in sorted((tmp_path / "parts").glob("part-*.jsonl"))
+                for line in p.read_text().splitlines()]
+    assert released == [c["case_id"] for c in cases]
 
 
 def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_path):
