@@ -44,8 +44,9 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
     """Recompute the hash chain and name the first record that is not as it was written.
 
     Finds edited, deleted, inserted and reordered records, a head that does not match the
-    last record, and stored rulesets whose source no longer matches its SHA-256. Exit 1 if
-    anything is wrong.
+    last record, and stored rulesets whose source no longer matches its SHA-256 — on the
+    main chain and on every partition chain of a distributed run, whose manifest must
+    match its partitions' record counts and last hashes. Exit 1 if anything is wrong.
 
     Example: vedtak audit verify decisions.db --checkpoint head.json --public-key audit.pub
     """

@@ -145,6 +145,44 @@ def test_a_two_worker_cluster_decides_and_records_as_one_local_worker_does(tmp_p
                                                         "chain": item["record_chain"]}
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_same_command_runs_on_a_started_scheduler_and_workers(tmp_path):
+    """`dask scheduler` and two `dask worker` processes, as an agency would start them; vedtak
+    connects with --scheduler and the log verifies with every case once."""
+    url = fresh_url("postgresql", tmp_path)
+    cases = generate(2000, seed=15)
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                 "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            started.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                             "--nthreads", "1", "--no-dashboard"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        r = cli(path, "--audit", url, "--executor", "dask", "--scheduler", address, "--partition-size", "64KB",
+                "--out", tmp_path / "parts", "--summary-json", tmp_path / "s.json")
+        assert r.returncode == 0, r.stderr
+    finally:
+        for p in started:
+            p.terminate()
+        for p in started:
+            p.wait(timeout=30)
+    assert json.loads((tmp_path / "s.json").read_text())["read"] == len(cases)
+    with open_store(url) as store:
+        report = verify(store)
+        assert report.ok and report.chains > 1 and report.runs == 1
+        assert sorted(r.case_id for r in store.records() if r.kind != "manifest") == \
+            sorted(c["case_id"] for c in cases)
+
+
 def _workers_of(pid: int) -> list[psutil.Process]:
     """The Dask worker processes a `vedtak run` process started (spawned by its local cluster)."""
     found = []
@@ -266,6 +304,19 @@ def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_p
         problems = verify(store).problems
     assert [(p.chain, p.seq, p.kind) for p in problems] == [(chains[1], 7, "edited")]
     raw(url, "UPDATE audit_chain_records SET body = ? WHERE chain = ? AND seq = 7", (body, chains[1]))
+    # the first partition's tail cut, with its head moved back to match: only the manifest knows
+    (last,) = raw(url, "SELECT seq FROM audit_chains WHERE chain = ?", (chains[0],))[0]
+    prev = raw(url, "SELECT hash FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last - 1))[0][0]
+    saved = raw(url, "SELECT * FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last))[0]
+    raw(url, "DELETE FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last))
+    raw(url, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (last - 1, prev, chains[0]))
+    with open_store(url) as store:
+        problems = verify(store).problems
+    assert [(p.seq, p.kind) for p in problems] == [(1, "partition")] and chains[0] in problems[0].message
+    raw(url, "INSERT INTO audit_chain_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", saved)
+    raw(url, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (last, saved[-1], chains[0]))
+    with open_store(url) as store:
+        assert verify(store).ok
     # the third partition deleted, chain and head
     raw(url, "DELETE FROM audit_chain_records WHERE chain = ?", (chains[2],))
     raw(url, "DELETE FROM audit_chains WHERE chain = ?", (chains[2],))

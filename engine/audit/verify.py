@@ -4,6 +4,11 @@ Detects a record whose content was edited (with or without recomputing its hash)
 deleted, inserted or reordered record, a head that does not match the last record (a
 truncated tail), a stored ruleset whose source no longer matches its SHA-256, and — given
 a signed checkpoint — a tail truncated together with the head.
+
+A distributed run's partition chains are checked the same way, each against its own head,
+and then against the run's manifest on the main chain, which committed to every partition
+chain's record count and last hash: a partition deleted, cut short or rewritten with its
+head is named by the manifest. A run without a manifest yet is reported as unfinished.
 """
 
 from __future__ import annotations
@@ -114,18 +119,18 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
 
     # partition chains: each on its own, then against the manifest of its run
     heads = {c.chain: c for c in store.chains()}
-    ends: dict[str, tuple[int, str]] = {}
+    ends: dict[str, tuple[int, int, str]] = {}  # chain -> (records, last seq, last hash)
     for name in store.chain_names():
         report.chains += 1
         info = heads.get(name)
         chain_add = adder(name)
         if info is None:
-            chain_add(1, "inserted", "records of a partition chain the log does not know (its head is missing)")
+            chain_add(1, "partition", "the chain's head is missing (records of a chain the log does not list)")
         head = (info.seq, info.hash) if info is not None else (0, GENESIS)
         n_before = report.records
         end_seq, end_hash, _ = _check_chain(store.chain_rows(name), head, chain_add, rulesets, report, chain=name)
-        ends[name] = (end_seq, end_hash, report.records - n_before)  # type: ignore[assignment]
-    runs = {run_id: (spec, manifest_seq) for run_id, spec, manifest_seq in store.runs()}
+        ends[name] = (report.records - n_before, end_seq, end_hash)
+    unfinished = {run_id for run_id, _, manifest_seq in store.runs() if manifest_seq is None}
     listed: set[str] = set()
     for seq, data in manifests:
         report.runs += 1
@@ -133,25 +138,23 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
         for part in data.get("chains") or []:
             name = part.get("chain")
             listed.add(name)
+            committed = (part.get("records"), part.get("records"), part.get("head"))
             if name not in ends:
                 add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} "
                     f"({part.get('records')} records) is missing from the log")
-                continue
-            end_seq, end_hash, count = ends[name]  # type: ignore[misc]
-            if (count, end_seq, end_hash) != (part.get("records"), part.get("records"), part.get("head")):
+            elif ends[name] != committed:
+                count, _, end_hash = ends[name]
                 add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} has "
                     f"{count} records ending in {end_hash[:16]}, the manifest committed to {part.get('records')} "
                     f"ending in {str(part.get('head'))[:16]}")
-    for name in sorted(ends):
+    for name in sorted(set(ends) - listed):
         info = heads.get(name)
         run_id = info.run_id if info is not None else name.split("/")[0]
-        if name in listed:
-            continue
-        if run_id in runs and runs[run_id][1] is None:
+        if run_id in unfinished:  # still running, or interrupted: --resume finishes it
             if run_id not in report.unfinished:
                 report.unfinished.append(run_id)
         else:
-            adder(name)(1, "inserted", f"the chain belongs to no unfinished run and no manifest lists it")
+            adder(name)(1, "inserted", "the chain belongs to no unfinished run and no manifest lists it")
     return report
 
 
