@@ -15,13 +15,11 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from .audit.record import Entry, utc_now
-from .audit.store import AuditStore, case_key
+from .audit.store import AuditStore
 from .decision import ENGINE_VERSION, canonical_json
 from .load import load_text
 
 STATUSES = ("open", "claimed", "decided")
-_COLUMNS = ("id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, priority, created_at, "
-            "status, assignee, claimed_at, decided_seq, record_chain")
 
 
 class QueueError(Exception):
@@ -64,40 +62,22 @@ class WorkItem:
 
 def list_items(store: AuditStore, *, queue: str | None = None, status: str | None = None) -> list[WorkItem]:
     """Work items, highest priority first, then oldest first."""
-    sql, params = f"SELECT {_COLUMNS} FROM audit_work_items", []
-    where = []
-    if queue is not None:
-        where.append("queue = ?")
-        params.append(queue)
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY priority DESC, id"
-    return [WorkItem.from_row(r) for r in store._query(store._sql(sql), tuple(params))]
+    return [WorkItem.from_row(r) for r in store.work_item_rows(queue=queue, status=status)]
 
 
 def get_item(store: AuditStore, item_id: int) -> WorkItem:
-    rows = list(store._query(store._sql(f"SELECT {_COLUMNS} FROM audit_work_items WHERE id = ?"), (item_id,)))
-    if not rows:
+    row = store.work_item_row(item_id)
+    if row is None:
         raise QueueError("unknown_item", f"there is no work item {item_id}")
-    return WorkItem.from_row(rows[0])
+    return WorkItem.from_row(row)
 
 
 def claim(store: AuditStore, item_id: int, by: str) -> WorkItem:
     """Claim an open item for a caseworker; of two claims at once, exactly one wins."""
     _need(by, "who claims it (--by)")
-    won = []
-
-    def take(s: AuditStore, done) -> None:
-        won.append(s._execute_count(s._sql(
-            "UPDATE audit_work_items SET status = 'claimed', assignee = ?, claimed_at = ? "
-            "WHERE id = ? AND status = 'open'"), (by, utc_now(), item_id)))
-
-    store.append([], then=take)
+    won = store.claim_work_item(item_id, by)
     item = get_item(store, item_id)
-    if not won[0] and not (item.status == "claimed" and item.assignee == by):
+    if not won and not (item.status == "claimed" and item.assignee == by):
         if item.status == "decided":
             raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
         raise QueueError("already_claimed", f"work item {item_id} is already claimed by {item.assignee}")
@@ -118,19 +98,9 @@ def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem
     if stored is not None:
         queue = load_text(stored.source, stored.path).latest.model.review_queue
     proposed = canonical_json({"outcome": recorded.get("outcome"), "values": recorded.get("values") or {}})
-    made: list[int] = []
-
-    def insert(s: AuditStore, done) -> None:
-        made.append(s.next_work_item_id())
-        s._execute(s._sql(
-            "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, reason_text, "
-            "proposed, priority, created_at, status) "
-            "VALUES (?, ?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
-            (made[0], record.seq, record.chain, case_key(record.case_id), queue, f"Review asked for by {by}: {reason}",
-             proposed, utc_now()))
-
-    store.append([], then=insert)
-    return get_item(store, made[0])
+    item_id = store.open_review((record.seq, record.chain), record.case_id, queue,
+                                f"Review asked for by {by}: {reason}", proposed)
+    return get_item(store, item_id)
 
 
 def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, str], by: str,
@@ -167,10 +137,7 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
                   source.ruleset_version, source.ruleset_sha256, source.decision_date, ENGINE_VERSION)
 
     def close(s: AuditStore, done) -> None:
-        changed = s._execute_count(s._sql(
-            "UPDATE audit_work_items SET status = 'decided', decided_seq = ?, assignee = ? "
-            "WHERE id = ? AND status <> 'decided'"), (done[0][0], by, item_id))
-        if changed != 1:  # decided by someone else since we looked: undo the whole transaction
+        if not s.close_work_item(item_id, by, done[0][0]):  # decided by someone else since we looked: undo all
             raise QueueError("already_decided", f"work item {item_id} was decided by someone else just now")
 
     done = store.append([entry], then=close)

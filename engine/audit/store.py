@@ -253,9 +253,57 @@ class AuditStore(ABC):
         first = int(self._execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_items")[0][0]) + 1
         return list(range(first, first + n))
 
-    def next_work_item_id(self) -> int:
-        """The next work item id; call only inside an append."""
-        return self.work_item_ids(1)[0]
+    # -- the caseworkers' work items ------------------------------------------------------------
+    WORK_ITEM_COLUMNS = ("id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, priority, "
+                         "created_at, status, assignee, claimed_at, decided_seq, record_chain")
+
+    def work_item_rows(self, *, queue: str | None = None, status: str | None = None) -> list[tuple]:
+        """Work items as rows of :attr:`WORK_ITEM_COLUMNS`, highest priority first, then oldest."""
+        where = [(column, value) for column, value in (("queue", queue), ("status", status)) if value is not None]
+        sql = f"SELECT {self.WORK_ITEM_COLUMNS} FROM audit_work_items"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)
+        return list(self._query(self._sql(sql + " ORDER BY priority DESC, id"), tuple(v for _, v in where)))
+
+    def work_item_row(self, item_id: int) -> tuple | None:
+        rows = list(self._query(self._sql(
+            f"SELECT {self.WORK_ITEM_COLUMNS} FROM audit_work_items WHERE id = ?"), (item_id,)))
+        return rows[0] if rows else None
+
+    def claim_work_item(self, item_id: int, by: str) -> bool:
+        """Claim an open item, in a transaction of its own; False if it was not open."""
+        won: list[int] = []
+
+        def take(s: AuditStore, done) -> None:
+            won.append(s._execute_count(s._sql(
+                "UPDATE audit_work_items SET status = 'claimed', assignee = ?, claimed_at = ? "
+                "WHERE id = ? AND status = 'open'"), (by, utc_now(), item_id)))
+
+        self.append([], then=take)
+        return won[0] == 1
+
+    def open_review(self, record: tuple[int, str | None], case_id, queue: str, reason_text: str,
+                    proposed: str) -> int:
+        """Open a review work item for the record (seq, chain), in a transaction of its own; returns its id."""
+        made: list[int] = []
+
+        def insert(s: AuditStore, done) -> None:
+            made.extend(s.work_item_ids(1))
+            s._execute(s._sql(
+                "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
+                "reason_text, proposed, priority, created_at, status) "
+                "VALUES (?, ?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
+                (made[0], *record, case_key(case_id), queue, reason_text, proposed, utc_now()))
+
+        self.append([], then=insert)
+        return made[0]
+
+    def close_work_item(self, item_id: int, by: str, decided_seq: int) -> bool:
+        """Mark an item decided by the record ``decided_seq``; call only inside an append (the one
+        that appends that record). False if it was decided already."""
+        return self._execute_count(self._sql(
+            "UPDATE audit_work_items SET status = 'decided', decided_seq = ?, assignee = ? "
+            "WHERE id = ? AND status <> 'decided'"), (decided_seq, by, item_id)) == 1
 
     # -- partition chains of distributed runs ---------------------------------------------------
     def start_run(self, run_id: str, run_key: str, spec: str, chains: list[tuple[str, int, str]],
