@@ -238,12 +238,8 @@ class AuditStore(ABC):
         items = [(e, s) for e, (s, _) in zip(entries, done) if e.work_item is not None]
         if items:
             ids = self.work_item_ids(len(items))
-            self._executemany(self._sql(
-                "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
-                "reason_text, proposed, priority, created_at, status) "
-                "VALUES (?, ?, ?, 'referral', ?, ?, ?, ?, ?, ?, ?, 'open')"),
-                [(id_, s, chain, case_key(e.case_id), *e.work_item[:4], e.work_item[4], now)
-                 for id_, (e, s) in zip(ids, items)])
+            self._open_work_items([(id_, s, chain, "referral", case_key(e.case_id), *e.work_item, now)
+                                   for id_, (e, s) in zip(ids, items)])
         return done
 
     def work_item_ids(self, n: int) -> list[int]:
@@ -289,14 +285,19 @@ class AuditStore(ABC):
 
         def insert(s: AuditStore, done) -> None:
             made.extend(s.work_item_ids(1))
-            s._execute(s._sql(
-                "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
-                "reason_text, proposed, priority, created_at, status) "
-                "VALUES (?, ?, ?, 'review', ?, ?, 'review-requested', ?, ?, 1, ?, 'open')"),
-                (made[0], *record, case_key(case_id), queue, reason_text, proposed, utc_now()))
+            s._open_work_items([(made[0], *record, "review", case_key(case_id), queue, "review-requested",
+                                 reason_text, proposed, 1, utc_now())])
 
         self.append([], then=insert)
         return made[0]
+
+    def _open_work_items(self, rows: list[tuple]) -> None:
+        """Insert open work items: (id, record seq, record chain, kind, case key, queue, reason code,
+        reason text, proposed, priority, created at); inside an append."""
+        self._executemany(self._sql(
+            "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
+            "reason_text, proposed, priority, created_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')"), rows)
 
     def close_work_item(self, item_id: int, by: str, decided_seq: int) -> bool:
         """Mark an item decided by the record ``decided_seq``; call only inside an append (the one
