@@ -115,14 +115,31 @@ def test_an_exception_inside_an_action_is_surfaced(monkeypatch):
 
 
 def test_a_runaway_call_is_bounded(monkeypatch):
+    """A call into durable-rules that never answers is cut off by the timeout: the call is
+    interrupted part-way (it never reaches its end), is not posted again, and the case fails
+    with a clear DurableError. Measured in steps the runaway call took, not in seconds, so a
+    loaded machine cannot break it."""
     _, durable = PAIRS["study-grant"]
     slow = DurablePlan(durable.ruleset, timeout=0.2)
-    monkeypatch.setattr(slow._lang, "post", lambda name, event: time.sleep(2))
+    steps, calls, finished = [0], [0], [False]
+    limit = 100_000  # 0.01 s a step: some 17 minutes if nothing cut the call off
+
+    def runaway(name, event):
+        calls[0] += 1
+        while steps[0] < limit:
+            steps[0] += 1
+            time.sleep(0.01)
+        finished[0] = True
+
+    monkeypatch.setattr(slow._lang, "post", runaway)
     from workload import generate
-    start = time.perf_counter()
     with pytest.raises(DurableError, match="did not answer within 0.2 s"):
         slow.decide(generate(1)[0])
-    assert time.perf_counter() - start < 1.5
+    assert calls[0] == 1 and not finished[0]
+    assert 0 < steps[0] < limit
+    taken = steps[0]
+    time.sleep(0.05)
+    assert steps[0] == taken  # the call was stopped, not left running behind the error
 
 
 def test_decide_with_the_durable_backend_gives_the_same_explained_decision():
