@@ -6,10 +6,14 @@ Load a ruleset, compile it, decide cases::
     plan = vedtak.compile(vedtak.load("rulesets/study-grant"))
     decision = plan.decide({"case_id": 1, "age": 20, ...})
     print(decision.explain())
+
+Validate once, evaluate later: ``checked = plan.validate(raw)``, then ``plan.evaluate(checked)``
+(the rejection itself when the case was invalid). Nothing a case contains raises: invalid input,
+JSON text that is not JSON included, is a rejection.
 """
 
 from .cases import CaseError
-from .compile import Plan, compile
+from .compile import Plan, Validated, compile
 from .decision import ENGINE_VERSION, Decision, canonical_json
 from .errors import CaseInputError, Diagnostic, RulesetError
 from .load import Ruleset, load, load_text
@@ -26,4 +30,4 @@ def decide(ruleset, case) -> Decision:
 
 
 __all__ = ["CaseError", "CaseInputError", "Decision", "Diagnostic", "Plan", "Ruleset", "RulesetError",
-           "canonical_json", "compile", "decide", "load", "load_text", "__version__"]
+           "Validated", "canonical_json", "compile", "decide", "load", "load_text", "__version__"]

@@ -164,6 +164,38 @@ def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter) -> s
     return " + ".join(parts)
 
 
+class Validated(tuple):
+    """What :meth:`Plan.validate` returns: ``(case, None)`` for a valid case, ``(None, rejection)``
+    otherwise. A plain pair (it unpacks), and :meth:`Plan.evaluate` takes it as it is::
+
+        checked = plan.validate(raw)
+        decision = plan.evaluate(checked)     # the rejection itself when the case is invalid
+    """
+
+    __slots__ = ()
+
+    @property
+    def case(self) -> dict | None:
+        """The validated case, or None when the case was rejected."""
+        return tuple.__getitem__(self, 0)
+
+    @property
+    def rejection(self) -> Decision | None:
+        """The rejection (a :class:`Decision` with status ``rejected``), or None when the case is valid."""
+        return tuple.__getitem__(self, 1)
+
+    @property
+    def ok(self) -> bool:
+        return tuple.__getitem__(self, 1) is None
+
+    def __repr__(self) -> str:
+        return f"Validated(case={self.case!r}, rejection={self.rejection!r})"
+
+
+def _validated(pair: tuple) -> Validated:
+    return tuple.__new__(Validated, pair)
+
+
 class Plan:
     """A compiled ruleset: validates and decides cases. Build one with :func:`compile`.
 
@@ -194,8 +226,16 @@ class Plan:
             return None
         return self._periods[i]
 
-    def evaluate(self, case: dict) -> Decision:
-        """Decide a case that has already been validated (see :meth:`validate`)."""
+    def evaluate(self, case: "dict | Validated") -> Decision:
+        """Decide a validated case: what :meth:`validate` returned, or its ``case``.
+
+        Given a :class:`Validated` rejection, the rejection is returned, so
+        ``plan.evaluate(plan.validate(raw))`` is always ``plan.decide(raw)``.
+        """
+        if case.__class__ is Validated:
+            if case[1] is not None:
+                return case[1]
+            case = case[0]
         day = case[self._date_field]
         i = bisect_right(self._starts, day) - 1
         if i < 0 or day > self._end:
@@ -212,12 +252,13 @@ class Plan:
             return self._missing(period, case, index)
         return Decision((period.outcomes[index], case, values, None))
 
-    def validate(self, raw) -> tuple[dict | None, Decision | None]:
-        """Validate a raw case; returns ``(case, None)`` or ``(None, rejection)``."""
+    def validate(self, raw) -> "Validated":
+        """Validate a raw case; returns a :class:`Validated`, ``(case, None)`` or ``(None, rejection)``,
+        which :meth:`evaluate` takes as it is (or unpack it: ``case, rejection = plan.validate(raw)``)."""
         if type(raw) is not dict:
             period = self._periods[-1]
             err = CaseError("", "wrong_type", "a case is a JSON object")
-            return None, Decision((period.rejected, raw, None, (err,)))
+            return _validated((None, Decision((period.rejected, raw, None, (err,)))))
         day = raw.get(self._date_field)
         if day.__class__ is not date:
             day = _parse_day(day)
@@ -225,10 +266,10 @@ class Plan:
         vplan = period.vplan if period is not None else self.versions[-1]
         case, errors = vplan.validate(raw)
         if errors:
-            return None, Decision(((period or vplan.periods[-1]).rejected, raw, None, tuple(errors)))
+            return _validated((None, Decision(((period or vplan.periods[-1]).rejected, raw, None, tuple(errors)))))
         if period is None:
-            return None, self._no_version(raw, day)
-        return case, None
+            return _validated((None, self._no_version(raw, day)))
+        return _validated((case, None))
 
     def decide(self, raw) -> Decision:
         """Validate and decide one case given as a dict (as JSON gives it)."""
@@ -238,10 +279,24 @@ class Plan:
         return self.evaluate(case)
 
     def decide_json(self, text: str | bytes) -> Decision:
-        """Decide one case given as JSON text; numbers with a fraction are read as exact decimals."""
-        return self.decide(parse_case_json(text))
+        """Decide one case given as JSON text; numbers with a fraction are read as exact decimals.
+
+        Text that is not JSON is a rejection (``malformed_input``), never an exception.
+        """
+        try:
+            raw = parse_case_json(text)
+        except (CaseInputError, RecursionError) as exc:
+            message = str(exc) if isinstance(exc, CaseInputError) else "the case is not valid JSON: nested too deeply"
+            return self._malformed(text, message)
+        return self.decide(raw)
 
     # -- the unusual outcomes ------------------------------------------------------------
+    def _malformed(self, text: str | bytes, message: str) -> Decision:
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8", "replace")
+        err = CaseError("", "malformed_input", message)
+        return Decision((self._periods[-1].rejected, text, None, (err,)))
+
     def _no_version(self, case: dict, day: date) -> Decision:
         rs = self.ruleset
         windows = ", ".join(f"{v.version}: {v.model.valid.from_} to {v.model.valid.to or 'open'}"
@@ -286,4 +341,4 @@ def compile(ruleset: Ruleset | str | Path) -> Plan:  # noqa: A001 - the pipeline
     return Plan(ruleset)
 
 
-__all__ = ["Plan", "Period", "compile", "parse_case_json"]
+__all__ = ["Plan", "Period", "Validated", "compile", "parse_case_json"]
