@@ -14,6 +14,7 @@ import vedtak
 from vedtak.audit.log import open_store
 from vedtak.audit.record import record_ref
 from vedtak.audit.verify import generate_key, sign_checkpoint, verify
+from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
 from .common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, console, load_ruleset, say
@@ -164,15 +165,20 @@ def checkpoint(db: str, key: str, out: str) -> None:
 @click.command("replay")
 @click.argument("db")
 @click.option("--against", "ruleset", type=click.Path(exists=True),
-              help="Impact analysis: decide the recorded cases under this ruleset instead.")
+              help="Impact analysis: decide the recorded cases under this ruleset instead "
+                   "(the same ruleset id; only its records are replayed).")
+@click.option("--ruleset", "ruleset_id", metavar="ID",
+              help="Replay only the records of this ruleset id (in a log that holds several).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--limit", default=50, show_default=True, help="How many changed cases to list in text output.")
-def replay(db: str, ruleset: str | None, as_json: bool, limit: int) -> None:
+def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, limit: int) -> None:
     """Re-decide every recorded case from the log alone and report each difference.
 
     Without --against, a clean log replays with zero differences (exit 0; 1 otherwise).
     With --against, shows what a rule change would alter: outcome transitions, rules that
-    changed hands, value deltas, and the changed cases.
+    changed hands, value deltas, and the changed cases. --against must be a version of a
+    ruleset the log holds (another id is a usage error, exit 2), and only that ruleset's
+    records are replayed; --ruleset ID limits a plain replay the same way.
 
     Example: vedtak replay decisions.db --against rulesets/study-grant-2026
     """
@@ -183,7 +189,10 @@ def replay(db: str, ruleset: str | None, as_json: bool, limit: int) -> None:
             sys.exit(EXIT_USAGE)
         plan = vedtak.compile(rs)
     with _open(db) as store:
-        report = replay_log(store, against=plan)
+        try:
+            report = replay_log(store, against=plan, ruleset_id=ruleset_id)
+        except ReplayScopeError as exc:
+            raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False))
     else:
@@ -195,11 +204,15 @@ def replay(db: str, ruleset: str | None, as_json: bool, limit: int) -> None:
 
 def _print_replay(report, limit: int) -> None:
     what = f"against {report.against}" if report.against else "with the rulesets stored in the log"
+    if report.ruleset and not report.against:
+        what = f"of ruleset {report.ruleset} {what}"
     say(f"replayed {report.replayed} records {what}: {len(report.differences)} "
         f"{'changed' if report.against else 'differences'}, {len(report.unreproducible)} not reproducible"
         + (f", {report.skipped_human} human decisions not re-evaluated" if report.skipped_human else "")
         + (f", {report.skipped_batch_rejections} unreadable lines and repeated case ids not re-evaluated"
-           if report.skipped_batch_rejections else ""),
+           if report.skipped_batch_rejections else "")
+        + (f", {report.skipped_other_rulesets} records of other rulesets left out" if report.skipped_other_rulesets
+           else ""),
         style="bold" if report.ok or report.against else "bold red")
     if report.against:
         table = Table("recorded", "under the new ruleset", "cases", box=None)

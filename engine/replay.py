@@ -2,8 +2,10 @@
 
 ``replay(store)`` re-evaluates every recorded automated decision, referral and rejection
 with the ruleset source stored in the log and the recorded input, and reports every
-difference. ``replay(store, against=plan)`` decides the same inputs under another ruleset
-and summarises what would change.
+difference. ``replay(store, against=plan)`` decides the same inputs under another version of
+the same ruleset and summarises what would change. In a log that holds several rulesets, a
+replay against a plan (or scoped with ``ruleset_id``) takes only that ruleset's records; a
+ruleset the log holds no record of is refused (:class:`ReplayScopeError`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ IMPACT_COMPARED = ("status", "outcome", "queue", "rule", "values")
 BATCH_REJECTIONS = {"malformed_input", "duplicate_case_id"}
 
 
+class ReplayScopeError(ValueError):
+    """A replay asked for a ruleset id the log holds no record of (``wanted``; ``held``: the ids it holds)."""
+
+    def __init__(self, message: str, wanted: str, held: list[str]):
+        super().__init__(message)
+        self.wanted = wanted
+        self.held = held
+
+
 @dataclass
 class Difference:
     seq: int
@@ -45,6 +56,8 @@ class ReplayReport:
     skipped_human: int = 0
     skipped_manifests: int = 0
     skipped_batch_rejections: int = 0  # an unreadable line or a repeated case id: nothing to re-decide
+    skipped_other_rulesets: int = 0  # records of other rulesets than the one the replay is scoped to
+    ruleset: str | None = None  # the ruleset id the replay is scoped to, if any
     differences: list[Difference] = field(default_factory=list)
     unreproducible: list[tuple] = field(default_factory=list)  # (seq, case id, why, chain or None)
     against: str | None = None
@@ -60,6 +73,7 @@ class ReplayReport:
         data = {
             "replayed": self.replayed, "skipped_human": self.skipped_human,
             "skipped_batch_rejections": self.skipped_batch_rejections,
+            "skipped_other_rulesets": self.skipped_other_rulesets, "ruleset": self.ruleset,
             "differences": len(self.differences), "unreproducible": len(self.unreproducible),
             "changed": [{"seq": d.seq, "case_id": d.case_id, **({"chain": d.chain} if d.chain else {}),
                          "changes": [{"key": k, "recorded": a, "replayed": b} for k, a, b in d.changes]}
@@ -117,12 +131,54 @@ def _number(value):
         return None
 
 
-def replay(store: AuditStore, against: Plan | None = None) -> ReplayReport:
-    """Re-decide every recorded case (human decisions are verified by the chain, not re-evaluated)."""
+def ruleset_ids(store: AuditStore) -> list[str]:
+    """The ids of the rulesets stored in the log (every decided, referred or rejected case names one)."""
+    return sorted({rs.ruleset_id for rs in store.rulesets()})
+
+
+def _scope(store: AuditStore, against: Plan | None, ruleset_id: str | None) -> str | None:
+    """The ruleset id a replay is limited to, checked against the ids the log holds."""
+    if against is not None and ruleset_id is not None and against.id != ruleset_id:
+        raise ReplayScopeError(f'--against gives ruleset "{against.id}", but the replay is limited to '
+                               f'ruleset "{ruleset_id}"', against.id, [ruleset_id])
+    wanted = against.id if against is not None else ruleset_id
+    if wanted is None:
+        return None
+    held = ruleset_ids(store)
+    if held and wanted not in held:
+        names = ", ".join(f'"{h}"' for h in held)
+        what = "--against gives" if against is not None else "--ruleset names"
+        raise ReplayScopeError(
+            f'{what} ruleset "{wanted}", but this log holds records of ruleset {names} only'
+            + ("; replay --against compares decisions under another version of the same ruleset"
+               if against is not None else ""), wanted, held)
+    return wanted
+
+
+def _ruleset_of(record: AuditRecordV1, recorded: dict) -> str | None:
+    if record.ruleset_id is not None:
+        return record.ruleset_id
+    named = recorded.get("ruleset")
+    return named.get("id") if isinstance(named, dict) else None
+
+
+def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | None = None) -> ReplayReport:
+    """Re-decide every recorded case (human decisions are verified by the chain, not re-evaluated).
+
+    With ``against`` (a plan of the same ruleset id as the records) or ``ruleset_id``, only that
+    ruleset's records are replayed; the others are counted in ``skipped_other_rulesets``.
+    Raises :class:`ReplayScopeError` for a ruleset id the log holds no record of.
+
+    >>> replay(store, against=vedtak.compile("rulesets/study-grant"))   # doctest: +SKIP
+    """
+    scope = _scope(store, against, ruleset_id)
     report = ReplayReport(against=None if against is None else
-                          f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions))
+                          f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions), ruleset=scope)
     plans = _Plans(store)
     for record in store.records():
+        if scope is not None and record.kind != "manifest" and _ruleset_of(record, json.loads(record.decision)) != scope:
+            report.skipped_other_rulesets += 1
+            continue
         if record.kind == "human":
             report.skipped_human += 1
             continue
