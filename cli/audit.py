@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -13,16 +14,38 @@ from rich.table import Table
 import vedtak
 from vedtak.audit.log import open_store
 from vedtak.audit.record import record_ref
-from vedtak.audit.verify import generate_key, sign_checkpoint, verify
+from vedtak.audit.verify import (KeyFileError, generate_key, load_checkpoint, load_private_key, load_public_key,
+                                 sign_checkpoint, verify)
 from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
-from .common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, console, load_ruleset, say
+from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_output, console, echo_json, is_url, load_ruleset,
+                     log_files, safe_json, safe_text, say)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _open(db: str):
-    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).exists():
-        raise click.UsageError(f"no audit log at {db}")
+    """An existing audit log; a path that is not one (missing, a directory, empty, another file) is a usage error."""
+    if not is_url(db):
+        shown = safe_text(db)
+        path = Path(db)
+        if not path.exists():
+            raise click.UsageError(f"no audit log at {shown}")
+        if path.is_dir():
+            raise click.UsageError(f"{shown} is a directory, not an audit log")
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+            wal = Path(db + "-wal")
+            pending = wal.is_file() and wal.stat().st_size > 0
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the audit log {shown}: {exc.strerror or exc}") from None
+        if not header and not pending:
+            raise click.UsageError(f"{shown} is an empty file, not an audit log")
+        if header and header != SQLITE_HEADER:
+            raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
     try:
         return open_store(db)
     except Exception as exc:  # a locked, corrupt or unreachable store: a message, not a traceback
@@ -53,12 +76,16 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
     """
     if checkpoint and not public_key:
         raise click.UsageError("--checkpoint needs --public-key")
-    cp = json.loads(Path(checkpoint).read_text()) if checkpoint else None
+    if public_key and not checkpoint:
+        raise click.UsageError("--public-key verifies a --checkpoint: add --checkpoint FILE")
+    cp = _read_key("--checkpoint", checkpoint, load_checkpoint)[1] if checkpoint else None
     key = Path(public_key).read_bytes() if public_key else None
+    if key is not None:
+        _read_key("--public-key", public_key, load_public_key)
     with _open(db) as store:
         report = verify(store, checkpoint=cp, public_key=key)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), sort_keys=True))
+        echo_json(json.dumps(report.to_dict(), sort_keys=True))
     elif report.ok:
         extra = f"; checkpoint at record {cp['seq']} verified" if cp else ""
         chains = (f"; {report.chains} partition chains match the manifests of {report.runs} runs"
@@ -98,8 +125,8 @@ def show(db: str, case_id: str | None, limit: int) -> None:
             for record in store.records_from(max(1, seq - limit + 1)):
                 d = json.loads(record.decision)
                 from vedtak.replay import label
-                table.add_row(str(record.seq), record.recorded_at, record.kind, str(record.case_id), label(d),
-                              str(d.get("rule")))
+                table.add_row(str(record.seq), cell(record.recorded_at), cell(record.kind), cell(record.case_id),
+                              cell(label(d)), cell(str(d.get("rule"))))
             console().print(table)
             return
         records = [r for cid in _case_ids(case_id) for r in store.records(cid)]
@@ -123,10 +150,24 @@ def export(db: str, out) -> None:
 
     Example: vedtak audit export decisions.db -o decisions.jsonl
     """
+    if getattr(out, "name", "-") not in ("-", "<stdout>"):
+        check_output("-o", out.name, log_files(db))
     with _open(db) as store:
         for record in store.records():
-            out.write(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+            out.write(safe_json(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"),
+                                           ensure_ascii=False)))
             out.write("\n")
+
+
+def _read_key(option: str, path: str, load):
+    """A key or checkpoint file's bytes and what they load as, or a usage error saying what the file is instead."""
+    try:
+        data = Path(path).read_bytes()
+        return data, load(data)
+    except KeyFileError as exc:
+        raise click.UsageError(f"{option} {safe_text(path)}: {exc}") from None
+    except OSError as exc:
+        raise click.UsageError(f"{option} {safe_text(path)}: cannot read it: {exc.strerror or exc}") from None
 
 
 @audit.command("keygen")
@@ -136,10 +177,15 @@ def keygen(prefix: str) -> None:
 
     Example: vedtak audit keygen --out audit
     """
-    private, public = generate_key()
     key_path, pub_path = Path(prefix + ".key"), Path(prefix + ".pub")
-    if key_path.exists():
-        raise click.UsageError(f"{key_path} exists; not overwriting a key")
+    if prefix.endswith(("/", os.sep)) or Path(prefix).is_dir():
+        raise click.UsageError(f"--out {safe_text(prefix)} is a directory; give a prefix such as "
+                               f"{safe_text(os.path.join(prefix, 'audit'))}")
+    for path in (key_path, pub_path):
+        if path.exists() or path.is_symlink():
+            raise click.UsageError(f"{safe_text(path)} exists; not overwriting a key (choose another --out)")
+        check_output("--out", str(path))
+    private, public = generate_key()
     key_path.write_bytes(private)
     key_path.chmod(0o600)
     pub_path.write_bytes(public)
@@ -156,8 +202,10 @@ def checkpoint(db: str, key: str, out: str) -> None:
 
     Example: vedtak audit checkpoint decisions.db --key audit.key -o head.json
     """
+    private = _read_key("--key", key, load_private_key)[0]
+    check_output("-o", out, log_files(db) + [("the --key file", key)])
     with _open(db) as store:
-        cp = sign_checkpoint(store, Path(key).read_bytes())
+        cp = sign_checkpoint(store, private)
     Path(out).write_text(json.dumps(cp, sort_keys=True, indent=2) + "\n")
     say(f"signed record {cp['seq']} ({cp['hash'][:16]}) into {out}")
 
@@ -194,7 +242,7 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
         except ReplayScopeError as exc:
             raise click.UsageError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False))
+        echo_json(json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False))
     else:
         _print_replay(report, limit)
     if plan is not None:
@@ -217,12 +265,12 @@ def _print_replay(report, limit: int) -> None:
     if report.against:
         table = Table("recorded", "under the new ruleset", "cases", box=None)
         for (a, b), n in sorted(report.transitions.items(), key=lambda x: (-x[1], x[0])):
-            table.add_row(a, b if b != a else "(same)", str(n))
+            table.add_row(cell(a), cell(b if b != a else "(same)"), str(n))
         console().print(table)
         if report.rule_changes:
             rules = Table("rule before", "rule after", "cases", box=None)
             for (a, b), n in sorted(report.rule_changes.items(), key=lambda x: (-x[1], str(x[0]))):
-                rules.add_row(str(a), str(b), str(n))
+                rules.add_row(cell(str(a)), cell(str(b)), str(n))
             console().print(rules)
         for name, (n, total) in sorted(report.value_deltas.items()):
             say(f"value {name}: changed in {n} cases, total change {total:+}" if isinstance(total, Decimal)

@@ -18,7 +18,8 @@ from vedtak.audit.log import PiiPolicy, open_store
 from vedtak.batch import Batch, Summary
 from vedtak.errors import RulesetError
 
-from .common import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, console, load_ruleset, say
+from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, cell, check_output, console, load_ruleset,
+                     log_files, safe_text, same_file, say)
 
 
 @dataclass
@@ -50,8 +51,35 @@ def parse_size(text: str) -> int:
     return int(number) * scale
 
 
+def _preflight(o: BatchOptions, rs) -> None:
+    """Refuse output paths that would destroy an input, the ruleset, a key or the log, or cannot be written.
+
+    Runs before the audit log or any output is opened, so that a slip costs nothing.
+    """
+    log = log_files(o.audit)
+    inputs = [("the input file", path) for path in o.cases if path != "-"]
+    for what, path in inputs:
+        for log_what, log_path in log:
+            if same_file(path, log_path):
+                raise click.UsageError(f"{safe_text(path)} is {log_what} {safe_text(log_path)}, not a case file")
+    protected = inputs + log + [("the ruleset file", v.source.path) for v in rs.versions]
+    if o.pii_key_file:
+        protected.append(("the --pii-key-file", o.pii_key_file))
+    dask = o.executor == "dask"
+    check_output("--out", o.out, protected, directory=dask)
+    if dask and o.out:
+        for what, path in inputs:
+            if (os.path.dirname(os.path.realpath(path)) == os.path.realpath(o.out)
+                    and Path(path).name.startswith("part-") and Path(path).suffix == ".jsonl"):
+                raise click.UsageError(f"--out {safe_text(o.out)} would hold the partition output file "
+                                       f"{safe_text(path)}, which is {what}; choose another directory")
+    summary_protected = protected + ([] if dask or not o.out else [("the --out file", o.out)])
+    check_output("--summary-json", o.summary_json, summary_protected)
+
+
 def run_batch(o: BatchOptions) -> None:
-    if load_ruleset(o.ruleset) is None:
+    rs = load_ruleset(o.ruleset)
+    if rs is None:
         sys.exit(EXIT_FINDINGS)
     for path in o.cases:
         if path != "-" and not Path(path).is_file():
@@ -65,6 +93,7 @@ def run_batch(o: BatchOptions) -> None:
         PiiPolicy(o.pii, key)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    _preflight(o, rs)
     logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
         structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.JSONRenderer(sort_keys=True)]) \
         if o.log_json else None
@@ -165,7 +194,7 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
         f" (resumed: {info.partitions_done_before} were already complete)" if info.resumed_run else "")
         + f"; manifest record {info.manifest_seq}", err=True)
     for cid, n in summary.duplicates_across_partitions[:MAX_SHOWN]:
-        say(f"duplicate_case_id: case id {cid} was decided in {n} partitions of this run", err=True)
+        say(f"duplicate_case_id: case id {safe_text(cid)} was decided in {n} partitions of this run", err=True)
     return summary
 
 
@@ -185,20 +214,20 @@ class _Discard:
 
 def _print_summary(s: Summary) -> None:
     for source, line, code, message in s.problems:
-        say(f"{source}:{line}: {code}: {message}", err=True)
+        say(safe_text(f"{source}:{line}: {code}: {message}"), err=True)  # data may hold control characters
     if s.n_rejected > len(s.problems):
         say(f"... and {s.n_rejected - len(s.problems)} more rejected cases (see --summary-json or the log)", err=True)
     table = Table("", "cases", box=None, show_header=False)
     table.add_row("read", f"{s.read:,}")
     table.add_row("decided", f"{s.n_decided:,}")
     for outcome, n in sorted(s.decided.items()):
-        table.add_row(f"  {outcome}", f"{n:,}")
+        table.add_row(cell(f"  {outcome}"), f"{n:,}")
     table.add_row("referred", f"{s.n_referred:,}")
     for (queue, reason), n in sorted(s.referred.items()):
-        table.add_row(f"  {queue} ({reason})", f"{n:,}")
+        table.add_row(cell(f"  {queue} ({reason})"), f"{n:,}")
     table.add_row("rejected", f"{s.n_rejected:,}")
     for code, n in sorted(s.rejected.items()):
-        table.add_row(f"  {code}", f"{n:,}")
+        table.add_row(cell(f"  {code}"), f"{n:,}")
     if s.resumed:
         table.add_row("(already in the log, not decided again)", f"{s.resumed:,}")
     if s.duplicates_across_partitions:

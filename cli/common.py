@@ -1,7 +1,12 @@
-"""What the commands share: exit codes, output, and loading a ruleset with its diagnostics printed."""
+"""What the commands share: exit codes, terminal-safe output, output-path checks, and loading a ruleset."""
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
+
+import click
 from rich.console import Console
 from rich.text import Text
 
@@ -16,8 +21,69 @@ def console(err: bool = False) -> Console:
     return Console(stderr=err, highlight=False, soft_wrap=True, emoji=False)
 
 
+# -- text from data, made safe for a terminal -------------------------------------------------
+# A case id, a field name or a reason text comes from whoever wrote the case file. Printed raw,
+# an ESC sequence recolours or rewrites the screen, U+202E reverses what follows, a lone
+# surrogate cannot be encoded at all. Every such character is shown as a visible escape.
+
+_PLAIN = re.compile(r"[\x20-\x7e\n]*")
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), surrogates, separators
+_EMOJI_JOINERS = frozenset("\u200c\u200d")  # used inside words and emoji; harmless on a terminal
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in _UNSAFE_CATEGORIES and ch not in _EMOJI_JOINERS
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n <= 0xFF else f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
+
+
+def safe_text(value: object, *, keep_newlines: bool = False) -> str:
+    r"""``value`` as text a terminal shows as written: control, bidi and format characters escaped.
+
+    >>> safe_text("A-1\x1b[2J\u202e")
+    'A-1\\x1b[2J\\u202e'
+    """
+    text = value if isinstance(value, str) else str(value)
+    if _PLAIN.fullmatch(text) and (keep_newlines or "\n" not in text):
+        return text
+    return "".join(_escape(ch) if (_unsafe(ch) and not (keep_newlines and ch == "\n")) else ch for ch in text)
+
+
+def safe_json(text: str) -> str:
+    """JSON text (from json.dumps) with the same characters written as \\u escapes: the same JSON value.
+
+    Real newlines and tabs in JSON text are layout (json.dumps escapes them inside strings), so they stay.
+    """
+    if _PLAIN.fullmatch(text):
+        return text
+    out = []
+    for ch in text:
+        if ch in "\n\t\r" or not _unsafe(ch):
+            out.append(ch)
+        elif ord(ch) > 0xFFFF:  # a surrogate pair, as JSON writes characters outside the BMP
+            n = ord(ch) - 0x10000
+            out.append(f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+def cell(value: object) -> Text:
+    """A table cell showing data as written: terminal-safe, and never read as rich markup."""
+    return Text(safe_text("" if value is None else value))
+
+
+def echo_json(text: str) -> None:
+    """Print JSON text for a pipe or a terminal alike (see safe_json)."""
+    click.echo(safe_json(text))
+
+
 def say(text: str, style: str | None = None, err: bool = False) -> None:
-    console(err).print(Text(text, style=style or ""))
+    """Print one message; any data in it is shown terminal-safe (newlines are kept as line breaks)."""
+    console(err).print(Text(safe_text(text, keep_newlines=True), style=style or ""))
 
 
 def load_ruleset(path: str):
@@ -30,3 +96,59 @@ def load_ruleset(path: str):
         n = len(exc.diagnostics)
         say(f"{path}: {n} problem{'s' if n != 1 else ''}; the ruleset was not loaded", style="bold red", err=True)
         return None
+
+
+# -- output paths, checked before anything is opened for writing ------------------------------
+
+def is_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def log_files(db: str | None) -> list[tuple[str, str]]:
+    """The files a SQLite audit log lives in, each with what to call it: the database and its journals."""
+    if not db or is_url(db):
+        return []
+    return [("the audit log", db)] + [(f"the audit log's {s} file", db + "-" + s) for s in ("wal", "journal", "shm")]
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: hard links, symbolic links and ./a versus a alike."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(option: str, path: str | None, protected=(), *, directory: bool = False) -> None:
+    """Refuse, as a usage error, an output path that names a file the command reads or keeps, or cannot be written.
+
+    ``protected`` is a list of (what, path) pairs, e.g. ("the input file", "cases.jsonl"). With ``directory``
+    the path is a directory to write files into (it may not exist yet: its parent must).
+    """
+    if path is None:
+        return
+    shown = safe_text(path)
+    for what, other in protected:
+        if other and same_file(path, other):
+            raise click.UsageError(f"{option} {shown} names {what} {safe_text(other)}: writing there would "
+                                   "destroy it; choose another path")
+    if os.path.isdir(path):
+        if directory:
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise click.UsageError(f"{option} {shown}: the directory is not writable")
+            return
+        raise click.UsageError(f"{option} {shown} is a directory; give a file path")
+    if directory and os.path.exists(path):
+        raise click.UsageError(f"{option} {shown} is a file; give a directory path")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise click.UsageError(f"{option} {shown}: the file is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise click.UsageError(f"{option} {shown}: {safe_text(parent)} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.UsageError(f"{option} {shown}: cannot create a file in {safe_text(parent)} (permission denied)")

@@ -17,7 +17,15 @@ from vedtak.examples import run_examples
 
 from .audit import audit, replay
 from .queue import queue
-from .common import EXIT_FINDINGS, EXIT_OK, load_ruleset, say
+from .common import (EXIT_FINDINGS, EXIT_OK, check_output, echo_json, is_url, load_ruleset, log_files, safe_text,
+                     same_file, say)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set an option (on the command line or in the environment), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (click.core.ParameterSource.DEFAULT,
+                                                 click.core.ParameterSource.DEFAULT_MAP)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,6 +130,26 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
 
     Example: vedtak decide rulesets/study-grant case.json --audit decisions.db
     """
+    ctx = click.get_current_context()
+    if trace and not as_json:
+        raise click.UsageError("--trace shows the evaluation trace in the JSON output: add --json")
+    if not audit_db and _given(ctx, "pii"):
+        raise click.UsageError("--pii says what the audit log keeps: add --audit DB")
+    if pii_key_file and pii != "pseudonymise":
+        raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
+    if audit_db:
+        for what, path in [("the case file", getattr(case, "name", None)), ("the ruleset", ruleset),
+                           ("the --pii-key-file", pii_key_file)]:
+            if path and path != "-" and not is_url(audit_db) and any(
+                    same_file(f, path) for _, f in log_files(audit_db)):
+                raise click.UsageError(f"--audit {safe_text(audit_db)} names {what} {safe_text(path)}; "
+                                       "give the audit log's own path")
+    if backend == "durable":
+        try:
+            import durable.lang  # noqa: F401 - only to learn whether durable-rules is installed
+        except ImportError:
+            raise click.UsageError("--backend durable needs durable-rules, which is not installed: "
+                                   "pip install 'vedtak[durable]' (or use the default backend)") from None
     rs = load_ruleset(ruleset)
     if rs is None:
         sys.exit(EXIT_FINDINGS)
@@ -130,6 +158,8 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         from vedtak.errors import RulesetError
         try:
             plan = DurablePlan(rs)
+        except RuntimeError as exc:  # durable-rules present but unusable
+            raise click.UsageError(f"--backend durable: {exc}") from None
         except RulesetError as exc:
             for d in exc.diagnostics:
                 say(d.format(), err=True)
@@ -146,6 +176,8 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
                 log = AuditLog.open(audit_db, pii=pii, pii_key=key)
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from None
+            except Exception as exc:  # a directory, a file that is not a database, a locked or unreachable store
+                raise click.ClickException(f"cannot open the audit log {safe_text(audit_db)}: {exc}") from None
             with log:
                 decision = log.decide(plan, raw)
         else:
@@ -154,7 +186,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         say(f"{getattr(case, 'name', '<stdin>')}: {exc}", style="bold red", err=True)
         sys.exit(EXIT_FINDINGS)
     if as_json:
-        click.echo(decision.to_json(trace=trace))
+        echo_json(decision.to_json(trace=trace))
     else:
         style = {"decided": "bold green", "referred": "bold yellow", "rejected": "bold red"}[decision.status]
         lines = decision.explain().splitlines()
@@ -182,6 +214,8 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
     rs = load_ruleset(ruleset)
     if rs is None:
         sys.exit(EXIT_FINDINGS)
+    if out:
+        check_output("-o", out, [("the ruleset file", v.source.path) for v in rs.versions])
     text = render(rs, fmt)
     if out:
         Path(out).write_text(text, encoding="utf-8")
@@ -210,6 +244,12 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
               help="With --executor dask: about how much of an input file each partition takes (e.g. 512KB, 64MB).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: cases already in the log with the same "
               "input and ruleset are not decided again.")
+@click.option("--redecide", is_flag=True, help="Decide again cases this ruleset already decided or referred in the "
+              "log; each new record names the one it supersedes. (Without it, and without --resume, such a case "
+              "is rejected as already_decided.)")
+@click.option("--lock-timeout", type=click.FloatRange(0.1, 86400), default=60.0, show_default=True, metavar="SECONDS",
+              help="How long a write waits while another process holds the audit log locked; then the run "
+              "stops (exit 3) and --resume continues it.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]),
               help="The input format (default: from the file name, or the first character for stdin).")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000),
@@ -222,13 +262,20 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
               help="With --pii pseudonymise: a file holding the secret key.")
 def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, workers: int | None, executor: str,
         scheduler: str | None, partition_size: str, resume: bool, fmt: str | None, batch_size: int,
-        summary_json: str | None, log_json: bool, pii: str, pii_key_file: str | None) -> None:
+        summary_json: str | None, log_json: bool, pii: str, pii_key_file: str | None, redecide: bool = False,
+        lock_timeout: float = 60.0) -> None:
     """Decide case files in a batch: JSON Lines, a JSON array or CSV (- for stdin).
 
     Every decision is committed to the audit log before it is written out. A malformed
     line or an invalid case is reported with its file and line, recorded as a rejection,
     and the batch goes on; every case read is accounted for in the summary. Exit 1 if any
     case was rejected, 0 otherwise, 2 for usage errors.
+
+    A case id this ruleset already decided or referred in the log is rejected
+    (already_decided) unless --resume releases the recorded decision or --redecide decides
+    it again. If the run stops early — Ctrl-C (exit 130), the log or the output full or the
+    log locked longer than --lock-timeout (exit 3) — everything written out is recorded, the
+    log is consistent, and the same command with --resume finishes the run.
 
     With --executor dask, the inputs are cut into partitions that cluster workers read
     and decide themselves, each into its own audit chain; the run ends with a manifest
@@ -241,8 +288,20 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     --scheduler tcp://scheduler:8786 --out decisions/
     """
     from vedtak.cli.batch import BatchOptions, run_batch
+    ctx = click.get_current_context()
+    if executor != "dask":
+        for name, flag in (("partition_size", "--partition-size"), ("scheduler", "--scheduler")):
+            if _given(ctx, name):
+                raise click.UsageError(f"{flag} applies only with --executor dask")
+    if scheduler and _given(ctx, "workers"):
+        raise click.UsageError("--workers sets the local cluster's workers; a --scheduler's cluster has its own")
+    if pii_key_file and pii != "pseudonymise":
+        raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
+    if redecide and resume:
+        raise click.UsageError("--resume releases recorded decisions and --redecide replaces them: choose one")
     run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size, resume,
-                           fmt, batch_size, summary_json, log_json, pii, pii_key_file))
+                           fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,
+                           lock_timeout=lock_timeout))
 
 
 main.add_command(audit)

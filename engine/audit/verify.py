@@ -233,6 +233,67 @@ def _message(seq: int, hash_: str, signed_at: str) -> bytes:
                       sort_keys=True, separators=(",", ":")).encode()
 
 
+class KeyFileError(ValueError):
+    """A file given as a key or a checkpoint that is not one: the other key of the pair, another kind, garbage."""
+
+
+_KEYGEN = "`vedtak audit keygen --out PREFIX` writes PREFIX.key (private) and PREFIX.pub (public)"
+
+
+def load_private_key(pem: bytes):
+    """The Ed25519 private key in PEM text, or a KeyFileError saying what the file is instead."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    if b"PUBLIC KEY-----" in pem:
+        raise KeyFileError(f"this is a public key; signing needs the private key ({_KEYGEN})")
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:  # a password-protected key
+        raise KeyFileError(f"the private key is encrypted with a password; use an unencrypted key ({_KEYGEN})") \
+            from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"not a PEM private key ({_KEYGEN})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"a {type(key).__name__.removeprefix('_')} key; checkpoints are signed with Ed25519 keys "
+                           f"({_KEYGEN})")
+    return key
+
+
+def load_public_key(pem: bytes):
+    """The Ed25519 public key in PEM text, or a KeyFileError saying what the file is instead."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    if b"PRIVATE KEY-----" in pem:
+        raise KeyFileError("this is a private key; verifying needs the public key (PREFIX.pub); keep the private "
+                           "key secret")
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(f"not a PEM public key ({_KEYGEN})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"a {type(key).__name__.removeprefix('_')} key; checkpoints are signed with Ed25519 keys")
+    return key
+
+
+CHECKPOINT_FIELDS = {"seq": int, "hash": str, "signed_at": str, "signature": str}
+
+
+def load_checkpoint(data: bytes) -> dict:
+    """A signed checkpoint from its file's bytes, or a KeyFileError saying what the file is instead."""
+    if b"-----BEGIN" in data and b"KEY-----" in data:
+        raise KeyFileError("this is a key file, not a checkpoint (`vedtak audit checkpoint` writes one)")
+    try:
+        cp = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        cp = None
+    if not isinstance(cp, dict) or any(type(cp.get(k)) is not t for k, t in CHECKPOINT_FIELDS.items()):
+        raise KeyFileError("not a checkpoint: `vedtak audit checkpoint` writes JSON with " +
+                           ", ".join(CHECKPOINT_FIELDS))
+    return cp
+
+
 def generate_key() -> tuple[bytes, bytes]:
     """A new Ed25519 key pair as (private PEM, public PEM)."""
     from cryptography.hazmat.primitives import serialization
@@ -247,8 +308,7 @@ def generate_key() -> tuple[bytes, bytes]:
 
 def sign_checkpoint(store: AuditStore, private_pem: bytes) -> dict:
     """Sign the current head of the log; keep the result outside the log, where it cannot be truncated."""
-    from cryptography.hazmat.primitives import serialization
-    key = serialization.load_pem_private_key(private_pem, password=None)
+    key = load_private_key(private_pem)
     seq, hash_ = store.head()
     signed_at = utc_now()
     signature = key.sign(_message(seq, hash_, signed_at))  # type: ignore[union-attr]
@@ -258,7 +318,6 @@ def sign_checkpoint(store: AuditStore, private_pem: bytes) -> dict:
 
 def _check_checkpoint(store: AuditStore, cp: dict, public_pem: bytes | None, last_seq: int, add) -> None:
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
     try:
         seq, hash_, signed_at = int(cp["seq"]), str(cp["hash"]), str(cp["signed_at"])
         signature = base64.b64decode(cp["signature"])
@@ -269,7 +328,12 @@ def _check_checkpoint(store: AuditStore, cp: dict, public_pem: bytes | None, las
         add(seq, "checkpoint", "a checkpoint needs the public key it was signed with")
         return
     try:
-        serialization.load_pem_public_key(public_pem).verify(signature, _message(seq, hash_, signed_at))  # type: ignore
+        public = load_public_key(public_pem)
+    except KeyFileError as exc:
+        add(seq, "checkpoint", str(exc))
+        return
+    try:
+        public.verify(signature, _message(seq, hash_, signed_at))
     except InvalidSignature:
         add(seq, "checkpoint", "the checkpoint's signature does not verify with this public key")
         return
