@@ -1,0 +1,120 @@
+"""docs/rulesets.md cannot drift from the code: every YAML block in it is loaded, checked and run."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+
+import pytest
+
+import vedtak
+from vedtak.check import lint
+from vedtak.examples import run_examples
+
+from conftest import ROOT
+
+DOC_PATH = ROOT / "docs" / "rulesets.md"
+DOC = DOC_PATH.read_text(encoding="utf-8")
+
+# a fenced yaml block, with the HTML comment right before it (if any)
+_BLOCK = re.compile(r"(?:<!--\s*(?P<mark>[^>]*?)\s*-->\n)?```yaml\n(?P<body>.*?)^```", re.S | re.M)
+
+
+def _blocks() -> list[tuple[str, str]]:
+    return [(m.group("mark") or "", m.group("body")) for m in _BLOCK.finditer(DOC)]
+
+
+def _examples() -> dict[str, list[tuple[str, str]]]:
+    """Marked example rulesets: name -> [(file name, text)]; ``NAME/FILE.yaml`` marks one file of a directory."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for mark, body in _blocks():
+        if mark.startswith("example:"):
+            name = mark.split(":", 1)[1].strip()
+            ruleset, _, file = name.partition("/")
+            out[ruleset].append((file or f"{ruleset}.yaml", body))
+    return dict(out)
+
+
+EXAMPLES = _examples()
+ERRORS = [(mark.split(":", 1)[1].split(), body) for mark, body in _blocks() if mark.startswith("error:")]
+
+
+def test_every_yaml_block_is_marked_as_an_example_or_an_error():
+    """Each ```yaml block in docs/rulesets.md carries an `example:` or `error:` marker, so a test runs it."""
+    blocks = _blocks()
+    assert len(blocks) >= 8
+    unmarked = [body.splitlines()[0] for mark, body in blocks if not mark.startswith(("example:", "error:"))]
+    assert unmarked == []
+    assert len(re.findall(r"^```yaml$", DOC, flags=re.M)) == len(blocks)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_documented_ruleset_loads_lints_clean_and_its_examples_pass(name, tmp_path):
+    """A documented ruleset loads (each file of a directory), has no lint finding, and every example passes."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for file, text in EXAMPLES[name]:
+        (folder / file).write_text(text, encoding="utf-8")
+    path = folder if len(EXAMPLES[name]) > 1 else folder / EXAMPLES[name][0][0]
+    ruleset = vedtak.load(path)
+    assert ruleset.id == name
+    assert [d.format() for d in lint(ruleset)] == []
+    results = run_examples(vedtak.compile(ruleset))
+    assert results, f"{name} has no examples"
+    failures = [(r.example.name, r.mismatches) for r in results if not r.passed]
+    assert failures == []
+
+
+@pytest.mark.parametrize("wanted,text", ERRORS, ids=[w[0] for w, _ in ERRORS])
+def test_documented_error_is_reported_with_its_code_and_location(wanted, text):
+    """A documented broken ruleset fails to load with exactly the code and line:column its marker states."""
+    code, location = wanted
+    with pytest.raises(vedtak.RulesetError) as info:
+        vedtak.load_text(text, "broken.yaml")
+    assert [(d.code, f"{d.line}:{d.column}") for d in info.value.diagnostics] == [(code, location)]
+
+
+def test_docs_name_every_function_field_type_rounding_mode_and_expect_key():
+    """The reference lists every function, field type, rounding mode, expect key and top-level key the code has."""
+    from vedtak.expr import FUNCTIONS
+    from vedtak.model import FIELD_TYPES, Expect, RulesetModel
+    from vedtak.runtime import ROUNDING_MODES
+    names = ([f"`{f}(" for f in FUNCTIONS] + [f"| `{t}` |" for t in FIELD_TYPES]
+             + [f"| `{m}` |" for m in ROUNDING_MODES] + [f"| `{k}` |" for k in Expect.model_fields]
+             + [f"| `{k}` |" for k in RulesetModel.model_fields])
+    missing = [n for n in names if n not in DOC]
+    assert missing == []
+
+
+def _diagnostic_codes() -> set[str]:
+    """The codes passed to every diagnostic constructor in engine/: ``Source.diag``, the expression
+    checker's ``error``, ``Diagnostic(...)`` and the YAML loader's problem tuples."""
+    codes: set[str] = set()
+    for path in (ROOT / "engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            arg = None
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name in ("diag", "error") and len(node.args) >= 2:
+                    arg = node.args[1]
+                elif name == "Diagnostic" and len(node.args) >= 4:
+                    arg = node.args[3]
+            elif isinstance(node, ast.Tuple) and len(node.elts) == 3 and not isinstance(node.elts[0], ast.Constant) \
+                    and isinstance(node.elts[1], ast.Constant) \
+                    and isinstance(node.elts[1].value, str) and re.fullmatch(r"[a-z]+_[a-z_]+", node.elts[1].value):
+                arg = node.elts[1]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                codes.add(arg.value)
+            elif isinstance(arg, ast.JoinedStr):  # f"bad_{attr}" for decision_date and case_id
+                codes |= {"bad_decision_date", "bad_case_id"}
+    return {c for c in codes if re.fullmatch(r"[a-z]+(_[a-z]+)*", c)}
+
+
+def test_docs_list_every_loader_and_checker_error_code():
+    """Every diagnostic code that engine/ can raise for a ruleset appears in the error-code table."""
+    codes = _diagnostic_codes()
+    assert {"unknown_name", "unknown_key", "duplicate_key", "yaml_syntax", "bad_case_id"} <= codes
+    missing = sorted(c for c in codes if f"`{c}`" not in DOC)
+    assert missing == []
