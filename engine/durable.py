@@ -253,11 +253,23 @@ class DurablePlan:
         return rejection if rejection is not None else self.evaluate(case)
 
     def decide_json(self, text) -> Decision:
+        """As :meth:`Plan.decide_json`: text that is not JSON is a ``malformed_input`` rejection."""
         from .compile import parse_case_json
-        return self.decide(parse_case_json(text))
+        from .errors import CaseInputError
+        try:
+            raw = parse_case_json(text)
+        except (CaseInputError, RecursionError) as exc:
+            message = str(exc) if isinstance(exc, CaseInputError) else "the case is not valid JSON: nested too deeply"
+            return self.plan._malformed(text, message)
+        return self.decide(raw)
 
-    def evaluate(self, case: dict) -> Decision:
-        """Decide a validated case through durable-rules."""
+    def evaluate(self, case) -> Decision:
+        """Decide a validated case through durable-rules: what :meth:`validate` returned, or its case."""
+        from .compile import Validated
+        if case.__class__ is Validated:
+            if case.rejection is not None:
+                return case.rejection
+            case = case.case
         period = self.plan.period_for(case[self.plan._date_field])
         if period is None:
             return self.plan.evaluate(case)  # the no-version rejection, built by the plan

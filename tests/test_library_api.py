@@ -80,3 +80,14 @@ def test_decide_json_is_total_on_arbitrary_text(study_plan, text):
     d = study_plan.decide_json(text)
     assert d.status in ("decided", "referred", "rejected")
     d.to_dict()
+
+
+def test_durable_plan_takes_validate_results_and_rejects_bad_json(study_plan):
+    """DurablePlan mirrors Plan: evaluate() takes what validate() returns; decide_json of non-JSON is a rejection."""
+    pytest.importorskip("durable")
+    from vedtak.durable import DurablePlan
+    plan = DurablePlan(study_plan.ruleset)
+    assert plan.evaluate(plan.validate(dict(GOOD))).to_json() == study_plan.decide(dict(GOOD)).to_json()
+    rejected = plan.validate(dict(GOOD, income="a lot"))
+    assert plan.evaluate(rejected) is rejected.rejection
+    assert [e.code for e in plan.decide_json("{not json").errors] == ["malformed_input"]
