@@ -7,11 +7,51 @@ problem with its field path. Money and decimals become ``Decimal``, never float.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from .limits import DIGITS, number_in_range
 from .model import FieldSpec
+
+# Lone surrogates (U+D800..U+DFFF) are not text: no UTF-8 can encode them, so no log can store them.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_BIG = 10 ** DIGITS  # whole numbers must stay below this, as decimals must (the engine's precision)
+_RANGE = f"the engine holds numbers exactly only below 10^{DIGITS} with at most {DIGITS} significant digits"
+
+
+class BigNumber(str):
+    """A number in a case's JSON that neither int nor Decimal can hold (over 4 300 digits, or an
+    exponent beyond any decimal); kept as its text, so that validation rejects that field as
+    ``out_of_range`` instead of the whole line being unreadable."""
+
+    __slots__ = ()
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """Text from a case as a message may quote it: lone surrogates escaped, long text shortened."""
+    if len(text) > limit:
+        text = f"{text[:limit // 2]}...{text[-8:]} ({len(text):,} characters)"
+    if not text.isascii() and LONE_SURROGATE.search(text):
+        text = LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def number_text(value) -> str:
+    """A number as a message shows it: in full when short, else abbreviated with its size."""
+    if type(value) is int:
+        if -_BIG < value < _BIG:
+            return str(value)
+        return f"a whole number of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"
+    if isinstance(value, Decimal):
+        sign, digits, exp = value.as_tuple()
+        if len(digits) <= DIGITS:  # str() writes a large or tiny exponent in E notation: short
+            return str(value)
+        head = "".join(map(str, digits[:6]))
+        return (f"{'-' if sign else ''}{head[0]}.{head[1:]}...E{value.adjusted():+} "
+                f"({len(digits):,} digits)")
+    return shown(str(value))
 
 
 @dataclass(frozen=True)
@@ -30,7 +70,18 @@ def _type_name(value) -> str:
     if value is None:
         return "null"
     return {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object", Decimal: "a number"}.get(type(value), type(value).__name__)
+            dict: "an object", Decimal: "a number", BigNumber: "a number"}.get(type(value), type(value).__name__)
+
+
+def _out_of_range(spec: FieldSpec, value, path: str, errors: list[CaseError]) -> None:
+    errors.append(CaseError(path, "out_of_range", _quoted(spec, number_text(value), "the value")
+                            + f" is out of range: {_RANGE}"))
+
+
+def _quoted(spec: FieldSpec, text: str, instead: str) -> str:
+    """``text``, which quotes a value, or ``instead`` for a field marked pii: a message never repeats
+    personal data, so that no rejection can carry it into the audit log or its work items."""
+    return instead if spec.pii else text
 
 
 def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
@@ -40,8 +91,12 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
         if type(value) is not str:
             errors.append(CaseError(path, "wrong_type", f"expected a string, got {_type_name(value)}"))
             return None
+        if not value.isascii() and LONE_SURROGATE.search(value):
+            errors.append(CaseError(path, "malformed_input", "the string holds a lone surrogate, which is not text"))
+            return None
         if spec.one_of is not None and value not in spec.one_of:
-            errors.append(CaseError(path, "not_allowed", f'"{value}" is not one of ' + ", ".join(spec.one_of)))
+            errors.append(CaseError(path, "not_allowed", _quoted(spec, f'"{shown(value)}"', "the value")
+                                    + " is not one of " + ", ".join(spec.one_of)))
             return None
         return value
     if t == "bool":
@@ -60,19 +115,31 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
         if isinstance(value, datetime):
             errors.append(CaseError(path, "wrong_type", "expected a date, got a date and time"))
         else:
-            errors.append(CaseError(path, "bad_date", f"expected a date as YYYY-MM-DD, got {value!r}"))
+            errors.append(CaseError(path, "bad_date", "expected a date as YYYY-MM-DD"
+                                    + _quoted(spec, f", got {shown(repr(value))}", "")))
         return None
     if t == "int":
+        if type(value) is int and not -_BIG < value < _BIG or type(value) is BigNumber or (
+                type(value) in (float, Decimal) and not number_in_range(Decimal(value))):
+            _out_of_range(spec, value, path, errors)
+            return None
         if type(value) is not int:
             errors.append(CaseError(path, "wrong_type", f"expected a whole number, got {_type_name(value)}"
-                                    + (f" ({value})" if isinstance(value, (float, Decimal)) else "")))
+                                    + (_quoted(spec, f" ({number_text(value)})", "") if isinstance(value, (float, Decimal))
+                                       else "")))
             return None
         return _bounded(spec, value, path, errors)
     if t in ("decimal", "money"):
+        if type(value) is BigNumber:
+            _out_of_range(spec, value, path, errors)
+            return None
         num = to_decimal(value)
+        if num is not None and not number_in_range(num):
+            _out_of_range(spec, num, path, errors)
+            return None
         if num is None:
             errors.append(CaseError(path, "wrong_type", f"expected a number, got {_type_name(value)}"
-                                    + (f" {value!r}" if isinstance(value, str) else "")))
+                                    + (_quoted(spec, f" {shown(repr(value))}", "") if isinstance(value, str) else "")))
             return None
         return _bounded(spec, num, path, errors)
     if t == "list":
@@ -88,6 +155,12 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
             items.append(_record(spec.items or {}, item, ipath + ".", errors))
         return items
     raise AssertionError(t)  # pragma: no cover - the model admits no other type
+
+
+def _fits(num: Decimal) -> bool:
+    """A quick, strict form of :func:`number_in_range` for the fast path (trailing zeros count)."""
+    _, digits, exp = num.as_tuple()
+    return exp.__class__ is int and len(digits) <= DIGITS and -999_999 <= exp + len(digits) - 1 < DIGITS
 
 
 def to_decimal(value) -> Decimal | None:
@@ -112,10 +185,12 @@ def to_decimal(value) -> Decimal | None:
 
 def _bounded(spec: FieldSpec, value, path: str, errors: list[CaseError]):
     if spec.min is not None and value < spec.min:
-        errors.append(CaseError(path, "out_of_range", f"{value} is below the minimum {spec.min}"))
+        errors.append(CaseError(path, "out_of_range",
+                                f"{_quoted(spec, str(value), 'the value')} is below the minimum {spec.min}"))
         return None
     if spec.max is not None and value > spec.max:
-        errors.append(CaseError(path, "out_of_range", f"{value} is above the maximum {spec.max}"))
+        errors.append(CaseError(path, "out_of_range",
+                                f"{_quoted(spec, str(value), 'the value')} is above the maximum {spec.max}"))
         return None
     return value
 
@@ -134,8 +209,9 @@ def _record(schema: dict[str, FieldSpec], raw: dict, prefix: str, errors: list[C
     for name in raw:
         if name not in schema:
             import difflib
-            close = difflib.get_close_matches(str(name), list(schema), n=1)
-            errors.append(CaseError(prefix + str(name), "unknown_field", "not a field of this ruleset's cases"
+            name = shown(str(name), 60)
+            close = difflib.get_close_matches(name, list(schema), n=1)
+            errors.append(CaseError(prefix + name, "unknown_field", "not a field of this ruleset's cases"
                                     + (f'; did you mean "{close[0]}"?' if close else "")))
     return out
 
@@ -159,7 +235,8 @@ def build_validator(schema: dict[str, FieldSpec]):
     lines.append(f"            if len(d) == {count}:")
     conds, outs = [], []
     env: dict = {"_D": Decimal, "_iso": date.fromisoformat, "_slow": validate_slow, "_schema": schema,
-                 "_int": int, "_bool": bool, "_str": str, "_dec": Decimal}
+                 "_int": int, "_bool": bool, "_str": str, "_dec": Decimal, "_BIG": _BIG, "_bad": object(),
+                 "_lone": LONE_SURROGATE.search, "_fits": _fits}
     for i, name in enumerate(names):
         spec = schema[name]
         v = f"v{i}"
@@ -179,18 +256,21 @@ def build_validator(schema: dict[str, FieldSpec]):
             if spec.one_of is not None:
                 env[f"_one{i}"] = frozenset(spec.one_of)
                 extra = f" and {v} in _one{i}"
-            conds.append(f"({null_ok}({v}.__class__ is _str{extra}))")
+            # a lone surrogate cannot be stored: such a string takes the careful path
+            conds.append(f"({null_ok}({v}.__class__ is _str and ({v}.isascii() or not _lone({v})){extra}))")
             outs.append(f"{name!r}: {v}")
         elif t == "bool":
             conds.append(f"({null_ok}{v}.__class__ is _bool)")
             outs.append(f"{name!r}: {v}")
         elif t == "int":
-            conds.append(f"({null_ok}({v}.__class__ is _int{bounds}))")
+            conds.append(f"({null_ok}({v}.__class__ is _int and -_BIG < {v} < _BIG{bounds}))")
             outs.append(f"{name!r}: {v}")
         elif t in ("decimal", "money"):
-            # ints become exact Decimals; anything else takes the careful path
-            lines.append(f"                if {v}.__class__ is _int: {v} = _D({v})")
-            conds.append(f"({null_ok}({v}.__class__ is _dec and {v}.is_finite(){bounds}))")
+            # ints become exact Decimals; a number the engine cannot hold, and anything else, takes
+            # the careful path (which rejects it as out_of_range)
+            lines.append(f"                if {v}.__class__ is _int: {v} = _D({v}) if -_BIG < {v} < _BIG else _bad")
+            lines.append(f"                elif {v}.__class__ is _dec and not _fits({v}): {v} = _bad")
+            conds.append(f"({null_ok}({v}.__class__ is _dec{bounds}))")
             outs.append(f"{name!r}: {v}")
         elif t == "date":
             lines.append(f"                if {v}.__class__ is _str and len({v}) == 10 and {v}[4] == '-' == {v}[7]:"
@@ -203,7 +283,7 @@ def build_validator(schema: dict[str, FieldSpec]):
     cond = " and ".join(conds) if conds else "True"
     lines.append(f"                if {cond}:")
     lines.append("                    return {" + ", ".join(outs) + "}, ()")
-    lines.append("        except (KeyError, ValueError, TypeError):")
+    lines.append("        except (KeyError, ValueError, TypeError, ArithmeticError):")
     lines.append("            pass")
     lines.append("    return _slow(_schema, d)")
     if any(schema[n].type == "list" for n in names):

@@ -26,7 +26,7 @@ from .load import load_text
 COMPARED = ("status", "outcome", "queue", "rule", "basis", "values", "reasons", "errors", "referral",
             "parameters", "ruleset", "decision_date", "case_id")
 IMPACT_COMPARED = ("status", "outcome", "queue", "rule", "values")
-BATCH_REJECTIONS = {"malformed_input", "duplicate_case_id"}
+BATCH_REJECTIONS = {"malformed_input", "duplicate_case_id", "already_decided"}
 
 
 class ReplayScopeError(ValueError):
@@ -228,7 +228,9 @@ def _unreproducible(record: AuditRecordV1) -> str | None:
     if record.pii:
         info = json.loads(record.pii)
         verb = "pseudonymised" if info.get("mode") == "pseudonymise" else "dropped"
-        return f"personal data was {verb} in the log ({', '.join(info.get('fields', []))})"
+        # a note with no fields: only the stored reasons were masked (a placeholder read personal data)
+        parts = info.get("fields") or ["the decision's reasons"]
+        return f"personal data was {verb} in the log ({', '.join(parts)})"
     return None
 
 
@@ -245,6 +247,10 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
         if review:
             lines.append(f"Review of record {review['of_record']}: "
                          + ("confirms the automated decision" if review["confirms"] else "overrides it"))
+            follows = review.get("follows")
+            if follows:
+                lines.append(f"Follows the earlier review in work item {follows.get('work_item')} "
+                             f"(decided in record {follows.get('record')})")
         lines.append(f"Reason: {recorded.get('reason')}")
         if recorded.get("values"):
             lines += ["Values:"] + [f"  {k} = {v}" for k, v in recorded["values"].items()]

@@ -225,7 +225,12 @@ def test_pseudonymised_fields_are_keyed_hashes_and_replay_says_why_it_cannot_rep
         (record,) = list(store.records())
         stored = json.loads(record.input)
         assert stored["age"].startswith("hmac-sha256:") and stored["income"] == case["income"]
-        assert json.loads(record.pii) == {"fields": ["age"], "mode": "pseudonymise"}
+        note = json.loads(record.pii)
+        assert (note["fields"], note["mode"]) == (["age"], "pseudonymise")
+        # this case's reason names the age: the log keeps it masked, and a keyed hash of what was released
+        reasons = json.loads(record.decision)["reasons"]
+        assert note["masked"] == ["reasons"] and reasons == ["The applicant is [personal data]; the grant is for "
+                                                             "ages 18 to 30."]
         report = replay(store)
     assert report.unreproducible == [(1, case["case_id"],
                                       "personal data was pseudonymised in the log (age)", None)]

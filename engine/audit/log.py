@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Iterator
-from hashlib import sha256 as _sha256
 
 from ..compile import Plan
 from ..decision import Decision, canonical_json
+from .pii import PII_MODES, PiiPolicy, stored_decision  # noqa: F401 - PII_MODES, PiiPolicy: re-exported
 from .record import Entry
 from .store import AuditStore, case_key, stored_ruleset
 
-PII_MODES = ("keep", "pseudonymise", "drop")
 KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "rejection"}
 
 
@@ -19,71 +17,31 @@ KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "re
 PRIORITY = {"evaluation-error": 2, "missing-data": 1}
 
 
-def work_item(decision: Decision, version) -> tuple:
-    """The work item a referral or rejection opens: queue, reason code and text, proposal, priority."""
+def work_item(decision: Decision, version, reasons: list[str] | None = None) -> tuple:
+    """The work item a referral or rejection opens: queue, reason code and text, proposal, priority.
+
+    ``reasons`` are the reasons as the log stores them (without personal data), when they differ
+    from the decision's own."""
+    text = " ".join(decision.reasons if reasons is None else reasons)
     if decision.status == "rejected":
         queue = version.model.review_queue if version is not None else "review"
-        return (queue, "invalid-input", " ".join(decision.reasons), None, 1)
+        return (queue, "invalid-input", text, None, 1)
     proposed = None
     if decision.outcome is not None:
         proposed = canonical_json({"outcome": decision.outcome, "values": decision.values})
     reason = decision.referral_reason or "rule"
-    return (decision.queue, reason, " ".join(decision.reasons), proposed, PRIORITY.get(reason, 0))
+    return (decision.queue, reason, text, proposed, PRIORITY.get(reason, 0))
 
 
-def open_store(db: str) -> AuditStore:
-    """Open (creating if need be) the audit store at ``db``: a SQLite path or a postgresql:// URL."""
+def open_store(db: str, *, timeout: float = 60.0) -> AuditStore:
+    """Open (creating if need be) the audit store at ``db``: a SQLite path or a postgresql:// URL.
+    ``timeout``: how many seconds a write waits for another process's lock on the log before it
+    fails with :class:`~vedtak.audit.store.StoreError`."""
     if db.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
-        return PostgresStore(db)
+        return PostgresStore(db, timeout=timeout)
     from .sqlite import SQLiteStore
-    return SQLiteStore(db)
-
-
-class PiiPolicy:
-    """What the log keeps of case fields marked ``pii: true``: the value, a keyed pseudonym, or nothing."""
-
-    def __init__(self, mode: str = "keep", key: bytes | None = None):
-        if mode not in PII_MODES:
-            raise ValueError(f"pii mode must be one of {', '.join(PII_MODES)}, not {mode!r}")
-        if mode == "pseudonymise" and not key:
-            raise ValueError("pseudonymising personal data needs a key (a secret kept outside the log)")
-        self.mode, self.key = mode, key
-
-    def pseudonym(self, value) -> str:
-        assert self.key is not None
-        digest = hmac.new(self.key, canonical_json(value).encode("utf-8"), _sha256).hexdigest()
-        return "hmac-sha256:" + digest
-
-    def apply(self, schema: dict, raw) -> tuple[object, str | None]:
-        """The case as the log keeps it, and a note of which fields were changed (or None)."""
-        if self.mode == "keep" or type(raw) is not dict:
-            return raw, None
-        out, touched = dict(raw), []
-        for name, spec in schema.items():
-            if spec.pii and name in out and out[name] is not None:
-                touched.append(name)
-                if self.mode == "drop":
-                    del out[name]
-                else:
-                    out[name] = self.pseudonym(out[name])
-            elif spec.type == "list" and isinstance(out.get(name), list):
-                items = []
-                for i, item in enumerate(out[name]):
-                    if isinstance(item, dict):
-                        item = dict(item)
-                        for iname, ispec in (spec.items or {}).items():
-                            if ispec.pii and iname in item:
-                                touched.append(f"{name}[{i}].{iname}")
-                                if self.mode == "drop":
-                                    del item[iname]
-                                else:
-                                    item[iname] = self.pseudonym(item[iname])
-                    items.append(item)
-                out[name] = items
-        if not touched:
-            return raw, None
-        return out, canonical_json({"fields": touched, "mode": self.mode})
+    return SQLiteStore(db, timeout=timeout)
 
 
 def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
@@ -91,16 +49,19 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
     period = decision.period
     version = period.version if period is not None else None
     if pii.mode == "keep":
-        kept, note = raw, None
+        kept, note, stored, reasons = raw, None, decision.to_json(), None
     else:
-        kept, note = pii.apply(version.model.case if version else {}, raw)
+        # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
+        kept, touched, withheld = pii.scrub_input(version.model.case if version else {}, raw)
+        stored, masked, reasons = stored_decision(decision, touched, withheld, pii)
+        note = pii.note(touched, masked, decision.to_json() if masked else "")
     day = decision.decision_date
-    item = None if decision.status == "decided" else work_item(decision, version)
+    item = None if decision.status == "decided" else work_item(decision, version, reasons)
     kind = KIND_OF_STATUS[decision.status]
     if version is None:
-        return Entry(kind, decision.case_id, canonical_json(kept), decision.to_json(), None, None, None, None,
+        return Entry(kind, decision.case_id, canonical_json(kept), stored, None, None, None, None,
                      decision.engine_version, note, item)
-    return Entry(kind, decision.case_id, canonical_json(kept), decision.to_json(), version.id, version.version,
+    return Entry(kind, decision.case_id, canonical_json(kept), stored, version.id, version.version,
                  version.sha256, day.isoformat() if day else None, decision.engine_version, note, item)
 
 
@@ -122,8 +83,8 @@ class AuditLog:
         self._stored: set[str] = set()
 
     @classmethod
-    def open(cls, db: str, **options) -> "AuditLog":
-        return cls(open_store(db), **options)
+    def open(cls, db: str, *, timeout: float = 60.0, **options) -> "AuditLog":
+        return cls(open_store(db, timeout=timeout), **options)
 
     def close(self) -> None:
         self.store.close()
