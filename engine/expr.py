@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from .errors import Diagnostic
+from .limits import DIGITS, MAX_DEPTH, MAX_SIZE, clip as _clip, measure, number_in_range
 from .runtime import ROUNDING_MODES
 from .source import Pos, Source
 
@@ -24,6 +25,7 @@ class Type:
 
     kind: str
     fields: tuple[tuple[str, "Type"], ...] = ()
+    optional: frozenset[str] = frozenset()  # a list's (or item's) fields that an item may lack
 
     def __str__(self) -> str:
         return self.kind
@@ -68,6 +70,8 @@ class CheckedExpr:
     names: frozenset[str] = frozenset()  # top-level names read: fields, parameters, derived
     known: frozenset[str] = frozenset()  # optional fields tested with known()
     constants: dict = field(default_factory=dict)  # node id -> exact literal value
+    depth: int = 0  # nesting depth, derived values counted where they are used (MAX_DEPTH)
+    size: int = 0  # syntax-tree nodes, derived values counted where they are used (MAX_SIZE)
 
 
 class _Checker:
@@ -126,18 +130,29 @@ class _Checker:
         if isinstance(v, bool):
             return BOOL
         if isinstance(v, int):
-            return INT
+            return INT if self._in_range(node, Decimal(v) if v.bit_length() < 256 else None) else None
         if isinstance(v, float):
             try:
-                self.constants[id(node)] = Decimal(self._segment(node).replace("_", ""))
+                value = Decimal(self._segment(node).replace("_", ""))
             except InvalidOperation:
-                self.error(node, "bad_literal", f"{self._segment(node)} is not an exact decimal")
+                self.error(node, "bad_literal", f"{_clip(self._segment(node))} is not an exact decimal")
                 return None
+            if not self._in_range(node, value):
+                return None
+            self.constants[id(node)] = value
             return DECIMAL
         if isinstance(v, str):
             return STRING
         self.error(node, "unsupported_syntax", f"the literal {self._segment(node)} is not supported")
         return None
+
+    def _in_range(self, node: ast.AST, value: Decimal | None) -> bool:
+        """Whether a literal is a number the engine holds exactly, and whose floor() it can print."""
+        if value is not None and number_in_range(value):
+            return True
+        self.error(node, "out_of_range", f"the number {_clip(self._segment(node))} is out of range",
+                   hint=f"a number literal has at most {DIGITS} significant digits and is below 10^{DIGITS}")
+        return False
 
     def visit_Name(self, node: ast.Name) -> Type | None:
         name = node.id
@@ -301,7 +316,7 @@ class _Checker:
             self.error(gen.target, "shadowed_name", f'the loop variable "{var}" hides another name',
                        hint="pick a name that is not a field, parameter or derived value")
             return None
-        item = Type("record", lt.fields)
+        item = Type("record", lt.fields, lt.optional)
         self.loops[var] = item
         gen.target.vtype = item  # type: ignore[attr-defined]
         try:
@@ -470,8 +485,18 @@ class _Checker:
         if not self._arity(node, args, 1):
             return None
         arg = args[0]
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id in self.loops:
+            t = self.visit(arg)
+            if t is None:
+                return None
+            if arg.attr not in self.loops[arg.value.id].optional:
+                self.error(arg, "not_optional", f'list items\' field "{arg.attr}" is not optional, '
+                           "so it is always known")
+                return None
+            return BOOL
         if not isinstance(arg, ast.Name):
-            self.error(arg, "wrong_arguments", "known() takes the name of an optional case field")
+            self.error(arg, "wrong_arguments", "known() takes the name of an optional case field "
+                       "or of an optional field of a list item, e.g. known(p.salary)")
             return None
         t = self.visit(arg)
         if t is None:
@@ -506,8 +531,12 @@ def _describe(node: ast.AST) -> str:
 
 
 def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], diags: list[Diagnostic],
-               *, expect: Type | None = None, what: str = "expression") -> CheckedExpr | None:
-    """Parse and check ``text``; on failure append diagnostics and return None."""
+               *, expect: Type | None = None, what: str = "expression",
+               derived: dict[str, tuple[int, int]] | None = None) -> CheckedExpr | None:
+    """Parse and check ``text``; on failure append diagnostics and return None.
+
+    ``derived`` gives each derived value's (depth, size), which count where the expression uses it.
+    """
     stripped = text.strip()
     if not stripped:
         diags.append(source.diag(pos, "syntax_error", f"the {what} is empty"))
@@ -517,6 +546,14 @@ def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], di
         pos = Pos(pos.line, pos.column + lead, pos.block_indent)
     try:
         tree = ast.parse(stripped, mode="eval")
+    except (ValueError, MemoryError, RecursionError) as exc:  # a NUL character; a parser stack overflow
+        if isinstance(exc, ValueError) and not isinstance(exc, SyntaxError):
+            diags.append(source.diag(pos, "syntax_error", f"the {what} contains a NUL character"))
+        else:
+            diags.append(source.diag(pos, "too_deep", f"the {what} is nested too deeply to be read",
+                                     hint=f"expressions may nest at most {MAX_DEPTH} levels; "
+                                          "split it into derived values"))
+        return None
     except SyntaxError as exc:
         lines = stripped.split("\n")
         lineno = exc.lineno or 1
@@ -531,9 +568,30 @@ def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], di
             hint = "use == to compare"
         else:
             hint = None
-        diags.append(source.diag(epos, "syntax_error", msg, hint=hint))
+        if "too many nested parentheses" in msg:
+            diags.append(source.diag(epos, "too_deep", f"the {what} nests more than {MAX_DEPTH} levels deep",
+                                     hint="split it into derived values"))
+        elif "exceeds the limit" in msg and "digits" in msg:  # an int literal of 4 300+ digits
+            diags.append(source.diag(epos, "out_of_range", "a number literal has too many digits",
+                                     hint=f"a number literal has at most {DIGITS} significant digits "
+                                          f"and is below 10^{DIGITS}"))
+        else:
+            diags.append(source.diag(epos, "syntax_error", msg, hint=hint))
         return None
     checker = _Checker(source, pos, stripped, scope, diags, what)
+    depth, size, deepest = measure(tree.body, derived)
+    if deepest is not None or size > MAX_SIZE:
+        inlined = " with the derived values it uses" if derived and any(
+            isinstance(n, ast.Name) and n.id in derived for n in ast.walk(tree.body)) else ""
+        if deepest is not None:
+            checker.error(deepest, "too_deep", f"the {what} nests {depth} levels deep{inlined}; "
+                          f"the limit is {MAX_DEPTH}", hint="split it into derived values, or write a long sum "
+                          "as a sum of parts")
+        else:
+            checker.error(tree.body, "too_large", f"the {what} has {size} parts{inlined}; the limit is "
+                          f"{MAX_SIZE}", hint="derived values are copied where they are used: "
+                          "use fewer of them in one expression")
+        return None
     t = checker.visit(tree.body)
     if t is None or not checker.ok:
         return None
@@ -545,7 +603,7 @@ def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], di
         checker.error(tree.body, "type_mismatch", f"the {what} must be a single value, not a {t}")
         return None
     return CheckedExpr(stripped, tree.body, t, pos, frozenset(checker.names), frozenset(checker.known),
-                       checker.constants)
+                       checker.constants, depth, size)
 
 
 def literal_value(expr: CheckedExpr, node: ast.AST):

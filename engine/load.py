@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
 from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
+from .limits import DIGITS, clip, number_in_range
 from .model import FieldSpec, RulesetModel
-from .source import Pos, Source, YList, YMap
+from .source import Pos, Refused, Source, YList, YMap
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -165,6 +166,9 @@ def pos_of(raw, *path, key: bool = False) -> Pos | None:
     node, best = raw, getattr(raw, "pos", None)
     for i, step in enumerate(path):
         last = i == len(path) - 1
+        if isinstance(node, YMap) and step not in node and isinstance(step, str):
+            # pydantic names a key that is not a string (a date) by its repr in an error's path
+            step = next((k for k in node if not isinstance(k, str) and repr(k) == step), step)
         if isinstance(node, YMap) and step in node:
             p = node.key_pos[step] if (last and key) else node.val_pos[step]
             best, node = p, node[step]
@@ -179,10 +183,31 @@ def pos_of(raw, *path, key: bool = False) -> Pos | None:
 
 def _model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]:
     out = []
+    said: set = set()
     for err in exc.errors():
+        if isinstance(err.get("input"), Refused):  # reported where it was read
+            continue
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         loc = tuple(p for p in loc if p not in ("list[...]",))
         kind = err["type"]
+        if len(loc) == 5 and loc[0] == "parameters" and loc[2] == "values" and loc[4] in _VALUE_TYPES:
+            # one message for the value, not one per type of the union a value may have
+            if loc[:4] not in said:
+                said.add(loc[:4])
+                day = _key_text(raw, loc[:3], loc[3])
+                out.append(source.diag(pos_of(raw, *loc[:4]), "invalid_value",
+                                       f'parameter "{loc[1]}" on {day}: {_describe_value(err.get("input"))} '
+                                       "is not a parameter value",
+                                       hint="a parameter value is one number, date, true/false or text, "
+                                            "e.g. `2025-01-01: 13400`"))
+            continue
+        if loc[-1:] == ("[key]",):
+            where = ".".join(str(_key_text(raw, loc[:i], p)) for i, p in enumerate(loc[:-2]))
+            what = "a date" if loc[:1] == ("parameters",) else "a valid key"
+            out.append(source.diag(pos_of(raw, *loc[:-1], key=True), "invalid_value",
+                                   f"{where}: {_describe_value(err.get('input'))} is not {what}",
+                                   hint="write a date as YYYY-MM-DD" if what == "a date" else None))
+            continue
         if kind == "extra_forbidden":
             parent = loc[:-1]
             allowed = _allowed_keys(raw, parent)
@@ -202,6 +227,32 @@ def _model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]
             out.append(source.diag(pos_of(raw, *loc), "invalid_value",
                                    f"{where}: {msg[0].lower() + msg[1:] if msg else msg}"))
     return out
+
+
+_VALUE_TYPES = ("bool", "int", "decimal", "date", "str")
+
+
+def _key_text(raw, parent: tuple, step) -> str:
+    """A path step as the file writes it: a date key as 2025-01-01, not datetime.date(2025, 1, 1)."""
+    node = raw
+    for p in parent:
+        node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict) and step not in node:
+        for k in node:
+            if repr(k) == step:
+                return str(k)
+    return str(step)
+
+
+def _describe_value(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "an empty value"
+    text = str(value)
+    return f'"{text if len(text) <= 40 else text[:30] + "..."}"'
 
 
 def _allowed_keys(raw, parent: tuple) -> list[str]:
@@ -341,7 +392,9 @@ def _load_versions(files: list, name: str) -> Ruleset:
 
 def _field_type(spec: FieldSpec) -> Type:
     if spec.type == "list":
-        return Type("list", tuple((n, SCALARS[s.type]) for n, s in (spec.items or {}).items()))
+        items = spec.items or {}
+        return Type("list", tuple((n, SCALARS[s.type]) for n, s in items.items()),
+                    frozenset(n for n, s in items.items() if s.optional))
     return SCALARS[spec.type]
 
 
@@ -414,6 +467,17 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         if isinstance(t, str):
             diags.append(source.diag(pos_of(raw, "parameters", name, "values"), "type_mismatch",
                                      f'parameter "{name}" has {t}', hint="give every value of a parameter one type"))
+            scope[name] = Symbol("broken", Type("broken"))  # reported here, not again where it is used
+            continue
+        wide = [d for d, v in param.values.items() if isinstance(v, (int, Decimal)) and not isinstance(v, bool)
+                and not number_in_range(Decimal(v) if isinstance(v, Decimal) or v.bit_length() < 256 else Decimal("Inf"))]
+        for day in wide:
+            diags.append(source.diag(pos_of(raw, "parameters", name, "values", day), "out_of_range",
+                                     f'parameter "{name}" on {day}: the number {clip(str(param.values[day]))} '
+                                     "is out of range", hint=f"a number has at most {DIGITS} significant digits "
+                                     f"and is below 10^{DIGITS}"))
+        if wide:
+            scope[name] = Symbol("broken", Type("broken"))
             continue
         values = tuple(sorted(param.values.items()))
         if t == DECIMAL:
@@ -434,7 +498,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         try:
             tree = ast.parse(text.strip(), mode="eval")
             refs[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(model.derive)
-        except SyntaxError:
+        except (SyntaxError, ValueError, MemoryError, RecursionError):  # check_expr reports it
             refs[name] = set()
     order, state = [], {}
 
@@ -465,13 +529,15 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
     derived_fields: dict[str, frozenset[str]] = {}
     derived_loads: dict[str, frozenset[str]] = {}
     derived_deps: dict[str, frozenset[str]] = {}
+    measured: dict[str, tuple[int, int]] = {}  # derived name -> its (depth, size), inlined where used
     for name in order:
         expr = check_expr(source, pos_of(raw, "derive", name), model.derive[name], scope, diags,
-                          what=f'derived value "{name}"')
+                          what=f'derived value "{name}"', derived=measured)
         if expr is None:
             scope[name] = Symbol("broken", Type("broken"))
             continue
         derived[name] = expr
+        measured[name] = (expr.depth, expr.size)
         direct = {n for n in expr.names if n in derived}
         deps = set(direct)
         for n in direct:
@@ -498,13 +564,14 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         when = None
         if path[0] == "rules":
             when = check_expr(source, pos_of(raw, *path, "when"), rule.when, scope, diags, expect=BOOL,
-                              what="condition")
+                              what="condition", derived=measured)
         values: dict[str, CheckedExpr] = {}
         for vname, vtext in rule.values.items():
             if not _valid_name(vname):
                 diags.append(source.diag(pos_of(raw, *path, "values", vname, key=True), "bad_name",
                                          f'"{vname}" is not a valid value name'))
-            e = check_expr(source, pos_of(raw, *path, "values", vname), vtext, scope, diags, what=f'value "{vname}"')
+            e = check_expr(source, pos_of(raw, *path, "values", vname), vtext, scope, diags, what=f'value "{vname}"',
+                           derived=measured)
             if e is not None:
                 values[vname] = e
         tnames = set(scope) | set(rule.values)

@@ -27,6 +27,11 @@ class Pos:
     block_indent: int | None = None  # set for | and > scalars: content starts on the next line
 
 
+class Refused(str):
+    """The text of a scalar that could not be read (2025-02-30, .nan): already reported, so a later
+    check that finds it of the wrong type says nothing more about it."""
+
+
 class YMap(dict):
     """A mapping from YAML that remembers where each key and value stood."""
 
@@ -67,12 +72,30 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         super().__init__(stream)
         self.problems = problems
 
+    def _refuse(self, node, code: str, message: str):
+        """Record a located problem with a scalar and keep its text, so that loading goes on."""
+        self.problems.append((_value_pos(node), code, message))
+        return Refused(node.value)
+
     def construct_yaml_float(self, node):  # exact: 0.05 is Decimal("0.05"), never a float
         text = str(self.construct_scalar(node)).replace("_", "")
         try:
-            return Decimal(text)
-        except Exception:
-            return float(text)  # .inf/.nan: rejected later by the model checks
+            value = Decimal(text)
+        except Exception:  # .nan, .inf, -.Inf: YAML floats that are no number at all
+            return self._refuse(node, "out_of_range", f"{_short(text)} is not an exact number")
+        return value
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more than Python's 4 300 digits for int(str)
+            return self._refuse(node, "out_of_range", f"the number {_short(node.value)} has too many digits")
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:  # 2025-02-30, 2025-13-01: no such day
+            return self._refuse(node, "bad_date", f"{_short(node.value)} is not a date: {exc}")
 
     def construct_ymap(self, node):
         data = YMap()
@@ -116,6 +139,65 @@ for _first in "tTfF":
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_ymap)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_ylist)
 _Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """Some text as a message quotes it: never more than ``limit`` characters."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-8:]} ({len(text)} characters)"
+
+
+# Bounds on a ruleset document, far above any real ruleset (the shipped ones: 12 kB, under 2 000
+# nodes, nesting 8): they keep a hostile file, such as an alias bomb, from exhausting memory or time.
+MAX_SOURCE_BYTES = 2_000_000
+MAX_NODES = 100_000  # YAML nodes, every alias counted as a copy of what it names
+MAX_NESTING = 50  # mappings and lists inside one another
+
+
+def _check_bounds(root: yaml.Node) -> tuple[Pos, str, str] | None:
+    """The first bound the node graph breaks, as (position, code, message); None within bounds.
+
+    Aliases share nodes, so sizes are counted once per node and summed per reference: linear in
+    the document, however many copies its aliases would make. An alias that contains itself is
+    refused too (it would be an endless document).
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list = [(root, False)]
+    active: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            size[key], depth[key] = 1, 0
+            continue
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+        if not done:
+            if key in size:
+                continue
+            if key in active:
+                return _value_pos(node), "alias_loop", "an alias refers to a node that contains it"
+            active.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in active:
+                    return _value_pos(child), "alias_loop", "an alias refers to a node that contains it"
+                if id(child) not in size:
+                    stack.append((child, False))
+            continue
+        active.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+        if size[key] > MAX_NODES:
+            return (_value_pos(node), "too_large",
+                    f"this part of the document expands to more than {MAX_NODES} YAML nodes "
+                    "(aliases counted as copies)")
+        if depth[key] > MAX_NESTING:
+            return (_value_pos(node), "too_deep",
+                    f"mappings and lists are nested more than {MAX_NESTING} deep here")
+    return None
 
 
 class Source:
@@ -128,6 +210,9 @@ class Source:
 
     @classmethod
     def read(cls, path: str | Path) -> "Source":
+        size = Path(path).stat().st_size
+        if size > MAX_SOURCE_BYTES:  # refused unread: a ruleset is never this large
+            raise OSError(f"the file has {size} bytes; a ruleset file may have at most {MAX_SOURCE_BYTES}")
         return cls(str(path), Path(path).read_text(encoding="utf-8"))
 
     def diag(self, pos: Pos | None, code: str, message: str, *, length: int = 1,
@@ -141,12 +226,26 @@ class Source:
     def parse_yaml(self) -> tuple[object, list[Diagnostic]]:
         """Parse the text; returns the data (YMap/YList/scalars) and any diagnostics."""
         problems: list = []
+        size = len(self.text.encode("utf-8", "surrogatepass"))
+        if size > MAX_SOURCE_BYTES:
+            return None, [self.diag(None, "too_large", f"the file has {size} bytes; a ruleset file may have "
+                                    f"at most {MAX_SOURCE_BYTES}")]
         try:
             loader = _Loader(self.text, problems)
             try:
-                data = loader.get_single_data()
+                node = loader.get_single_node()
+                if node is None:
+                    return None, []
+                bound = _check_bounds(node)
+                if bound is not None:
+                    return None, [self.diag(*bound)]
+                data = loader.construct_document(node)
             finally:
                 loader.dispose()
+        except (RecursionError, MemoryError):  # pragma: no cover - the bounds above come first
+            return None, [self.diag(None, "too_large", "the document is too large or nested too deeply")]
+        except UnicodeError as exc:  # a lone surrogate in text handed to load_text
+            return None, [self.diag(None, "unreadable", f"the text is not valid Unicode: {exc.reason}")]
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             pos = Pos(mark.line + 1, mark.column + 1) if mark else None

@@ -1,0 +1,396 @@
+"""Hostile rulesets: whatever a ruleset file holds, loading ends in a ruleset or a located RulesetError.
+
+Each reproduction of issue 13 section 2 is a test through ``vedtak.load`` and through the CLI
+(check, test, decide, run: exit 1, no traceback, ``file:line:column: code:``). The property tests
+feed random expression trees and random YAML documents to the loader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import vedtak
+from vedtak.cli.main import main
+from vedtak.errors import RulesetError
+from vedtak.limits import DIGITS, MAX_DEPTH
+from vedtak.source import MAX_NESTING, MAX_NODES
+
+BASE = """\
+ruleset: hostile
+title: Hostile
+version: "1"
+valid: {from: 2025-01-01}
+decision_date: d
+case_id: id
+automate: [grant]
+case:
+  id: {type: string}
+  d: {type: date}
+  a: {type: int}
+  m: {type: money}
+  flag: {type: bool}
+  items: {type: list, items: {x: int, y: money}}
+parameters:
+  P: {values: {2025-01-01: 8000}}
+  RATE: {values: {2025-01-01: 0.05}}
+derive:
+  total: m + a * RATE
+rules:
+  - id: r1
+    basis: b
+    when: a > P
+    decide: grant
+    because: "a is {a}"
+otherwise: {refer: general, because: "no rule"}
+examples:
+  - name: e
+    case: {id: A, d: 2025-03-01, a: 1, m: 0, flag: true, items: []}
+    expect: {status: referred}
+"""
+
+CASE = {"id": "A", "d": "2025-03-01", "a": 9000, "m": "10", "flag": True, "items": [{"x": 1, "y": "2"}]}
+
+
+def write(tmp_path: Path, text: str, name: str = "ruleset.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refused(path: Path, code: str):
+    """Load must raise RulesetError (never anything else); every diagnostic is located; one has ``code``."""
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    diags = info.value.diagnostics
+    assert diags
+    for d in diags:
+        assert d.file == str(path) and d.line >= 1 and d.column >= 1 and re.fullmatch(r"[a-z_]+", d.code)
+    found = [d for d in diags if d.code == code]
+    assert found, [d.format()[:200] for d in diags]
+    return found[0]
+
+
+def cli_refuses(tmp_path: Path, path: Path, diag) -> None:
+    """check, test, decide and run each exit 1 on the ruleset with the located message, no traceback."""
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(CASE))
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(CASE) + "\n")
+    commands = [["check", path], ["test", path], ["decide", path, case],
+                ["run", path, cases, "--audit", tmp_path / "log.db", "--out", tmp_path / "out.jsonl"]]
+    for args in commands:
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        assert r.exit_code == 1, (args[0], r.exit_code, r.output[-500:], r.exception)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args[0], repr(r.exception))
+        assert "Traceback" not in r.output
+        assert f"{path}:{diag.line}:{diag.column}: {diag.code}:" in r.output, (args[0], r.output[-500:])
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def both(tmp_path: Path, text: str, code: str):
+    path = write(tmp_path, text)
+    diag = refused(path, code)
+    cli_refuses(tmp_path, path, diag)
+    return diag
+
+
+# -- impossible dates ------------------------------------------------------------------------
+
+def test_an_impossible_parameter_date_is_a_located_bad_date(tmp_path):
+    """`values: {2025-02-30: 8000}` is a bad_date at the key, for load and every command."""
+    d = both(tmp_path, BASE.replace("2025-01-01: 8000", "2025-02-30: 8000"), "bad_date")
+    assert (d.line, d.column) == (16, 16)
+    assert d.message == "2025-02-30 is not a date: day is out of range for month"
+
+
+def test_an_impossible_validity_date_is_a_located_bad_date(tmp_path):
+    """`valid: {from: 2025-13-01}` is one bad_date, not also a pydantic message about the same value."""
+    path = write(tmp_path, BASE.replace("from: 2025-01-01", "from: 2025-13-01"))
+    d = refused(path, "bad_date")
+    assert (d.line, d.column, d.message) == (4, 15, "2025-13-01 is not a date: month must be in 1..12")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert len(info.value.diagnostics) == 1
+    cli_refuses(tmp_path, path, d)
+
+
+def test_an_example_case_dated_february_29_of_a_common_year_is_a_located_bad_date(tmp_path):
+    """An example case dated 2025-02-29 is a bad_date at the date."""
+    d = both(tmp_path, BASE.replace("d: 2025-03-01", "d: 2025-02-29"), "bad_date")
+    assert (d.line, d.column) == (29, 22)
+
+
+# -- numbers that are no number, or too large ----------------------------------------------------
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.Inf", ".NaN"])
+def test_nan_and_infinity_parameter_values_are_located_out_of_range(tmp_path, value):
+    """A YAML float that is no exact number (.nan, .inf) is out_of_range at the value."""
+    d = both(tmp_path, BASE.replace("2025-01-01: 8000", f"2025-01-01: {value}"), "out_of_range")
+    assert (d.line, d.column) == (16, 28)
+    assert d.message == f"{value} is not an exact number"
+
+
+def test_a_5000_digit_parameter_value_is_located_out_of_range(tmp_path):
+    """A parameter value of 5 000 digits (beyond Python's int(str) limit) is out_of_range, quoted short."""
+    d = both(tmp_path, BASE.replace("2025-01-01: 8000", "2025-01-01: " + "9" * 5000), "out_of_range")
+    assert (d.line, d.column) == (16, 28)
+    assert len(d.message) < 100
+
+
+@pytest.mark.parametrize("value", ["1" * (DIGITS + 1), "1.0e+34", "0." + "1" * (DIGITS + 1), "1.0e-1000000",
+                                   "1." + "1" * 5000])
+def test_a_parameter_value_the_decimal_context_cannot_hold_is_out_of_range(tmp_path, value):
+    """More significant digits than the context's precision, or too large or too small: out_of_range."""
+    d = both(tmp_path, BASE.replace("RATE: {values: {2025-01-01: 0.05}}", f"RATE: {{values: {{2025-01-01: {value}}}}}"),
+             "out_of_range")
+    assert (d.line, d.column) == (17, 31)
+
+
+@pytest.mark.parametrize("value", ["9" * DIGITS, "0." + "1" * DIGITS, "1.0E-999999", "1.500000000000000000000000000000000000"])
+def test_a_parameter_value_at_the_limits_loads(tmp_path, value):
+    """34 significant digits, a tiny exponent, trailing zeros: all held exactly, so they load."""
+    path = write(tmp_path, BASE.replace("RATE: {values: {2025-01-01: 0.05}}", f"RATE: {{values: {{2025-01-01: {value}}}}}"))
+    vedtak.compile(vedtak.load(path))
+
+
+# -- literals that load and then overflow at output ---------------------------------------------
+
+@pytest.mark.parametrize("literal", ["0x" + "f" * 20000, "floor(1e999999)", "floor(1e999999999999)",
+                                     "1" * (DIGITS + 1), "1" * 5000, "1e-1000000"])
+def test_a_number_literal_out_of_range_is_refused_at_load(tmp_path, literal):
+    """A literal the engine could not hold or print (a 20 000-digit hex, 1e999999 under floor) is out_of_range."""
+    d = both(tmp_path, BASE.replace("when: a > P", f"when: a > {literal}"), "out_of_range")
+    assert d.line == 23 and d.column in (11, 15, 21)  # the literal, or the expression Python refused to read
+    assert len(d.message) < 100
+
+
+def test_literals_at_the_limit_load_compile_and_decide(tmp_path):
+    """The largest literals in range load, compile and decide, and print exactly."""
+    big = "9" * DIGITS
+    path = write(tmp_path, BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n"
+                                        f"      v: floor(9.999999999999999999999999999999999E+33)\n      w: {big}\n"))
+    decision = vedtak.compile(vedtak.load(path)).decide(CASE)
+    assert decision.values == {"v": int(big), "w": int(big)}
+    assert json.loads(decision.to_json())["values"] == {"v": int(big), "w": int(big)}
+    assert big in decision.explain()
+
+
+# -- expressions nested too deep ------------------------------------------------------------------
+
+def _sum(n: int, name: str = "a") -> str:
+    """A flat sum of ``n`` terms: the syntax tree nests it ``n`` levels deep."""
+    return " + ".join([name] * n)
+
+
+def test_a_when_summing_210_terms_is_too_deep_at_load(tmp_path):
+    """`when:` a 210-term sum passed check and broke compile; now it is a located too_deep at load."""
+    d = both(tmp_path, BASE.replace("when: a > P", f"when: {_sum(210)} > P"), "too_deep")
+    assert d.line == 23
+    assert f"the limit is {MAX_DEPTH}" in d.message
+
+
+def test_600_nested_parentheses_are_too_deep_not_a_recursion_error(tmp_path):
+    """About 600 levels of parentheses were a RecursionError in check; now a located too_deep."""
+    both(tmp_path, BASE.replace("when: a > P", "when: " + "(" * 600 + "a" + ")" * 600 + " > P"), "too_deep")
+
+
+@pytest.mark.parametrize("expr", ["not " * 5000 + "flag", "-" * 5000 + "a > 0", _sum(5000) + " > 0",
+                                  "a if flag else " * 3000 + "a > 0"])
+def test_an_expression_too_deep_for_the_parser_is_too_deep(tmp_path, expr):
+    """Thousands of levels (which the parser itself cannot take) are a located too_deep, not a crash."""
+    d = refused(write(tmp_path, BASE.replace("when: a > P", f"when: {expr}")), "too_deep")
+    assert d.line == 23
+
+
+def test_a_long_flat_and_chain_is_shallow_and_compiles(tmp_path):
+    """`x and y and ...` is one node with many operands: 2 000 of them load, compile and decide."""
+    plan = vedtak.compile(vedtak.load(write(tmp_path, BASE.replace("when: a > P", "when: " + "a > 0 and " * 2000 + "flag"))))
+    assert plan.decide(CASE).outcome == "grant"
+
+
+def _depth_exactly(n: int, kind: str) -> str:
+    """A number-valued expression whose syntax tree is exactly ``n`` levels deep."""
+    if kind == "int_sum":
+        return _sum(n)
+    if kind == "money_sum":
+        return _sum(n, "m")
+    if kind == "negation":
+        return "-" * (n - 1) + "m"
+    if kind == "abs":
+        return "abs(" * (n - 1) + "m" + ")" * (n - 1)
+    if kind == "max":
+        return "max(a, " * (n - 1) + "a" + ")" * (n - 1)
+    if kind == "round":
+        return "round(" * (n - 1) + "m" + ", 2)" * (n - 1)
+    if kind == "if":  # each IfExp adds one level: its branches are one level below it
+        return "(a if flag else " * (n - 1) + "a" + ")" * (n - 1)
+    if kind == "parenthesised_sum":  # (a + (a + (a + ...))): right-nested
+        return "(a + " * (n - 1) + "a" + ")" * (n - 1)
+    raise AssertionError(kind)
+
+
+KINDS = ["int_sum", "money_sum", "negation", "abs", "max", "round", "if", "parenthesised_sum"]
+
+
+def test_the_depth_helper_builds_what_it_says():
+    """The expressions built for the depth tests have exactly the depth they are meant to have."""
+    import ast
+
+    from vedtak.limits import measure
+    for kind in KINDS:
+        for n in (1, 2, 7):
+            assert measure(ast.parse(_depth_exactly(n, kind), mode="eval").body)[0] == n, (kind, n)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_depth_up_to_the_limit_compiles_and_one_more_is_refused(tmp_path, kind):
+    """Depths 1..MAX_DEPTH load, compile and decide (as a value, and inside a condition); MAX_DEPTH+1
+    is a located too_deep at load, so nothing that loads can fail to compile."""
+    depths = sorted({1, 2, 3, MAX_DEPTH // 2, MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH})
+    for n in depths:
+        text = BASE.replace("when: a > P", f"when: {_depth_exactly(n - 1, kind) if n > 1 else 'a'} > P"
+                            if n > 1 else "when: flag")
+        text = text.replace("    decide: grant\n", f"    decide: grant\n    values:\n      v: {_depth_exactly(n, kind)}\n")
+        plan = vedtak.compile(vedtak.load(write(tmp_path, text)))
+        decision = plan.decide(CASE)
+        assert decision.status in ("decided", "referred"), (kind, n)
+    text = BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n"
+                        f"      v: {_depth_exactly(MAX_DEPTH + 1, kind)}\n")
+    d = refused(write(tmp_path, text), "too_deep")
+    assert d.line == 26 and f"nests {MAX_DEPTH + 1} levels deep" in d.message
+    text = BASE.replace("when: a > P", f"when: {_depth_exactly(MAX_DEPTH, kind)} > P")
+    refused(write(tmp_path, text), "too_deep")
+
+
+def test_derived_values_count_where_they_are_used(tmp_path):
+    """A chain of derived values is inlined by the compiler: its depth adds up, within the limit it
+    compiles, beyond it the first derived value too deep is named."""
+    def chain(n: int) -> str:
+        lines = "".join(f"  c{i}: c{i - 1} + 1\n" for i in range(1, n))
+        return BASE.replace("derive:\n", "derive:\n  c0: a\n" + lines).replace("when: a > P", f"when: c{n - 1} > P")
+    ok = chain(MAX_DEPTH // 4 - 1)  # each link: + (1), the name (1), the memo around it (2)
+    assert vedtak.compile(vedtak.load(write(tmp_path, ok))).decide(CASE).status in ("decided", "referred")
+    d = refused(write(tmp_path, chain(MAX_DEPTH)), "too_deep")
+    assert "with the derived values it uses" in d.message and "derived value" in d.message
+
+
+def test_derived_values_that_double_at_each_step_are_too_large(tmp_path):
+    """d1 = d0 + d0, d2 = d1 + d1, ...: the generated code would double per step (2^40); too_large at load."""
+    lines = "".join(f"  c{i}: c{i - 1} + c{i - 1}\n" for i in range(1, 40))
+    text = BASE.replace("derive:\n", "derive:\n  c0: a\n" + lines).replace("when: a > P", "when: c39 > P")
+    refused(write(tmp_path, text), "too_large")
+
+
+# -- YAML bombs and bounds -------------------------------------------------------------------------
+
+BOMB = """\
+    case:
+      id: A
+      d: 2025-03-01
+      a: 1
+      m: 0
+      flag: true
+      items: []
+      l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+""" + "".join(f"      l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 9))
+
+
+def test_a_yaml_alias_bomb_in_examples_is_refused_in_bounded_memory(tmp_path):
+    """Billion laughs inside `examples` (10^9 strings once expanded) is a located too_large, found
+    without expanding it."""
+    import tracemalloc
+    text = BASE.replace("    case: {id: A, d: 2025-03-01, a: 1, m: 0, flag: true, items: []}\n", BOMB)
+    path = write(tmp_path, text)
+    tracemalloc.start()
+    try:
+        d = refused(path, "too_large")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+    assert d.line == 36 + 4 and str(MAX_NODES) in d.message  # l4: 10^5 nodes is the first past the bound
+    cli_refuses(tmp_path, path, d)
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path):
+    """A recursive alias (`&a [*a]`) would be an endless document: alias_loop."""
+    text = BASE.replace("items: []}\n", "items: []}\n    extra: &loop [1, *loop]\n", 1)
+    refused(write(tmp_path, text), "alias_loop")
+
+
+def test_yaml_nested_beyond_the_bound_is_too_deep(tmp_path):
+    """Mappings and lists nested deeper than MAX_NESTING are a located too_deep, not a RecursionError."""
+    deep = "[" * (MAX_NESTING + 5) + "]" * (MAX_NESTING + 5)
+    refused(write(tmp_path, BASE + f"description: {deep}\n"), "too_deep")
+
+
+def test_a_file_larger_than_the_bound_is_refused_unread(tmp_path):
+    """A ruleset file above MAX_SOURCE_BYTES is refused as unreadable, naming the limit."""
+    from vedtak.source import MAX_SOURCE_BYTES
+    path = write(tmp_path, BASE + "#" * MAX_SOURCE_BYTES + "\n")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert [d.code for d in info.value.diagnostics] == ["unreadable"]
+    assert str(MAX_SOURCE_BYTES) in info.value.diagnostics[0].message
+
+
+# -- parameter values of the wrong shape -----------------------------------------------------------
+
+@pytest.mark.parametrize("value, shown", [("[1, 2]", "a list"), ("{a: 1}", "a mapping"), ("", "an empty value"),
+                                          ("2025-01-01 10:00:00", '"2025-01-01 10:00:00"')])
+def test_a_parameter_value_of_the_wrong_shape_is_one_clear_message(tmp_path, value, shown):
+    """One message saying what a parameter value may be, at the value, with no pydantic union paths."""
+    path = write(tmp_path, BASE.replace("2025-01-01: 8000", f"2025-01-01: {value}"))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert len(info.value.diagnostics) == 1
+    d = info.value.diagnostics[0]
+    assert (d.code, d.line, d.column) == ("invalid_value", 16, 28)
+    assert d.message == f'parameter "P" on 2025-01-01: {shown} is not a parameter value'
+    assert "datetime" not in info.value.format() and ".bool" not in info.value.format()
+    assert d.hint.startswith("a parameter value is one number, date, true/false or text")
+
+
+def test_a_parameter_date_key_that_is_no_date_is_one_message(tmp_path):
+    """`values: {foo: 1}`: the key is not a date, said once, at the key."""
+    path = write(tmp_path, BASE.replace("2025-01-01: 8000", "foo: 1"))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    [d] = info.value.diagnostics
+    assert (d.code, d.line, d.column, d.message) == ("invalid_value", 16, 16, 'parameters.P.values: "foo" is not a date')
+
+
+def test_a_parameter_of_mixed_types_is_not_also_an_unknown_name(tmp_path):
+    """A parameter whose values have two types is reported once, where it is defined; the rules and
+    reason texts that use it get no false unknown_name."""
+    text = BASE.replace("P: {values: {2025-01-01: 8000}}", 'P: {values: {2025-01-01: 8000, 2025-06-01: "x"}}')
+    text = text.replace('because: "a is {a}"', 'because: "a is {a}, above {P}"')
+    path = write(tmp_path, text)
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert [d.code for d in info.value.diagnostics] == ["type_mismatch"]
+
+
+def test_a_parameter_out_of_range_is_not_also_an_unknown_name(tmp_path):
+    """A parameter value out of range is one out_of_range; the condition that uses it is not an unknown_name."""
+    path = write(tmp_path, BASE.replace("2025-01-01: 8000", "2025-01-01: 1.0e+40"))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert [d.code for d in info.value.diagnostics] == ["out_of_range"]
+
+
+def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
+    """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
+    d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
+    assert d.line == 23
+
+
+def test_load_text_with_a_lone_surrogate_is_a_ruleset_error():
+    """Text handed to load_text (as an audit log stores it) with a lone surrogate is a RulesetError."""
+    with pytest.raises(RulesetError):
+        vedtak.load_text(BASE.replace("title: Hostile", "title: \ud800"))
