@@ -15,7 +15,8 @@ from rich.table import Table
 
 from vedtak.audit import AuditLog
 from vedtak.audit.log import PiiPolicy, open_store
-from vedtak.batch import Batch, Summary
+from vedtak.audit.store import StoreError
+from vedtak.batch import Batch, BatchStopped, Summary
 from vedtak.errors import RulesetError
 
 from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, cell, check_output, console, load_ruleset,
@@ -39,6 +40,8 @@ class BatchOptions:
     log_json: bool
     pii: str
     pii_key_file: str | None
+    redecide: bool = False
+    lock_timeout: float = 60.0  # seconds a write waits for another process's lock on the log
 
 
 def parse_size(text: str) -> int:
@@ -120,14 +123,18 @@ def _progress(show: bool, what: str) -> Progress:
 
 def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
     try:
-        log = AuditLog.open(o.audit, pii=o.pii, pii_key=key, batch_size=o.batch_size)
+        log = AuditLog.open(o.audit, pii=o.pii, pii_key=key, batch_size=o.batch_size, timeout=o.lock_timeout)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    except Exception as exc:  # an unreachable server, a locked file: a message, not a traceback
+    except StoreError as exc:  # locked longer than the timeout, or full, before anything was done
+        say(f"{safe_text(str(exc))}; nothing was decided or recorded. Run the command again when the log is "
+            "free.", style="bold red", err=True)
+        sys.exit(EXIT_INCOMPLETE)
+    except Exception as exc:  # an unreachable server, a file that is not a database: a message, not a traceback
         raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
     if o.out and Path(o.out).is_dir():
         raise click.UsageError(f"--out {o.out} is a directory; a local run writes one file")
-    with log, (open(o.out, "w", encoding="utf-8") if o.out else _Discard()) as sink:
+    with log, (_Output(o.out) if o.out else _Discard()) as sink:
         progress = _progress(sys.stderr.isatty() and not o.log_json, "deciding")
         with progress:
             task = progress.add_task("cases", total=None)
@@ -138,12 +145,74 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
                     logger.info("batch_committed", cases=n, ruleset=o.ruleset)
 
             batch = Batch(o.ruleset, o.cases, log, workers=workers, resume=o.resume, chunk_size=o.batch_size,
-                          fmt=o.fmt, progress=advance, pii=(o.pii, key))
-            write = (lambda text: (sink.write(text), sink.write("\n")))
+                          fmt=o.fmt, progress=advance, pii=(o.pii, key), redecide=o.redecide)
             try:
-                return batch.run(write)
+                return batch.run(write_chunk=sink.write_chunk)
             except RulesetError as exc:  # pragma: no cover - the ruleset was loaded above
                 raise click.ClickException(exc.format()) from None
+            except BatchStopped as exc:
+                progress.stop()
+                stopped = exc
+        _print_summary(stopped.summary)
+        _report_stop(o, stopped, sink, logger)
+
+
+def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
+    """Say why a run stopped early, what is safe, and how to finish it; exit 130 or 3."""
+    done = exc.summary.read
+    if logger is not None:
+        logger.info("run_stopped", why=exc.why, cases=done, recorded=exc.recorded)
+    if exc.why == "interrupted":
+        say(f"interrupted after {done:,} cases: each is recorded in the audit log"
+            + (" and written out" if o.out else "") + ". Run the same command with --resume to continue.",
+            style="bold red", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if exc.why == "output":
+        cut = "it holds the first" if sink.cut_ok else "it may end in a partial line after the first"
+        say(f"cannot write --out {safe_text(o.out)}: {safe_text(str(exc))}; {cut} {sink.lines:,} decisions, each "
+            f"complete, and the audit log holds every decision of this run ({exc.recorded:,} records). Free space "
+            "and run the same command with --resume: it writes the whole output again.", style="bold red",
+            err=True)
+        sys.exit(EXIT_INCOMPLETE)
+    say(f"{safe_text(str(exc))}. The run stopped after {done:,} cases, each recorded and written out; the "
+        "chunk being recorded was rolled back and the log is consistent. Free space (or end the other process) "
+        "and run the same command with --resume to finish.", style="bold red", err=True)
+    sys.exit(EXIT_INCOMPLETE)
+
+
+class _Output:
+    """The --out file, written one committed chunk at a time with plain os.write calls. A write that
+    fails (disk full, a file size limit) is cut back to the last complete line: the file never ends
+    in half a decision."""
+
+    _write = staticmethod(os.write)
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.size = self.lines = 0
+        self.cut_ok = True
+
+    def write_chunk(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        written = 0
+        try:
+            while written < len(data):
+                written += self._write(self._fd, data[written:])
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:  # not a regular file (a pipe, a device): nothing can be cut back
+                self.cut_ok = written == 0
+            raise
+        self.size += len(data)
+        self.lines += text.count("\n")
+
+    def __enter__(self) -> "_Output":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)
 
 
 def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
@@ -199,10 +268,17 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
 
 
 MAX_SHOWN = 50
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)
 
 
 class _Discard:
+    lines = 0
+    cut_ok = True
+
     def write(self, text: str) -> None:
+        pass
+
+    def write_chunk(self, text: str) -> None:
         pass
 
     def __enter__(self):
@@ -217,6 +293,9 @@ def _print_summary(s: Summary) -> None:
         say(safe_text(f"{source}:{line}: {code}: {message}"), err=True)  # data may hold control characters
     if s.n_rejected > len(s.problems):
         say(f"... and {s.n_rejected - len(s.problems)} more rejected cases (see --summary-json or the log)", err=True)
+    if s.rejected.get("already_decided"):
+        say(f"{s.rejected['already_decided']:,} cases were decided before in this log and were not decided again: "
+            "--resume releases their recorded decisions, --redecide decides them again", err=True)
     table = Table("", "cases", box=None, show_header=False)
     table.add_row("read", f"{s.read:,}")
     table.add_row("decided", f"{s.n_decided:,}")
@@ -230,6 +309,8 @@ def _print_summary(s: Summary) -> None:
         table.add_row(cell(f"  {code}"), f"{n:,}")
     if s.resumed:
         table.add_row("(already in the log, not decided again)", f"{s.resumed:,}")
+    if s.redecided:
+        table.add_row("(decided again, superseding a record)", f"{s.redecided:,}")
     if s.duplicates_across_partitions:
         table.add_row("case ids decided in two partitions", f"{len(s.duplicates_across_partitions):,}")
     rate = s.read / s.seconds if s.seconds else 0.0

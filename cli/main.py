@@ -97,7 +97,7 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
             for key, want, got in r.mismatches:
                 say(f"  {key}: expected {json.dumps(json_value(want), ensure_ascii=False)}, "
                        f"got {json.dumps(json_value(got), ensure_ascii=False)}")
-            for line in r.decision.explain().splitlines():
+            for line in r.decision.explain().split("\n"):
                 say("    " + line)
         for v in rs.versions:
             untested = [rule.id for rule in v.rules if (v.version, rule.id) not in covered]
@@ -189,7 +189,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         echo_json(decision.to_json(trace=trace))
     else:
         style = {"decided": "bold green", "referred": "bold yellow", "rejected": "bold red"}[decision.status]
-        lines = decision.explain().splitlines()
+        lines = decision.explain().split("\n")  # not splitlines(): a case id may hold U+2028
         say(lines[0], style=style)
         for line in lines[1:]:
             say(line)
@@ -299,9 +299,14 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
     if redecide and resume:
         raise click.UsageError("--resume releases recorded decisions and --redecide replaces them: choose one")
-    run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size, resume,
-                           fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,
-                           lock_timeout=lock_timeout))
+    try:
+        run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size,
+                               resume, fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,
+                               lock_timeout=lock_timeout))
+    except KeyboardInterrupt:  # before the run started, or a second Ctrl-C: what was written out is recorded
+        say("interrupted: every decision written out is recorded in the audit log. Run the same command with "
+            "--resume to continue.", style="bold red", err=True)
+        sys.exit(130)
 
 
 main.add_command(audit)

@@ -8,19 +8,24 @@ then writes the chunk's decisions to the output, in input order.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import dataclasses
 import itertools
 import json
 import multiprocessing as mp
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .audit.log import AuditLog, PiiPolicy, make_entry
-from .audit.store import case_key, stored_ruleset
+from .audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_ruleset
 from .cases import CaseError
 from .compile import Plan, compile as compile_plan
 from .decision import Decision, canonical_json
+from .input_limits import Limits
 from .inputs import Item, read
 from .load import load
 
@@ -40,6 +45,7 @@ class Summary:
     seconds: float = 0.0
     # a distributed run: case ids decided in more than one partition, with how often (found after the fact)
     duplicates_across_partitions: list = field(default_factory=list)
+    redecided: int = 0  # decided again (redecide): each new record names the one it supersedes
 
     @property
     def n_decided(self) -> int:
@@ -70,14 +76,15 @@ class Summary:
         """Everything counted, as JSON-able data (a partition's summary, kept in the log)."""
         return {"read": self.read, "decided": dict(self.decided),
                 "referred": [[q, r, n] for (q, r), n in self.referred.items()], "rejected": dict(self.rejected),
-                "resumed": self.resumed, "problems": [list(p) for p in self.problems], "seconds": self.seconds}
+                "resumed": self.resumed, "problems": [list(p) for p in self.problems], "seconds": self.seconds,
+                "redecided": self.redecided}
 
     @classmethod
     def from_state(cls, state: dict) -> "Summary":
         return cls(state["read"], collections.Counter(state["decided"]),
                    collections.Counter({(q, r): n for q, r, n in state["referred"]}),
                    collections.Counter(state["rejected"]), state["resumed"],
-                   [tuple(p) for p in state["problems"]], state["seconds"])
+                   [tuple(p) for p in state["problems"]], state["seconds"], redecided=state.get("redecided", 0))
 
     def add(self, other: "Summary") -> None:
         """Count another part of the same run (partitions are added in input order)."""
@@ -86,6 +93,7 @@ class Summary:
         self.referred.update(other.referred)
         self.rejected.update(other.rejected)
         self.resumed += other.resumed
+        self.redecided += other.redecided
         self.problems = (self.problems + other.problems)[:MAX_PROBLEMS_KEPT]
 
     def to_dict(self) -> dict:
@@ -96,7 +104,7 @@ class Summary:
             "referred_by_queue_and_reason": [{"queue": q, "reason": r, "count": n}
                                              for (q, r), n in sorted(self.referred.items())],
             "rejected_by_error": dict(sorted(self.rejected.items())),
-            "resumed_from_log": self.resumed,
+            "resumed_from_log": self.resumed, "redecided": self.redecided,
             "automation_rate": round(self.n_decided / self.read, 4) if self.read else 0.0,
             "seconds": round(self.seconds, 3), "cases_per_second": round(rate, 1),
             "problems": [{"source": s, "line": n, "code": c, "message": m} for s, n, c, m in self.problems],
@@ -112,6 +120,9 @@ _worker: dict = {}
 
 
 def _init_worker(ruleset_path: str, pii_mode: str, pii_key: bytes | None) -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the run between two chunks
+    # and ends the workers itself, so a worker must not die of it halfway through a chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker["plan"] = compile_plan(load(ruleset_path))
     _worker["pii"] = PiiPolicy(pii_mode, pii_key)
 
@@ -157,85 +168,284 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
+class BatchStopped(Exception):
+    """A run that stopped before its end: interrupted (Ctrl-C, ``why`` "interrupted"), or the audit log
+    ("log") or the output ("output") could not be written. Every case counted in ``summary`` is
+    recorded and written out; the log is consistent, and resuming the run (``resume=True``)
+    releases what is recorded and decides the rest."""
+
+    def __init__(self, why: str, message: str, summary: Summary, recorded: int):
+        super().__init__(message)
+        self.why, self.summary, self.recorded = why, summary, recorded
+
+
+class _Seqs:
+    """Sets of record sequence numbers per chain, kept as sorted ranges (a run's own records are
+    a few long runs of numbers, so this stays small however many cases a run has)."""
+
+    def __init__(self) -> None:
+        self._ranges: dict[str | None, list[list[int]]] = {}
+
+    def add(self, chain: str | None, first: int, last: int | None = None) -> None:
+        last = first if last is None else last
+        ranges = self._ranges.setdefault(chain, [])
+        if ranges and ranges[-1][0] <= first <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], last)
+        else:
+            bisect.insort(ranges, [first, last])
+
+    def __contains__(self, ref: tuple) -> bool:
+        chain, seq = ref
+        ranges = self._ranges.get(chain)
+        if not ranges:
+            return False
+        i = bisect.bisect_right(ranges, [seq, float("inf")]) - 1
+        return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
+
+
 class Batch:
-    """One run over case files: ``Batch(...).run(out)`` returns the :class:`Summary`."""
+    """One run over case files: ``Batch(...).run(out)`` returns the :class:`Summary`.
+
+    A case id that this ruleset (any version) has already decided or referred in the log is not
+    decided again: by default it is rejected (``already_decided``, naming the earlier record);
+    with ``resume`` a recorded case with the same input is released as recorded; with
+    ``redecide`` it is decided again and the new record names the one it supersedes. The check
+    and the append happen under the log's append lock, so two runs of one input at once record
+    each case once.
+    """
 
     def __init__(self, ruleset_path: str, inputs: list[str], log: AuditLog, *, workers: int = 1,
                  resume: bool = False, chunk_size: int = 1000, fmt: str | None = None,
-                 progress: Callable[[int], None] | None = None, pii: tuple[str, bytes | None] = ("keep", None)):
+                 progress: Callable[[int], None] | None = None, pii: tuple[str, bytes | None] = ("keep", None),
+                 redecide: bool = False, limits: Limits | None = None):
+        if resume and redecide:
+            raise ValueError("resume and redecide cannot be combined: resume releases recorded decisions, "
+                             "redecide replaces them")
         self.ruleset_path, self.inputs, self.log = ruleset_path, inputs, log
         self.workers, self.resume, self.chunk_size, self.fmt = workers, resume, chunk_size, fmt
+        self.redecide = redecide
+        self.limits = limits or Limits()  # what one input line may cost to read
         self.progress = progress
         self.pii = pii
         self.plan = compile_plan(load(ruleset_path))
         self.schema = self.plan.ruleset.latest.model.case
+        self.recorded = 0  # records this run appended
 
     def items(self) -> Iterator[Item]:
         for path in self.inputs:
-            yield from read(path, self.schema, self.fmt)
+            yield from read(path, self.schema, self.fmt, self.limits)
 
-    def run(self, write: Callable[[str], None]) -> Summary:
+    def run(self, write: Callable[[str], None] | None = None, *,
+            write_chunk: Callable[[str], None] | None = None) -> Summary:
+        """Decide every input; write each decision JSON (``write(line)``, or ``write_chunk(text)``
+        once per committed chunk with its complete lines). Raises :class:`BatchStopped` when
+        interrupted (SIGINT, between two chunks) or when the log or the output cannot be written."""
+        if write_chunk is None:
+            def write_chunk(text: str) -> None:
+                if write is not None:
+                    for line in text.splitlines():
+                        write(line)
         summary = Summary()
         started = time.perf_counter()
-        store = self.log.store
-        self.start_seq = store.head()[0]
         self._stored_rulesets = False
-        if self.workers <= 1:
-            policy = PiiPolicy(*self.pii)
-            for chunk in _chunks(self.items(), self.chunk_size):
-                self._commit(chunk, decide_chunk(chunk, self.plan, policy), summary, write)
-        else:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(self.workers, initializer=_init_worker,
-                          initargs=(self.ruleset_path, *self.pii)) as pool:
-                pending: collections.deque = collections.deque()
-                for chunk in _chunks(self.items(), self.chunk_size):
-                    pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
-                    while len(pending) > 2 * self.workers:  # bounded: memory stays flat
-                        done_chunk, result = pending.popleft()
-                        self._commit(done_chunk, result.get(), summary, write)
-                while pending:
-                    done_chunk, result = pending.popleft()
-                    self._commit(done_chunk, result.get(), summary, write)
+        self._mine = _Seqs()  # what this run recorded or released: a case id seen again is a repeat
+        self._stop = False
+        restore = self._catch_interrupts()
+        try:
+            self._run(summary, write_chunk)
+        except StoreError as exc:
+            summary.seconds = time.perf_counter() - started
+            raise BatchStopped("log", str(exc), summary, self.recorded) from exc
+        except BatchStopped as exc:
+            summary.seconds = time.perf_counter() - started
+            exc.summary = summary
+            raise
+        finally:
+            restore()
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _commit(self, chunk: list[Item], decided: list, summary: Summary, write: Callable[[str], None]) -> None:
-        """Record a decided chunk, then release its decisions: write-ahead, in input order."""
+    def _catch_interrupts(self) -> Callable[[], None]:
+        """Until the returned function is called, a first SIGINT asks the run to stop after the
+        chunk in flight (so that what is recorded is also written out); a second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def stop(signum, frame) -> None:
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+
+        previous = signal.signal(signal.SIGINT, stop)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+    def _check_stop(self, summary: Summary) -> None:
+        if self._stop:
+            raise BatchStopped("interrupted", f"interrupted after {summary.read:,} cases", summary, self.recorded)
+
+    def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
+        if self.workers <= 1:
+            policy = PiiPolicy(*self.pii)
+            for chunk in _chunks(self.items(), self.chunk_size):
+                self._commit(chunk, decide_chunk(chunk, self.plan, policy), summary, write_chunk)
+                self._check_stop(summary)
+            return
+        ctx = mp.get_context("fork")
+        with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii)) as pool:
+            pending: collections.deque = collections.deque()
+            for chunk in _chunks(self.items(), self.chunk_size):
+                pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
+                while len(pending) > 2 * self.workers:  # bounded: memory stays flat
+                    done_chunk, result = pending.popleft()
+                    self._commit(done_chunk, result.get(), summary, write_chunk)
+                    self._check_stop(summary)
+                self._check_stop(summary)
+            while pending:
+                done_chunk, result = pending.popleft()
+                self._commit(done_chunk, result.get(), summary, write_chunk)
+                self._check_stop(summary)
+
+    def _commit(self, chunk: list[Item], decided: list, summary: Summary, write_chunk: Callable[[str], None]) -> None:
+        """Record a decided chunk, then release its decisions: write-ahead, in input order. Which
+        cases were decided before is read under the same lock as the append."""
         store = self.log.store
         ids = [e.case_id for e, _ in decided if e.case_id is not None]
-        earlier = store.case_records(ids, with_body=self.resume) if ids else []
-        this_run = {cid for cid, _, _, seq, _ in earlier if seq > self.start_seq}
-        recorded = {(cid, i, r): body for cid, i, r, seq, body in earlier}
-        released: list[tuple[str, tuple]] = []
-        to_record = []
-        seen: set = set()
-        for item, (entry, info) in zip(chunk, decided):
-            key = case_key(entry.case_id)
-            if self.resume and key is not None and (key, entry.input_sha256, entry.ruleset_sha256) in recorded:
-                # recorded before an interruption: not decided again; released as recorded
-                text = decision_of(recorded[(key, entry.input_sha256, entry.ruleset_sha256)])
-                released.append((text, info_of(text)))
-                summary.resumed += 1
-                seen.add(key)
-                continue
-            if key is not None and (key in seen or key in this_run):
-                entry, info = self._duplicate(item, entry)
-            if key is not None:
-                seen.add(key)
-            to_record.append(entry)
-            released.append((entry.decision, info))
         rulesets = [] if self._stored_rulesets else [stored_ruleset(v) for v in self.plan.ruleset.versions]
-        store.append(to_record, rulesets)
+        settled: list = []
+
+        def prepare(s: AuditStore) -> tuple:
+            prior = s.prior_records(ids, self.plan.id, with_body=self.resume) if ids else []
+            settled[:] = self._settle(chunk, decided, prior)
+            to_record, _, superseded, _ = settled
+            if not superseded:
+                return to_record, None
+
+            def close_superseded(s2: AuditStore, done: list) -> None:
+                for index, record in superseded:
+                    s2.supersede_work_items(record, done[index][0])
+            return to_record, close_superseded
+
+        done = store.append_prepared(prepare, rulesets)
         self._stored_rulesets = True
+        _, released, superseded, resumed = settled
+        if done:
+            self._mine.add(None, done[0][0], done[-1][0])
+            self.recorded += len(done)
+        for record in resumed:
+            self._mine.add(record.chain, record.seq)
+        try:
+            write_chunk("".join(text + "\n" for text, _ in released))
+        except OSError as exc:
+            raise BatchStopped("output", f"cannot write the output: {exc.strerror or exc}", summary,
+                               self.recorded) from exc
         for item, (text, info) in zip(chunk, released):
-            write(text)
             summary.count(info, item.source, item.line)
+        summary.resumed += len(resumed)
+        summary.redecided += len(superseded)
         if self.progress is not None:
             self.progress(len(chunk))
 
+    def _settle(self, chunk: list[Item], decided: list, prior: list[PriorRecord]) -> list:
+        """What becomes of each case of a chunk, given the records of its case ids already in the log:
+        [entries to record, (decision JSON, info) per case in input order, (entry index, superseded
+        record) pairs, records released again]."""
+        by_key: dict[str, list[PriorRecord]] = collections.defaultdict(list)
+        for record in prior:
+            by_key[record.key].append(record)
+        to_record: list = []
+        released: list = []
+        superseded: list = []
+        resumed: list[PriorRecord] = []
+        taken: set = set()
+        seen: set = set()
+
+        def release(record: PriorRecord) -> None:
+            text = decision_of(record.body)
+            released.append((text, info_of(text)))
+            resumed.append(record)
+            taken.add((record.chain, record.seq))
+
+        def keep(entry, info) -> None:
+            to_record.append(entry)
+            released.append((entry.decision, info))
+
+        for item, (entry, info) in zip(chunk, decided):
+            key = case_key(entry.case_id)
+            if key is None:
+                keep(entry, info)
+                continue
+            records = by_key.get(key, [])
+            mine = [r for r in records if (r.chain, r.seq) in self._mine or (r.chain, r.seq) in taken]
+            repeat = key in seen or bool(mine)
+            seen.add(key)
+            if repeat:  # this run has decided (or released) this case id already
+                found = self._resumable(records, entry, None, taken, repeat=True) if self.resume else None
+                if found is not None:
+                    release(found)
+                else:
+                    keep(*self._duplicate(item, entry))
+                continue
+            active = next((r for r in reversed(records) if r.kind in ("decision", "referral")), None)
+            found = self._resumable(records, entry, active, taken, repeat=False) if self.resume else None
+            if found is not None:
+                release(found)
+            elif active is None:
+                keep(entry, info)
+            elif self.redecide:
+                superseded.append((len(to_record), active))
+                keep(superseding(entry, active), info)
+            else:
+                keep(*already_decided(self.plan, item, entry, active, PiiPolicy(*self.pii)))
+        return [to_record, released, superseded, resumed]
+
+    @staticmethod
+    def _resumable(records: list[PriorRecord], entry, active: PriorRecord | None, taken: set, *,
+                   repeat: bool) -> PriorRecord | None:
+        """The record an interrupted run made of this case, to release instead of deciding again:
+        the case's decision or referral if made from the same input and ruleset version, else a
+        later rejection of the same input (a repeat in the input: its duplicate_case_id rejection)."""
+        def same(r: PriorRecord) -> bool:
+            return (r.input_sha256 == entry.input_sha256 and r.ruleset_sha256 == entry.ruleset_sha256
+                    and (r.chain, r.seq) not in taken)
+
+        if not repeat and active is not None and same(active):
+            return active
+        start = 0 if active is None else records.index(active) + 1
+        for r in reversed(records[start:]):
+            if r.kind == "rejection" and same(r) and ("duplicate_case_id" in _codes(r)) == repeat:
+                return r
+        return None
+
     def _duplicate(self, item: Item, entry) -> tuple:
         return duplicate(self.plan, item, entry, PiiPolicy(*self.pii))
+
+
+def _codes(record: PriorRecord) -> set:
+    errors = json.loads(record.body or "{}").get("decision", {}).get("errors") or []
+    return {e.get("code") for e in errors if isinstance(e, dict)}
+
+
+def already_decided(plan: Plan, item: Item, entry, earlier: PriorRecord, pii: PiiPolicy) -> tuple:
+    """A case this ruleset has already decided or referred in the log, met again in another run:
+    rejected, naming the earlier record, and opening no work item. Returns its entry and info."""
+    period = plan._periods[-1]
+    field_name = plan.ruleset.latest.model.case_id
+    what = "decided" if earlier.kind == "decision" else "referred"
+    error = CaseError(field_name, "already_decided",
+                      f"case id {entry.case_id} was {what} before in this log (record {earlier.ref}); "
+                      "it is not decided again")
+    raw = item.raw if item.raw is not None else {}
+    decision = Decision((period.rejected, raw, None, (error,)))
+    return dataclasses.replace(make_entry(decision, raw, pii), work_item=None), outcome_info(decision)
+
+
+def superseding(entry, earlier: PriorRecord):
+    """The entry of a decision made again (``redecide``): its decision names the record it supersedes."""
+    decision = json.loads(entry.decision)
+    decision["supersedes"] = earlier.seq
+    if earlier.chain is not None:
+        decision["supersedes_chain"] = earlier.chain
+    return dataclasses.replace(entry, decision=canonical_json(decision))
 
 
 def duplicate(plan: Plan, item: Item, entry, pii: PiiPolicy) -> tuple:

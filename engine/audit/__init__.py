@@ -7,6 +7,6 @@
 
 from .log import AuditLog, open_store
 from .record import AuditRecordV1, Entry
-from .store import AuditStore, StoredRuleset
+from .store import AuditStore, StoredRuleset, StoreError
 
-__all__ = ["AuditLog", "AuditRecordV1", "AuditStore", "Entry", "StoredRuleset", "open_store"]
+__all__ = ["AuditLog", "AuditRecordV1", "AuditStore", "Entry", "StoreError", "StoredRuleset", "open_store"]

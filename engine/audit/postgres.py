@@ -20,13 +20,23 @@ class PostgresStore(AuditStore):
 
     placeholder = "%s"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, timeout: float = 60.0):
         import psycopg  # imported here so that SQLite users need no PostgreSQL client library
 
         self.url = url
+        self.timeout = timeout
         self._db = psycopg.connect(url, autocommit=False)
         self._reader = psycopg.connect(url, autocommit=False)
+        try:
+            self._create(timeout)
+        except psycopg.Error as exc:
+            self._db.rollback()
+            raise self._as_store_error(exc) from exc
+
+    def _create(self, timeout: float) -> None:
         with self._db.cursor() as cur:
+            # waiting for the chain head (another writer's transaction) ends after the timeout
+            cur.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
             # concurrent first opens must not race to create the tables
             cur.execute("SELECT pg_advisory_xact_lock(7365420871)")
             for stmt in SCHEMA:
@@ -47,6 +57,22 @@ class PostgresStore(AuditStore):
             cur.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",
                         (GENESIS,))
         self._db.commit()
+
+    def _fault(self, exc: Exception) -> tuple[str, str] | None:
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            return None
+        state = getattr(exc, "sqlstate", None) or ""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if state.startswith("53"):
+            return ("full", f"the audit log server is out of space or resources: {text}")
+        if state in ("55P03", "57014", "40P01"):
+            return ("locked", f"the audit log is locked by another process, longer than the {self.timeout:g} s "
+                              f"timeout ({text})")
+        if isinstance(exc, psycopg.OperationalError):
+            return ("io", f"the audit log server cannot be reached or written: {text}")
+        return None
 
     def _begin_append(self) -> tuple[int, str]:
         with self._db.cursor() as cur:

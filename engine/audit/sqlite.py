@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from .record import GENESIS
-from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore
+from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, StoreError
 
 
 class SQLiteStore(AuditStore):
@@ -15,7 +15,17 @@ class SQLiteStore(AuditStore):
 
     def __init__(self, path: str, *, timeout: float = 60.0, synchronous: str = "FULL"):
         self.url = str(path)
-        self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self.timeout = timeout
+        try:
+            self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
+            self._open(synchronous)
+        except sqlite3.Error as exc:
+            found = self._fault(exc)
+            if found is None:
+                raise
+            raise StoreError(*found) from exc
+
+    def _open(self, synchronous: str = "FULL") -> None:
         # Records are about 2 KB: with 64 KB pages they are stored without overflow pages, which
         # makes appending several times faster (measured in benchmarks/bench_audit.py). It only
         # takes effect when the file is created.
@@ -36,8 +46,23 @@ class SQLiteStore(AuditStore):
             self._db.execute("INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
+
+    def _fault(self, exc: Exception) -> tuple[str, str] | None:
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc)
+        if name.startswith("SQLITE_FULL") or "is full" in text:
+            return ("full", f"the audit log {self.url} is full: no space left on its disk ({text})")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return ("locked", f"the audit log {self.url} is locked by another process, longer than the "
+                              f"{self.timeout:g} s timeout ({text})")
+        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")) or "disk I/O" in text:
+            return ("io", f"the audit log {self.url} cannot be written: {text}")
+        return None
 
     def _begin_append(self) -> tuple[int, str]:
         self._db.execute("BEGIN IMMEDIATE")

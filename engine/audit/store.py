@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .record import GENESIS, AuditRecordV1, Entry, sha256, utc_now
+from .work_items import WORK_ITEM_SCHEMA, WorkItemStore
 
 SCHEMA_VERSION = 2  # 2: partition chains of distributed runs (audit_chains, audit_chain_records, audit_runs)
 
@@ -89,10 +90,38 @@ SCHEMA = [
         spec TEXT NOT NULL,
         started_at TEXT NOT NULL,
         manifest_seq BIGINT)""",
+    *WORK_ITEM_SCHEMA,  # the queue's history: claims, releases, assignments (engine/audit/work_items.py)
 ]
 
 # Upgrading a version 1 log: the only change to an existing table.
 MIGRATE_FROM_1 = ["ALTER TABLE audit_work_items ADD COLUMN record_chain TEXT"]
+
+
+class StoreError(Exception):
+    """The log could not be written or read: the disk is full, another process held the log
+    locked longer than the timeout, or an I/O error. The transaction in progress was rolled
+    back, so the log is exactly as it was before it. ``reason`` is "full", "locked" or "io"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PriorRecord:
+    """A record of a case already in the log (see :meth:`AuditStore.prior_records`)."""
+
+    key: str
+    chain: str | None
+    seq: int
+    kind: str
+    input_sha256: str
+    ruleset_sha256: str | None
+    body: str | None
+
+    @property
+    def ref(self) -> str:
+        return str(self.seq) if self.chain is None else f"{self.chain}:{self.seq}"
 
 
 class ChainConflict(Exception):
@@ -130,8 +159,9 @@ def case_key(case_id) -> str | None:
     return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
-class AuditStore(ABC):
-    """An append-only, hash-chained log of audit records."""
+class AuditStore(WorkItemStore, ABC):
+    """An append-only, hash-chained log of audit records, and the caseworkers' work items (the
+    claims, releases, assignments and reviews are in :class:`~vedtak.audit.work_items.WorkItemStore`)."""
 
     url: str
 
@@ -180,18 +210,43 @@ class AuditStore(ABC):
         """
         if not entries and not rulesets and then is None:
             return []
-        seq, prev = self._begin_append()
+        return self.append_prepared(lambda store: (entries, then), rulesets)
+
+    def append_prepared(self, prepare, rulesets: Iterable[StoredRuleset] = ()) -> list[tuple[int, str]]:
+        """Append to the main chain what ``prepare(store)`` returns, ``(entries, then or None)``,
+        with ``prepare`` run inside the same transaction, under the append lock: what it reads
+        (e.g. :meth:`prior_records`) cannot change before its entries are committed. New ruleset
+        sources are stored first, in the same transaction."""
+        try:
+            seq, prev = self._begin_append()
+        except Exception as exc:
+            raise self._as_store_error(exc) from exc
         try:
             for rs in rulesets:
                 self._store_ruleset(rs)
+            entries, then = prepare(self)
             done = self._insert_records(entries, seq, prev, None)
             if then is not None:
                 then(self, done)
             self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+        except BaseException as exc:
+            try:
+                self._rollback()
+            except Exception:  # noqa: BLE001 - the backend may have rolled back itself
+                pass
+            raise self._as_store_error(exc) from exc
         return done
+
+    def _as_store_error(self, exc: BaseException) -> BaseException:
+        """``exc`` as a :class:`StoreError` when it is a fault of the backend (full, locked, I/O)."""
+        if isinstance(exc, StoreError):
+            return exc
+        found = self._fault(exc) if isinstance(exc, Exception) else None
+        return exc if found is None else StoreError(*found)
+
+    def _fault(self, exc: Exception) -> tuple[str, str] | None:
+        """(reason, message) when ``exc`` is a disk-full, lock-timeout or I/O error of the backend."""
+        return None
 
     def append_to_chain(self, chain: str, entries: list[Entry], *, expect_seq: int) -> list[tuple[int, str]]:
         """Append entries to a partition chain as one transaction, holding only that chain's head.
@@ -253,43 +308,10 @@ class AuditStore(ABC):
     WORK_ITEM_COLUMNS = ("id, record_seq, kind, case_id, queue, reason_code, reason_text, proposed, priority, "
                          "created_at, status, assignee, claimed_at, decided_seq, record_chain")
 
-    def work_item_rows(self, *, queue: str | None = None, status: str | None = None) -> list[tuple]:
-        """Work items as rows of :attr:`WORK_ITEM_COLUMNS`, highest priority first, then oldest."""
-        where = [(column, value) for column, value in (("queue", queue), ("status", status)) if value is not None]
-        sql = f"SELECT {self.WORK_ITEM_COLUMNS} FROM audit_work_items"
-        if where:
-            sql += " WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)
-        return list(self._query(self._sql(sql + " ORDER BY priority DESC, id"), tuple(v for _, v in where)))
-
     def work_item_row(self, item_id: int) -> tuple | None:
         rows = list(self._query(self._sql(
             f"SELECT {self.WORK_ITEM_COLUMNS} FROM audit_work_items WHERE id = ?"), (item_id,)))
         return rows[0] if rows else None
-
-    def claim_work_item(self, item_id: int, by: str) -> bool:
-        """Claim an open item, in a transaction of its own; False if it was not open."""
-        won: list[int] = []
-
-        def take(s: AuditStore, done) -> None:
-            won.append(s._execute_count(s._sql(
-                "UPDATE audit_work_items SET status = 'claimed', assignee = ?, claimed_at = ? "
-                "WHERE id = ? AND status = 'open'"), (by, utc_now(), item_id)))
-
-        self.append([], then=take)
-        return won[0] == 1
-
-    def open_review(self, record: tuple[int, str | None], case_id, queue: str, reason_text: str,
-                    proposed: str) -> int:
-        """Open a review work item for the record (seq, chain), in a transaction of its own; returns its id."""
-        made: list[int] = []
-
-        def insert(s: AuditStore, done) -> None:
-            made.extend(s.work_item_ids(1))
-            s._open_work_items([(made[0], *record, "review", case_key(case_id), queue, "review-requested",
-                                 reason_text, proposed, 1, utc_now())])
-
-        self.append([], then=insert)
-        return made[0]
 
     def _open_work_items(self, rows: list[tuple]) -> None:
         """Insert open work items: (id, record seq, record chain, kind, case key, queue, reason code,
@@ -304,7 +326,7 @@ class AuditStore(ABC):
         that appends that record). False if it was decided already."""
         return self._execute_count(self._sql(
             "UPDATE audit_work_items SET status = 'decided', decided_seq = ?, assignee = ? "
-            "WHERE id = ? AND status <> 'decided'"), (decided_seq, by, item_id)) == 1
+            "WHERE id = ? AND status NOT IN ('decided', 'superseded')"), (decided_seq, by, item_id)) == 1
 
     # -- partition chains of distributed runs ---------------------------------------------------
     def start_run(self, run_id: str, run_key: str, spec: str, chains: list[tuple[str, int, str]],
@@ -455,6 +477,34 @@ class AuditStore(ABC):
                     f"WHERE case_id IN ({marks}) AND kind <> 'human' ORDER BY seq"), tuple(chunk)):
                 out.append((cid, input_sha, rs_sha, int(seq), body))
         return out
+
+    def prior_records(self, case_ids: list, ruleset_id: str, *, with_body: bool = False) -> list[PriorRecord]:
+        """Every decision, referral and rejection of these cases under this ruleset id (any version),
+        on the main chain and on partition chains, oldest first. Call it inside
+        :meth:`append_prepared` so that the answer holds until the append commits."""
+        keys = sorted({case_key(c) for c in case_ids if c is not None})
+        body = "body" if with_body else "NULL"
+        found: list[PriorRecord] = []
+        for i in range(0, len(keys), 500):
+            chunk = tuple(keys[i:i + 500])
+            marks = ", ".join("?" for _ in chunk)
+            of_ruleset = "ruleset_sha256 IN (SELECT sha256 FROM audit_rulesets WHERE ruleset_id = ?)"
+            for table, chain in (("audit_records", "NULL"), ("audit_chain_records", "chain")):
+                rows = self._execute(self._sql(
+                    f"SELECT case_id, {chain}, seq, kind, input_sha256, ruleset_sha256, {body}, recorded_at "
+                    f"FROM {table} WHERE case_id IN ({marks}) AND kind IN ('decision', 'referral', 'rejection') "
+                    f"AND {of_ruleset}"), (*chunk, ruleset_id))
+                found += [(r[7], r[1] or "", int(r[2]), PriorRecord(r[0], r[1], int(r[2]), r[3], r[4], r[5], r[6]))
+                          for r in rows]
+        found.sort(key=lambda t: t[:3])
+        return [r for *_, r in found]
+
+    def supersede_work_items(self, record: PriorRecord, by_seq: int) -> None:
+        """Close the open work items of a record that a newer decision supersedes; inside an append."""
+        chain = "record_chain IS NULL" if record.chain is None else "record_chain = ?"
+        self._execute(self._sql(
+            f"UPDATE audit_work_items SET status = 'superseded', decided_seq = ? WHERE record_seq = ? AND {chain} "
+            "AND status IN ('open', 'claimed')"), (by_seq, record.seq, *(() if record.chain is None else (record.chain,))))
 
     def recorded(self, keys: list[tuple]) -> set[tuple]:
         """Which (case_id, input_sha256, ruleset_sha256) keys already have a record (case ids as
