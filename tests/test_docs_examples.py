@@ -118,3 +118,29 @@ def test_docs_list_every_loader_and_checker_error_code():
     assert {"unknown_name", "unknown_key", "duplicate_key", "yaml_syntax", "bad_case_id"} <= codes
     missing = sorted(c for c in codes if f"`{c}`" not in DOC)
     assert missing == []
+
+
+def _section(title: str) -> str:
+    start = DOC.index(f"\n## {title}\n")
+    end = DOC.find("\n## ", start + 1)
+    return DOC[start:end]
+
+
+def test_docs_list_every_case_error_code():
+    """Every rejection code that engine/ gives a case (CaseError) is in the "Case input" table."""
+    codes = set()
+    for path in (ROOT / "engine").rglob("*.py"):
+        codes |= set(re.findall(r'CaseError\([^,()]+,\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
+    assert {"wrong_type", "missing_field", "no_version", "malformed_input"} <= codes
+    table = _section("Case input")
+    assert sorted(c for c in codes if f"| `{c}` |" not in table) == []
+
+
+def test_docs_decision_json_table_names_every_key(study_plan):
+    """The "Decision JSON" table names every key a decided, referred, rejected or traced decision has."""
+    from test_cases import GOOD
+    decisions = [study_plan.decide(dict(GOOD)), study_plan.decide(dict(GOOD, has_prior_default=True)),
+                 study_plan.decide(dict(GOOD, income="a lot"))]
+    keys = set().union(*(d.to_dict(trace=True) for d in decisions))
+    table = _section("Decision JSON")
+    assert sorted(k for k in keys if f"`{k}`" not in table) == []
