@@ -121,13 +121,14 @@ def show(db: str, case_id: str | None, limit: int) -> None:
     with _open(db) as store:
         if case_id is None:
             seq, _ = store.head()
-            table = Table("seq", "recorded at", "kind", "case", "result", "rule", box=None)
+            from vedtak.replay import label
+
+            from .tables import print_table  # a table on a terminal, full tab-separated lines for a pipe
+            rows = []
             for record in store.records_from(max(1, seq - limit + 1)):
                 d = json.loads(record.decision)
-                from vedtak.replay import label
-                table.add_row(str(record.seq), cell(record.recorded_at), cell(record.kind), cell(record.case_id),
-                              cell(label(d)), cell(str(d.get("rule"))))
-            console().print(table)
+                rows.append((record.seq, record.recorded_at, record.kind, record.case_id, label(d), str(d.get("rule"))))
+            print_table(("seq", "recorded at", "kind", "case", "result", "rule"), rows)
             return
         records = [r for cid in _case_ids(case_id) for r in store.records(cid)]
         if not records:
@@ -137,7 +138,7 @@ def show(db: str, case_id: str | None, limit: int) -> None:
         for record in sorted(records, key=lambda r: (r.recorded_at, r.chain or "", r.seq)):
             say(f"Record {record.ref} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
                 style="bold")
-            for line in explain_record(store, record).splitlines():
+            for line in explain_record(store, record).split("\n"):  # not splitlines: data may hold U+2028
                 say("  " + line)
 
 
@@ -181,14 +182,23 @@ def keygen(prefix: str) -> None:
     if prefix.endswith(("/", os.sep)) or Path(prefix).is_dir():
         raise click.UsageError(f"--out {safe_text(prefix)} is a directory; give a prefix such as "
                                f"{safe_text(os.path.join(prefix, 'audit'))}")
+    if prefix.endswith((".key", ".pub")):
+        raise click.UsageError(f"--out {safe_text(prefix)}: give the prefix alone; keygen adds .key and .pub")
+    if os.path.lexists(prefix):
+        raise click.UsageError(f"--out {safe_text(prefix)} is an existing file; give a new prefix "
+                               "(keygen writes PREFIX.key and PREFIX.pub)")
     for path in (key_path, pub_path):
         if path.exists() or path.is_symlink():
             raise click.UsageError(f"{safe_text(path)} exists; not overwriting a key (choose another --out)")
         check_output("--out", str(path))
     private, public = generate_key()
-    key_path.write_bytes(private)
-    key_path.chmod(0o600)
-    pub_path.write_bytes(public)
+    try:  # created private from the start (never readable by others, not even for a moment), never over a file
+        with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(private)
+        with open(pub_path, "xb") as f:
+            f.write(public)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the key pair {safe_text(prefix)}: {exc.strerror or exc}") from None
     say(f"wrote {key_path} (private) and {pub_path} (public)")
 
 

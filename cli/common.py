@@ -146,7 +146,7 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
         if not os.access(path, os.W_OK):
             raise click.UsageError(f"{option} {shown}: the file is not writable")
         return
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.realpath(path))  # a dangling symbolic link is written through to its target
     if not os.path.isdir(parent):
         what = "is not a directory" if os.path.exists(parent) else "does not exist"
         raise click.UsageError(f"{option} {shown}: {safe_text(parent)} {what}")

@@ -240,6 +240,10 @@ class KeyFileError(ValueError):
 _KEYGEN = "`vedtak audit keygen --out PREFIX` writes PREFIX.key (private) and PREFIX.pub (public)"
 
 
+def _key_type(key) -> str:
+    return type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "unknown"
+
+
 def load_private_key(pem: bytes):
     """The Ed25519 private key in PEM text, or a KeyFileError saying what the file is instead."""
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -255,7 +259,7 @@ def load_private_key(pem: bytes):
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"not a PEM private key ({_KEYGEN})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"a {type(key).__name__.removeprefix('_')} key; checkpoints are signed with Ed25519 keys "
+        raise KeyFileError(f"the key is of type {_key_type(key)}; checkpoints are signed with Ed25519 keys "
                            f"({_KEYGEN})")
     return key
 
@@ -273,7 +277,7 @@ def load_public_key(pem: bytes):
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"not a PEM public key ({_KEYGEN})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"a {type(key).__name__.removeprefix('_')} key; checkpoints are signed with Ed25519 keys")
+        raise KeyFileError(f"the key is of type {_key_type(key)}; checkpoints are signed with Ed25519 keys")
     return key
 
 
