@@ -118,6 +118,9 @@ def show(db: str, case_id: str | None, limit: int) -> None:
 
     Example: vedtak audit show decisions.db A-1001
     """
+    if case_id is not None and _given(click.get_current_context(), "limit"):
+        raise click.UsageError("--limit sets how many latest records to list without CASE_ID; a case shows all "
+                               "its records")
     with _open(db) as store:
         if case_id is None:
             seq, _ = store.head()
@@ -240,6 +243,8 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
 
     Example: vedtak replay decisions.db --against rulesets/study-grant-2026
     """
+    if as_json and _given(click.get_current_context(), "limit"):
+        raise click.UsageError("--limit shortens the text report; --json lists every changed case")
     plan = None
     if ruleset:
         rs = load_ruleset(ruleset)
@@ -258,6 +263,12 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
     if plan is not None:
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set an option, not left it at its default."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT,
+                                                  click.core.ParameterSource.DEFAULT_MAP)
 
 
 def _print_replay(report, limit: int) -> None:

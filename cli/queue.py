@@ -1,4 +1,4 @@
-"""Click commands for the caseworkers' queue: list, show, claim, decide, review."""
+"""Click commands for the caseworkers' queue: list, show, claim, release, assign, decide, review, supervisors."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import json
 import sys
 
 import click
-from rich.table import Table
 
 from vedtak.audit.record import record_ref
 from vedtak.decision import canonical_json
-from vedtak.queue import STATUSES, QueueError, claim, decide, get_item, list_items, request_review
+from vedtak.queue import (STATUSES, QueueError, accepted, assign, change_supervisors, claim, decide, describe_kind,
+                          earlier_review, get_item, list_items, release, request_review)
 from vedtak.replay import explain_record
 
 from .audit import _case_ids, _open
 from .common import EXIT_FINDINGS, console, say
+from .tables import print_table
 
 
 def _fail(exc: QueueError) -> None:
@@ -31,31 +32,38 @@ def queue() -> None:
 @click.argument("db")
 @click.option("--queue", "queue_name", help="Only this queue.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only items with this status.")
+@click.option("--all", "show_all", is_flag=True, help="Closed items (decided, superseded) too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
-def list_cmd(db: str, queue_name: str | None, status: str | None, as_json: bool) -> None:
-    """List work items, most urgent first.
+def list_cmd(db: str, queue_name: str | None, status: str | None, show_all: bool, as_json: bool) -> None:
+    """List work items still to do (open or claimed), most urgent first; --all lists closed ones too.
+
+    On a terminal the items are a table; piped or redirected, one tab-separated line per item
+    after a header line, every value in full.
 
     Example: vedtak queue list decisions.db --queue general --status open
     """
     with _open(db) as store:
-        items = list_items(store, queue=queue_name, status=status)
+        items = list_items(store, queue=queue_name, status=status, open_only=not show_all)
     if as_json:
         click.echo(canonical_json([i.to_dict() for i in items]))
         return
-    table = Table("id", "queue", "status", "case", "reason", "proposed", "created", "assignee", box=None)
+    rows = []
     for i in items:
         proposed = i.proposed["outcome"] if i.proposed and i.proposed.get("outcome") else ""
-        table.add_row(str(i.id), i.queue, i.status, str(i.case_id), i.reason_code, proposed, i.created_at[:19],
-                      i.assignee or "")
-    console().print(table)
-    say(f"{len(items)} item{'s' if len(items) != 1 else ''}")
+        rows.append((i.id, i.queue, i.status, i.case_id, i.reason_code, proposed, i.created_at[:19], i.assignee or ""))
+    print_table(("id", "queue", "status", "case", "reason", "proposed", "created", "assignee"), rows)
+    closed = "" if show_all or status else " still to do (--all: closed ones too)"
+    # piped, the count goes to standard error: standard output holds only the rows
+    say(f"{len(items)} item{'s' if len(items) != 1 else ''}{closed}", err=not console().is_terminal)
 
 
 @queue.command("show")
 @click.argument("db")
 @click.argument("item_id", type=int)
 def show(db: str, item_id: int) -> None:
-    """Show a work item: why it came, the case, the explanation, and any proposed decision.
+    """Show a work item: why it came, the case, the explanation, any proposed decision, what
+    `queue decide` accepts for it (outcomes, and their values with types), and who claimed,
+    released or was assigned it.
 
     Example: vedtak queue show decisions.db 3
     """
@@ -78,6 +86,18 @@ def show(db: str, item_id: int) -> None:
             say(f"Explanation (record {record.ref}):")
             for line in explain_record(store, record).splitlines():
                 say("  " + line)
+        if item.status in ("open", "claimed"):
+            outcomes = accepted(store, item)
+            if outcomes:
+                say("Decide with (vedtak queue decide ... --outcome OUTCOME --value NAME=VALUE):")
+                for outcome, values in outcomes.items():
+                    say(f"  {outcome}: " + ("; ".join(f"--value {name}=... ({describe_kind(kind)})"
+                                                      for name, kind in values.items()) or "no values"))
+        events = store.work_item_events(item.id)
+        if events:
+            say("History:")
+            for at, action, actor, assignee in events:
+                say(f"  {at[:19]} {action} by {actor}" + (f" to {assignee}" if action == "assigned" else ""))
 
 
 @queue.command("claim")
@@ -97,6 +117,74 @@ def claim_cmd(db: str, item_id: int, by: str) -> None:
     say(f"work item {item.id} claimed by {item.assignee}")
 
 
+@queue.command("release")
+@click.argument("db")
+@click.argument("item_id", type=int)
+@click.option("--by", required=True, help="The caseworker holding the item (or a supervisor).")
+def release_cmd(db: str, item_id: int, by: str) -> None:
+    """Put a claimed work item back in its queue, open for anyone to claim.
+
+    Only the caseworker holding it, or a supervisor, may release it.
+
+    Example: vedtak queue release decisions.db 3 --by kari
+    """
+    with _open(db) as store:
+        try:
+            release(store, item_id, by)
+        except QueueError as exc:
+            _fail(exc)
+    say(f"work item {item_id} released by {by}: open again")
+
+
+@queue.command("assign")
+@click.argument("db")
+@click.argument("item_id", type=int)
+@click.option("--to", "to", required=True, help="The caseworker who gets the item.")
+@click.option("--by", required=True, help="The supervisor assigning it (named with `queue supervisors`).")
+def assign_cmd(db: str, item_id: int, to: str, by: str) -> None:
+    """Give an open or claimed work item to a caseworker, as a supervisor; it is then claimed by them.
+
+    Example: vedtak queue assign decisions.db 3 --to ola --by siri
+    """
+    with _open(db) as store:
+        try:
+            item = assign(store, item_id, to, by)
+        except QueueError as exc:
+            _fail(exc)
+    say(f"work item {item.id} assigned to {item.assignee} by {by}")
+
+
+@queue.command("supervisors")
+@click.argument("db")
+@click.option("--add", "add", metavar="NAME", help="Name a supervisor.")
+@click.option("--remove", "remove", metavar="NAME", help="Un-name a supervisor.")
+@click.option("--by", help="Who makes the change (a supervisor, once one is named).")
+def supervisors_cmd(db: str, add: str | None, remove: str | None, by: str | None) -> None:
+    """List the log's supervisors, who may assign work items; or name or un-name one.
+
+    While none is named, anyone may name the first; after that only a supervisor may change
+    the list, and the last supervisor cannot be removed.
+
+    Example: vedtak queue supervisors decisions.db --add siri --by siri
+    """
+    if add and remove:
+        raise click.UsageError("give --add or --remove, not both")
+    if (add or remove) and not by:
+        raise click.UsageError("say who makes the change (--by)")
+    if by and not (add or remove):
+        raise click.UsageError("--by goes with --add NAME or --remove NAME")
+    with _open(db) as store:
+        if not (add or remove):
+            names = store.supervisors()
+            say(", ".join(names) if names else "no supervisor is named (vedtak queue supervisors DB --add NAME --by NAME)")
+            return
+        try:
+            after = change_supervisors(store, add or remove, add=bool(add), by=by)  # type: ignore[arg-type]
+        except QueueError as exc:
+            _fail(exc)
+    say(f"supervisors: {', '.join(after)}")
+
+
 @queue.command("decide")
 @click.argument("db")
 @click.argument("item_id", type=int)
@@ -110,11 +198,14 @@ def decide_cmd(db: str, item_id: int, outcome: str, values: tuple[str, ...], by:
 
     Example: vedtak queue decide decisions.db 3 --outcome grant --value amount=65000 --by kari --reason "Load documented"
     """
-    parsed = {}
+    parsed: dict[str, str] = {}
     for v in values:
         if "=" not in v:
             raise click.UsageError(f"--value {v}: write NAME=VALUE")
         name, _, text = v.partition("=")
+        if name.strip() in parsed:
+            raise click.UsageError(f"--value {name.strip()} is given twice ({name.strip()}={parsed[name.strip()]} and "
+                                   f"{v}); give each value once")
         parsed[name.strip()] = text
     with _open(db) as store:
         try:
@@ -132,7 +223,9 @@ def decide_cmd(db: str, item_id: int, outcome: str, values: tuple[str, ...], by:
 def review(db: str, case_id: str, by: str, reason: str) -> None:
     """Ask for a human review of a case's automated decision (GDPR Art. 22(3)).
 
-    Opens a work item; deciding it confirms or overrides the automated decision.
+    Opens a work item; deciding it confirms or overrides the automated decision. At most one
+    review of a record is open at a time: a second request while one is open is refused,
+    naming it; a later review names the earlier one.
 
     Example: vedtak queue review decisions.db 1001 --by kari --reason "The applicant disputes the income"
     """
@@ -143,7 +236,13 @@ def review(db: str, case_id: str, by: str, reason: str) -> None:
                 item = request_review(store, cid, by, reason)
                 break
             except QueueError as exc:
+                if exc.code != "nothing_to_review":  # the case was found: this is the answer
+                    _fail(exc)
                 last = exc
         else:
             _fail(last)  # type: ignore[arg-type]
-    say(f"work item {item.id} opened in queue {item.queue} to review record {record_ref(item.record_seq, item.record_chain)}")
+        earlier = earlier_review(store, (item.record_seq, item.record_chain), before=item.id)
+    follows = "" if earlier is None else (f"; it follows review work item {earlier.id}, {earlier.status}"
+                                          + (f" in record {earlier.decided_seq}" if earlier.decided_seq else ""))
+    say(f"work item {item.id} opened in queue {item.queue} to review record "
+        f"{record_ref(item.record_seq, item.record_chain)}{follows}")

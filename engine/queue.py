@@ -4,7 +4,11 @@ Every referral (and every rejected case, which a person can correct) opens a wor
 the audit store, in the same transaction as its record. A caseworker claims an item and
 decides it; the decision is an audit record of kind ``human`` — who, when, why, and the
 item and record it closes — appended to the chain in the same transaction that closes the
-item. A person may also ask for a human review of an automated decision.
+item. A person may also ask for a human review of an automated decision: at most one review of
+a record is open at a time, and a later review's decision names the one before it.
+
+A claimed item can be released by its holder, or given to someone else by a supervisor (the
+log names its supervisors); every claim, release and assignment is kept with who and when.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from .audit.store import AuditStore
 from .decision import ENGINE_VERSION, canonical_json
 from .load import load_text
 
-STATUSES = ("open", "claimed", "decided")
+STATUSES = ("open", "claimed", "decided", "superseded")
+OPEN_STATUSES = ("open", "claimed")  # work still to do; decided and superseded items are closed
+KIND_WORDS = {"int": "a whole number", "decimal": "a number", "date": "a date (YYYY-MM-DD)",
+              "bool": "true or false"}
 
 
 class QueueError(Exception):
@@ -60,9 +67,11 @@ class WorkItem:
         return dict(self.__dict__)
 
 
-def list_items(store: AuditStore, *, queue: str | None = None, status: str | None = None) -> list[WorkItem]:
-    """Work items, highest priority first, then oldest first."""
-    return [WorkItem.from_row(r) for r in store.work_item_rows(queue=queue, status=status)]
+def list_items(store: AuditStore, *, queue: str | None = None, status: str | None = None,
+               open_only: bool = False) -> list[WorkItem]:
+    """Work items, highest priority first, then oldest first; ``open_only``: only open and claimed ones."""
+    statuses = OPEN_STATUSES if open_only and status is None else None
+    return [WorkItem.from_row(r) for r in store.work_item_rows(queue=queue, status=status, statuses=statuses)]
 
 
 def get_item(store: AuditStore, item_id: int) -> WorkItem:
@@ -78,14 +87,65 @@ def claim(store: AuditStore, item_id: int, by: str) -> WorkItem:
     won = store.claim_work_item(item_id, by)
     item = get_item(store, item_id)
     if not won and not (item.status == "claimed" and item.assignee == by):
-        if item.status == "decided":
-            raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
+        if item.status not in OPEN_STATUSES:
+            raise QueueError("already_decided", f"work item {item_id} is already {item.status} (record {item.decided_seq})")
         raise QueueError("already_claimed", f"work item {item_id} is already claimed by {item.assignee}")
     return item
 
 
+def release(store: AuditStore, item_id: int, by: str) -> WorkItem:
+    """Put a claimed item back in its queue: by the caseworker holding it, or by a supervisor."""
+    _need(by, "who releases it (--by)")
+    item = get_item(store, item_id)
+    if item.status not in ("claimed",):
+        raise QueueError("not_claimed", f"work item {item_id} is {item.status}, not claimed: there is nothing to release")
+    if item.assignee != by and by not in store.supervisors():
+        raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}; "
+                         "only the holder or a supervisor may release it")
+    if not store.release_work_item(item_id, item.assignee, by):
+        raise QueueError("changed", f"work item {item_id} changed just now; look again (vedtak queue show)")
+    return get_item(store, item_id)
+
+
+def assign(store: AuditStore, item_id: int, to: str, by: str) -> WorkItem:
+    """A supervisor gives an open or claimed item to a caseworker (it is then claimed by them)."""
+    _need(to, "who gets it (--to)")
+    _need(by, "which supervisor assigns it (--by)")
+    item = get_item(store, item_id)
+    if item.status not in OPEN_STATUSES:
+        raise QueueError("already_decided", f"work item {item_id} is {item.status}"
+                         + (f" (record {item.decided_seq})" if item.decided_seq else "") + ": it cannot be assigned")
+    outcome = store.assign_work_item(item_id, to, by)
+    if outcome == "not_supervisor":
+        named = store.supervisors()
+        raise QueueError("not_supervisor", f"{by} is not a supervisor of this log"
+                         + (f" (supervisors: {', '.join(named)})" if named else
+                            "; no supervisor is named yet (vedtak queue supervisors DB --add NAME --by NAME)"))
+    if outcome == "closed":
+        raise QueueError("already_decided", f"work item {item_id} was closed just now: it cannot be assigned")
+    return get_item(store, item_id)
+
+
+def change_supervisors(store: AuditStore, name: str, *, add: bool, by: str) -> list[str]:
+    """Name (``add``) or un-name a supervisor; returns the supervisors after. The first may be named by
+    anyone; after that only a supervisor changes the list, and the last one stays."""
+    _need(name, "whom (--add NAME or --remove NAME)")
+    _need(by, "who makes the change (--by)")
+    outcome, after = store.change_supervisors(name.strip(), add, by)
+    if outcome == "not_supervisor":
+        raise QueueError("not_supervisor", f"{by} is not a supervisor of this log (supervisors: {', '.join(after)}); "
+                         "only a supervisor may change the list")
+    if outcome == "last":
+        raise QueueError("last_supervisor", f"{name} is the only supervisor; name another before removing them")
+    return after
+
+
 def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem:
-    """Open a work item for a human review of the case's latest automated decision."""
+    """Open a work item for a human review of the case's latest automated decision.
+
+    At most one review of a record is open at a time: asking again while one is open (or claimed)
+    is refused naming it (``review_open``). A review asked for after an earlier one was decided
+    says so in its reason, and its decision names the earlier one (``review.follows``)."""
     _need(by, "who asks for the review (--by)")
     _need(reason, "why (--reason)")
     decisions = [r for r in store.records(case_id) if r.kind == "decision"]
@@ -98,9 +158,25 @@ def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem
     if stored is not None:
         queue = load_text(stored.source, stored.path).latest.model.review_queue
     proposed = canonical_json({"outcome": recorded.get("outcome"), "values": recorded.get("values") or {}})
-    item_id = store.open_review((record.seq, record.chain), record.case_id, queue,
-                                f"Review asked for by {by}: {reason}", proposed)
+    text = f"Review asked for by {by}: {reason}"
+    earlier = earlier_review(store, (record.seq, record.chain))
+    if earlier is not None:
+        text += f" (follows review work item {earlier.id}, {earlier.status}" + (
+            f" in record {earlier.decided_seq})" if earlier.decided_seq else ")")
+    item_id, opened = store.open_review((record.seq, record.chain), record.case_id, queue, text, proposed)
+    if not opened:
+        item = get_item(store, item_id)
+        raise QueueError("review_open", f"a review of record {record.ref} (case {record.case_id}) is already open: "
+                         f"work item {item_id}, {item.status}" + (f" by {item.assignee}" if item.assignee else "")
+                         + "; decide it before asking for another")
     return get_item(store, item_id)
+
+
+def earlier_review(store: AuditStore, record: tuple[int, str | None], before: int | None = None) -> WorkItem | None:
+    """The latest closed review of the record (seq, chain), of those opened before item ``before``."""
+    closed = [WorkItem.from_row(r) for r in store.review_rows(record)]
+    closed = [i for i in closed if i.status not in OPEN_STATUSES and (before is None or i.id < before)]
+    return closed[-1] if closed else None
 
 
 def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, str], by: str,
@@ -113,8 +189,8 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
     _need(by, "who decides (--by)")
     _need(reason, "why (--reason)")
     item = get_item(store, item_id)
-    if item.status == "decided":
-        raise QueueError("already_decided", f"work item {item_id} is already decided (record {item.decided_seq})")
+    if item.status not in OPEN_STATUSES:
+        raise QueueError("already_decided", f"work item {item_id} is already {item.status} (record {item.decided_seq})")
     if item.status == "claimed" and item.assignee != by:
         raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}")
     source = store.record(item.record_seq, item.record_chain) if item.record_seq else None
@@ -133,6 +209,9 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
         body["review"] = {"of_record": item.record_seq, **({"chain": item.record_chain} if item.record_chain else {}),
                           "confirms": original.get("outcome") == outcome and (original.get("values") or {})
                           == json.loads(canonical_json(typed))}
+        earlier = earlier_review(store, (item.record_seq, item.record_chain), before=item_id)
+        if earlier is not None:  # the story of the case: this review follows that one
+            body["review"]["follows"] = {"work_item": earlier.id, "record": earlier.decided_seq}
     entry = Entry("human", source.case_id, source.input, canonical_json(body), source.ruleset_id,
                   source.ruleset_version, source.ruleset_sha256, source.decision_date, ENGINE_VERSION)
 
@@ -149,6 +228,31 @@ def _need(value: str, what: str) -> None:
         raise QueueError("missing_argument", f"say {what}")
 
 
+def accepted(store: AuditStore, item: WorkItem) -> dict[str, dict[str, str]]:
+    """What ``decide`` accepts for an item: each outcome of its ruleset with its values' names and
+    types (``int``, ``decimal``, ``date``, ``bool``, ``string``); empty if the ruleset is not in the log."""
+    source = store.record(item.record_seq, item.record_chain) if item.record_seq else None
+    stored = store.ruleset(source.ruleset_sha256) if source is not None and source.ruleset_sha256 else None
+    if stored is None:
+        return {}
+    version = load_text(stored.source, stored.path).latest
+    return {outcome: _outcome_values(version, outcome) for outcome in version.model.outcomes}
+
+
+def describe_kind(kind: str) -> str:
+    """A value type as a caseworker reads it: "a whole number", "a date (YYYY-MM-DD)", "text"."""
+    return KIND_WORDS.get(kind, "text")
+
+
+def _outcome_values(version, outcome: str) -> dict[str, str]:
+    wanted: dict = {}
+    for rule in version.rules:
+        if rule.decide == outcome:
+            for name, expr in rule.values.items():
+                wanted.setdefault(name, expr.type.kind)
+    return wanted
+
+
 def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: dict[str, str]) -> dict:
     stored = store.ruleset(sha) if sha else None
     if stored is None:
@@ -158,11 +262,7 @@ def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: di
     if outcome not in outcomes:
         raise QueueError("unknown_outcome", f'outcome "{outcome}" is not one of the ruleset\'s outcomes: '
                          + ", ".join(outcomes))
-    wanted: dict = {}
-    for rule in version.rules:
-        if rule.decide == outcome:
-            for name, expr in rule.values.items():
-                wanted.setdefault(name, expr.type.kind)
+    wanted = _outcome_values(version, outcome)
     unknown = sorted(set(values) - set(wanted))
     if unknown:
         raise QueueError("unknown_value", f'"{unknown[0]}" is not a value of outcome "{outcome}"'
@@ -193,6 +293,5 @@ def _parse(name: str, text: str, kind: str):
             return text.strip() == "true"
         return text
     except (ValueError, InvalidOperation):
-        article = {"int": "a whole number", "decimal": "a number", "date": "a date (YYYY-MM-DD)",
-                   "bool": "true or false"}[kind]
+        article = KIND_WORDS[kind]
         raise QueueError("bad_value", f'value {name}: "{text}" is not {article}') from None
