@@ -299,6 +299,10 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
     if redecide and resume:
         raise click.UsageError("--resume releases recorded decisions and --redecide replaces them: choose one")
+    if executor == "dask":  # the partitions' workers open the log themselves, with neither of these
+        for name, flag in (("redecide", "--redecide"), ("lock_timeout", "--lock-timeout")):
+            if _given(ctx, name):
+                raise click.UsageError(f"{flag} applies only to a local run (--executor local)")
     try:
         run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size,
                                resume, fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,

@@ -351,6 +351,14 @@ def test_durable_backend_without_durable_rules_is_a_usage_error(monkeypatch):
       "--workers", "2"], "--workers sets the local cluster's workers; a --scheduler's cluster has its own"),
     (["audit", "verify", "{tmp}/a.db", "--public-key", "{key}"],
      "--public-key verifies a --checkpoint: add --checkpoint FILE"),
+    (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--redecide"],
+     "--redecide applies only to a local run (--executor local)"),
+    (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--lock-timeout", "5"],
+     "--lock-timeout applies only to a local run (--executor local)"),
+    (["replay", "{tmp}/a.db", "--json", "--limit", "5"],
+     "--limit shortens the text report; --json lists every changed case"),
+    (["audit", "show", "{tmp}/a.db", "1001", "--limit", "5"],
+     "--limit sets how many latest records to list without CASE_ID; a case shows all its records"),
 ])
 def test_a_flag_that_would_be_ignored_is_a_usage_error(tmp_path, cases, args, message):
     """A flag that has no effect in its context is exit 2 naming what it needs, and nothing is recorded."""
