@@ -8,6 +8,7 @@ from checked syntax trees only.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 from bisect import bisect_right
@@ -56,6 +57,9 @@ def _runtime_globals() -> dict:
         "_round": runtime.round_to, "_dsum": runtime.dsum, "_years_between": runtime.years_between,
         "_months_between": runtime.months_between, "_days_between": runtime.days_between,
         "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": format_value,
+        "_kmin": runtime.kmin, "_kmax": runtime.kmax, "_item": runtime.item_field, "_each": runtime.each,
+        "_k_any": runtime.k_any, "_k_all": runtime.k_all, "_SKIP": runtime.SKIP,
+        "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
         "__builtins__": {"min": min, "max": max, "abs": abs, "sum": sum, "len": len, "any": any, "all": all},
     }
 
@@ -82,11 +86,32 @@ def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded
     lines += _field_loads(version, vnames, loaded, indent)
     lines += _missing_check([f for f in rule.values_optional
                              if f in version.fields_read(vnames)], rule.index, indent)
+    # a derived value in the reason text that may need a field a list item lacks is computed
+    # here, after the values, so that such a case is referred (missing-data) as the reference does
+    forced = [n for n in rule.because.names if n in version.derived and em.may_miss(ast.Name(n))]
     if rule.values:
         items = ", ".join(f"{k!r}: {em.value(e)}" for k, e in rule.values.items())
-        lines.append(f"{indent}return ({rule.index}, {{{items}}})")
+        if forced:
+            lines.append(f"{indent}_vals = {{{items}}}")
+            lines += _field_loads(version, forced, loaded, indent)
+            lines += _forced(em, forced, indent)
+            lines.append(f"{indent}return ({rule.index}, _vals)")
+        else:
+            lines.append(f"{indent}return ({rule.index}, {{{items}}})")
     else:
+        lines += _field_loads(version, forced, loaded, indent)
+        lines += _forced(em, forced, indent)
         lines.append(f"{indent}return {rule.index}")
+    return lines
+
+
+def _forced(em: Emitter, names: list[str], indent: str) -> list[str]:
+    """Compute derived values of a reason text: a missing item field refers the case; any other
+    error leaves the decision standing (its text then says it could not be rendered)."""
+    lines = []
+    for n in names:
+        lines += [f"{indent}try:", f"{indent}    {em.derived_ref(n)}", f"{indent}except _ItemMissing:",
+                  f"{indent}    raise", f"{indent}except _EvaluationErrors:", f"{indent}    pass"]
     return lines
 
 
@@ -97,6 +122,7 @@ def _compile_period(period: Period) -> None:
     lines = ["def decide(c):"]
     if derived:
         lines.append("    " + " = ".join(f"d_{d}" for d in derived) + " = _U")
+    top = len(lines)  # the item functions the rules need are defined here (see Emitter.aggregate)
     loaded: set[str] = set()
     for rule in version.rules:
         if rule.when is None:  # otherwise
@@ -107,6 +133,7 @@ def _compile_period(period: Period) -> None:
         lines.append(f"    if {em.emit(rule.when)}:")
         body_loaded = set(loaded)
         lines += _rule_result(version, em, rule, body_loaded, "        ")
+    lines[top:top] = ["    " + line for line in em.take_defs()]
     # reason texts: one small function per rule, sharing the same memoised derived values
     for rule in version.rules:
         lines.append("")
@@ -115,7 +142,9 @@ def _compile_period(period: Period) -> None:
         if any(version.scope[n].kind == "derived" for n in names):
             lines.append("    " + " = ".join(f"d_{d}" for d in derived) + " = _U")
         lines += _field_loads(version, names, set(), "    ")
-        lines.append("    return " + _template_code(rule, version, em))
+        text = _template_code(rule, version, em)
+        lines += ["    " + line for line in em.take_defs()]
+        lines.append("    return " + text)
     source = "\n".join(lines) + "\n"
     env = _runtime_globals()
     env.update(em.constants)
@@ -243,6 +272,8 @@ class Plan:
         period = self._periods[i]
         try:
             r = period.decide(case)
+        except runtime.ItemMissing:
+            return self._item_missing(period, case)
         except runtime.EVALUATION_ERRORS as exc:
             return self._failed(period, case, exc)
         if r.__class__ is int:
@@ -310,6 +341,16 @@ class Plan:
         rule = period.version.rules[index]
         missing = tuple(f for f in (*rule.needs_optional, *rule.values_optional) if case.get(f) is None)
         return Decision((period.missing[index], case, None, tuple(dict.fromkeys(missing))))
+
+    def _item_missing(self, period: Period, case: dict) -> Decision:
+        """A rule needed a field that a list item lacks: the reference interpreter finds which
+        rule and every item path it needed (it is evaluated item by item as the plan is)."""
+        from .reference import run
+        result = run(period, case)
+        if result.kind == "missing-data":
+            return Decision((period.missing[result.index], case, None, result.missing))
+        return Decision((period.failed[result.index], case, None,  # pragma: no cover - the two agree
+                         result.error or "the evaluators disagree on missing data"))
 
     def _failed(self, period: Period, case: dict, exc: Exception) -> Decision:
         from .reference import failing_rule

@@ -29,8 +29,8 @@ from .decision import Decision
 from .errors import Diagnostic, RulesetError
 from .expr import literal_value
 from .load import CheckedRule, Ruleset
-from .reference import Interpreter, _describe_error, value_of_type
-from .runtime import EVALUATION_ERRORS
+from .reference import Interpreter, _check_because, _describe_error, run, value_of_type
+from .runtime import EVALUATION_ERRORS, ItemMissing
 
 TIMEOUT_SECONDS = 5.0
 _events = itertools.count(1)
@@ -286,6 +286,11 @@ class DurablePlan:
             missing = tuple(f for f in rule.needs_optional if case.get(f) is None)
             if missing:
                 return Decision((period.missing[index], case, None, missing))
+            # A value computed before posting needed a field a list item lacks: the reference
+            # interpreter names every such item (it is what computed the value).
+            result = run(period, case) if any(e.startswith("missing data: ") for e in errors) else None
+            if result is not None and result.kind == "missing-data" and result.index == index:
+                return Decision((period.missing[index], case, None, result.missing))
             return self._failed(period, case, index, errors[0] if errors else "evaluation error")
         if any(case.get(f) is None for f in rule.values_optional):
             missing = tuple(f for f in rule.values_optional if case.get(f) is None)
@@ -295,8 +300,14 @@ class DurablePlan:
             interp = Interpreter(period, case)
             try:
                 values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}
+            except ItemMissing as exc:
+                return Decision((period.missing[index], case, None, exc.paths))
             except EVALUATION_ERRORS as exc:
                 return self._failed(period, case, index, str(exc) or type(exc).__name__)
+        try:
+            _check_because(period, case, rule)
+        except ItemMissing as exc:
+            return Decision((period.missing[index], case, None, exc.paths))
         return Decision((period.outcomes[index], case, values, None))
 
     def _failed(self, period: Period, case: dict, index: int, message: str) -> Decision:

@@ -8,6 +8,7 @@ globals ``K<n>``. Decimal arithmetic goes through the fixed context of ``runtime
 from __future__ import annotations
 
 import ast
+import re
 from decimal import Decimal
 
 from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
@@ -22,6 +23,12 @@ class Emitter:
         self.constants: dict[str, object] = {}
         self._const_ids: dict[tuple, str] = {}
         self._expr: CheckedExpr | None = None
+        # Generators over items that may lack a field become nested item functions (see
+        # runtime.each); their definitions go to the top of the generated function using them.
+        self._defs: list[list[str]] = [[]]
+        self._loops: dict[str, str] = {}  # loop variable -> the list it runs over
+        self._helpers = 0
+        self._may_miss: dict[str, bool] = {}
 
     def const(self, value) -> str:
         key = (type(value).__name__, repr(value))
@@ -65,7 +72,10 @@ class Emitter:
         return self.derived_ref(n.id)
 
     def n_Attribute(self, n: ast.Attribute) -> str:
-        return f"v_{n.value.id}[{n.attr!r}]"  # type: ignore[attr-defined]
+        var = n.value.id  # type: ignore[attr-defined]
+        if _optional_item_field(n):  # only inside an item function, which knows the item's index
+            return f"_item(v_{var}, {n.attr!r}, {self._loops[var]!r}, _i_{var})"
+        return f"v_{var}[{n.attr!r}]"
 
     def n_UnaryOp(self, n: ast.UnaryOp) -> str:
         a = self.node(n.operand)
@@ -104,6 +114,70 @@ class Emitter:
     def n_IfExp(self, n: ast.IfExp) -> str:
         return f"({self.node(n.body)} if {self.node(n.test)} else {self.node(n.orelse)})"
 
+    def take_defs(self) -> list[str]:
+        """The item functions the expressions emitted since the last call need, as source lines
+        (unindented) to put at the top of the generated function that uses them."""
+        defs, self._defs = self._defs[0], [[]]
+        return defs
+
+    def may_miss(self, node: ast.AST) -> bool:
+        """Whether evaluating ``node`` may need an optional field that a list item lacks."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute) and _optional_item_field(n):
+                return True
+            if isinstance(n, ast.Name) and n.id in self.derived:
+                if n.id not in self._may_miss:
+                    self._may_miss[n.id] = False  # the checker rules out cycles
+                    self._may_miss[n.id] = self.may_miss(self.derived[n.id].tree)
+                if self._may_miss[n.id]:
+                    return True
+        return False
+
+    def aggregate(self, fn: str, g: ast.GeneratorExp) -> str:
+        """An aggregate over a generator. Every item is evaluated (no short-circuit), so which
+        item comes first never changes a result or an error; over items that may lack a field,
+        each item is evaluated alone and the runtime applies three-valued logic."""
+        kind = getattr(g.elt, "vtype", None)
+        if not self.may_miss(g):
+            gen = self.generator(g)
+            if fn in ("any", "all"):
+                return f"{fn}([{gen[1:-1]}])"
+            if fn == "count":
+                return f"sum(1 for _x in {gen} if _x)" if kind is not None and kind.kind == "bool" \
+                    else f"sum(1 for _x in {gen})"
+            return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] + gen
+        comp = g.generators[0]
+        var, lst = comp.target.id, comp.iter.id  # type: ignore[attr-defined]
+        name = f"_g{self._helpers}"
+        self._helpers += 1
+        outer = self._loops.get(var)  # a derived value's generator may reuse a loop name
+        self._loops[var] = lst
+        self._defs.append([])
+        try:
+            ifs = [self.node(c) for c in comp.ifs]
+            elt = self.node(g.elt)
+        finally:
+            inner = self._defs.pop()
+            if outer is None:
+                del self._loops[var]
+            else:
+                self._loops[var] = outer
+        body = [f"def {name}(_i_{var}, v_{var}):"]
+        refs = sorted(set(re.findall(r"\bd_\w+", "\n".join([*inner, *ifs, elt]))))
+        if refs:  # memoised derived values live in the generated function, not in the item function
+            body.append("    nonlocal " + ", ".join(refs))
+        body += ["    " + line for line in inner]
+        body += [f"    if not {c}: return _SKIP" for c in ifs]
+        body.append(f"    return {elt}")
+        self._defs[-1].extend(body)
+        items = f"f_{lst}"
+        if fn in ("any", "all"):
+            return f"_k_{fn}({items}, {name})"
+        each = f"_each({items}, {name})"
+        if fn == "count":
+            return f"sum(1 for _x in {each} if _x)" if kind is not None and kind.kind == "bool" else f"len({each})"
+        return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] + f"({each})"
+
     def generator(self, g: ast.GeneratorExp, elt: str | None = None) -> str:
         comp = g.generators[0]
         var = f"v_{comp.target.id}"  # type: ignore[attr-defined]
@@ -117,7 +191,7 @@ class Emitter:
         t = n.vtype  # type: ignore[attr-defined]
         if fn in ("min", "max"):
             if len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
-                return f"{fn}{self.generator(args[0])}"
+                return self.aggregate(fn, args[0])
             return f"{fn}(" + ", ".join(self.node(a) for a in args) + ")"
         if fn == "abs":
             return f"abs({self.node(args[0])})" if t == INT else f"_dabs({self.node(args[0])})"
@@ -128,17 +202,14 @@ class Emitter:
             mode = args[2].value if len(args) > 2 else "half_up"  # type: ignore[attr-defined]
             return f"_round({self.node(args[0])}, {places}, {mode!r})"
         if fn == "sum":
-            return ("sum" if t == INT else "_dsum") + self.generator(args[0])
+            return self.aggregate(fn, args[0])
         if fn == "count":
             if isinstance(args[0], ast.GeneratorExp):
-                g = args[0]
                 # count() counts the items a generator yields; a bool item counts only when true
-                if getattr(g.elt, "vtype", None) is not None and g.elt.vtype.kind == "bool":  # type: ignore
-                    return f"sum(1 for _x in {self.generator(g)} if _x)"
-                return f"sum(1 for _x in {self.generator(g)})"
+                return self.aggregate(fn, args[0])
             return f"len({self.node(args[0])})"
         if fn in ("any", "all"):
-            return f"{fn}{self.generator(args[0])}"
+            return self.aggregate(fn, args[0])
         if fn in ("years_between", "months_between", "days_between"):
             return f"_{fn}({self.node(args[0])}, {self.node(args[1])})"
         if fn == "date":
@@ -147,6 +218,8 @@ class Emitter:
                 return self.const(self._expr.constants[id(n)])
             return "_make_date(" + ", ".join(self.node(a) for a in args) + ")"
         if fn == "known":
+            if isinstance(args[0], ast.Attribute):
+                return f"(v_{args[0].value.id}[{args[0].attr!r}] is not None)"  # type: ignore[attr-defined]
             return f"(f_{args[0].id} is not None)"  # type: ignore[attr-defined]
         raise AssertionError(fn)  # pragma: no cover - the checker admits no other function
 
@@ -154,6 +227,11 @@ class Emitter:
         """Source for a rule's output value: decimals are always Decimal, even when exact ints."""
         code = self.emit(expr)
         return f"_to_dec({code})" if expr.type == DECIMAL else code
+
+
+def _optional_item_field(n: ast.Attribute) -> bool:
+    item = getattr(n.value, "vtype", None)
+    return item is not None and n.attr in item.optional
 
 
 def to_dec(x) -> Decimal:

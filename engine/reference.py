@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 
 from .expr import CheckedExpr, literal_value
 from .load import format_value
-from .runtime import CONTEXT, EVALUATION_ERRORS, ROUNDING_MODES
+from .runtime import CONTEXT, EVALUATION_ERRORS, ROUNDING_MODES, ItemMissing
 
 
 class _Missing(Exception):
@@ -142,7 +142,10 @@ class Interpreter:
         if isinstance(n, ast.Name):
             return loops[n.id] if n.id in loops else self.lookup(n.id)
         if isinstance(n, ast.Attribute):
-            return loops[n.value.id][n.attr]  # type: ignore[attr-defined]
+            value = loops[n.value.id][n.attr]  # type: ignore[attr-defined]
+            if value is None:  # an optional field this item lacks
+                raise ItemMissing((f"{loops['#' + n.value.id]}.{n.attr}",))  # type: ignore[attr-defined]
+            return value
         if isinstance(n, ast.UnaryOp):
             v = ev(n.operand)
             if isinstance(n.op, ast.Not):
@@ -183,14 +186,26 @@ class Interpreter:
             return self._call(expr, n, loops)
         raise AssertionError(type(n).__name__)  # pragma: no cover
 
-    def _items(self, expr: CheckedExpr, g: ast.GeneratorExp, loops: dict):
+    def _items(self, expr: CheckedExpr, g: ast.GeneratorExp, loops: dict, *, unknown: bool = False):
+        """The values a generator yields, every item evaluated. An item that needs a field it
+        lacks is unknown: ItemMissing names every such item, unless ``unknown`` asks for
+        ``(values, paths)`` (any and all may be settled by the known items alone)."""
         comp = g.generators[0]
-        out = []
-        for item in self._node(expr, comp.iter, loops):
+        var, lst = comp.target.id, comp.iter.id  # type: ignore[attr-defined]
+        out, missing = [], []
+        for i, item in enumerate(self._node(expr, comp.iter, loops)):
             inner = dict(loops)
-            inner[comp.target.id] = item  # type: ignore[attr-defined]
-            if all(self._node(expr, c, inner) for c in comp.ifs):
-                out.append(self._node(expr, g.elt, inner))
+            inner[var] = item
+            inner["#" + var] = f"{lst}[{i}]"
+            try:
+                if all(self._node(expr, c, inner) for c in comp.ifs):
+                    out.append(self._node(expr, g.elt, inner))
+            except ItemMissing as exc:
+                missing += [p for p in exc.paths if p not in missing]
+        if unknown:
+            return out, tuple(missing)
+        if missing:
+            raise ItemMissing(tuple(missing))
         return out
 
     def _call(self, expr: CheckedExpr, n: ast.Call, loops: dict):
@@ -202,6 +217,8 @@ class Interpreter:
             values = self._items(expr, gen, loops) if gen is not None else [ev(a) for a in args]
             if not values:
                 raise ValueError(f"{fn}() of no items")
+            if gen is not None:  # of equal items, the first in value-then-text order: never list order
+                values = sorted(values, key=lambda v: (v, str(v), type(v).__name__))
             best = values[0]
             for v in values[1:]:
                 if (v < best) if fn == "min" else (v > best):
@@ -219,8 +236,8 @@ class Interpreter:
             mode = args[2].value if len(args) > 2 else "half_up"  # type: ignore[attr-defined]
             return Decimal(ev(args[0])).quantize(Decimal(10) ** -places, rounding=ROUNDING_MODES[mode])
         if fn == "sum":
-            total = 0
-            for v in self._items(expr, gen, loops):
+            total = 0  # added in value order, so that a rounded sum never depends on list order
+            for v in sorted(self._items(expr, gen, loops), key=lambda v: (v, str(v), type(v).__name__)):
                 total = total + v
             return total
         if fn == "count":
@@ -230,9 +247,12 @@ class Interpreter:
             if getattr(gen.elt, "vtype", None) is not None and gen.elt.vtype.kind == "bool":  # type: ignore
                 return len([x for x in items if x])
             return len(items)
-        if fn in ("any", "all"):
-            items = self._items(expr, gen, loops)
-            return any(items) if fn == "any" else all(items)
+        if fn in ("any", "all"):  # three-valued: settled by the known items, else unknown
+            items, missing = self._items(expr, gen, loops, unknown=True)
+            settled = any(items) if fn == "any" else not all(items)
+            if settled or not missing:
+                return any(items) if fn == "any" else all(items)
+            raise ItemMissing(missing)
         if fn == "years_between":
             return _years(ev(args[0]), ev(args[1]))
         if fn == "months_between":
@@ -242,6 +262,8 @@ class Interpreter:
         if fn == "date":
             return date(ev(args[0]), ev(args[1]), ev(args[2]))
         if fn == "known":
+            if isinstance(args[0], ast.Attribute):
+                return loops[args[0].value.id][args[0].attr] is not None  # type: ignore[attr-defined]
             return self.case.get(args[0].id) is not None  # type: ignore[attr-defined]
         raise AssertionError(fn)  # pragma: no cover
 
@@ -255,6 +277,7 @@ class Result:
     values: dict | None
     trace: Trace
     error: str | None = None
+    missing: tuple[str, ...] = ()  # for missing-data: the fields, or item paths, the case lacks
 
 
 def value_of_type(value, expr: CheckedExpr):
@@ -268,19 +291,20 @@ def run(period, case: dict) -> Result:
     interp = Interpreter(period, case)
     tried: list[RuleTrace] = []
 
-    def finish(index, kind, values=None, error=None) -> Result:
+    def finish(index, kind, values=None, error=None, missing=()) -> Result:
         derived = []
         for name in interp.order:
             expr = version.derived[name]
             derived.append(DerivedTrace(name, expr.text, interp.memo[name], interp.inputs[name]))
-        return Result(index, kind, values, Trace(tried, derived, dict(period.parameters)), error)
+        return Result(index, kind, values, Trace(tried, derived, dict(period.parameters)), error, missing)
 
     for rule in version.rules:
         rt = RuleTrace(rule.id, rule.when.text if rule.when else None, "true")
         tried.append(rt)
-        if [f for f in rule.needs_optional if case.get(f) is None]:
+        absent = tuple(f for f in rule.needs_optional if case.get(f) is None)
+        if absent:
             rt.result = "missing-data"
-            return finish(rule.index, "missing-data")
+            return finish(rule.index, "missing-data", missing=absent)
         try:
             if rule.when is not None:
                 interp.reads = {}
@@ -289,17 +313,39 @@ def run(period, case: dict) -> Result:
                 if not ok:
                     rt.result = "false"
                     continue
-            if any(case.get(f) is None for f in rule.values_optional):
+            absent = tuple(f for f in rule.values_optional if case.get(f) is None)
+            if absent:
                 rt.result = "missing-data"
-                return finish(rule.index, "missing-data")
+                return finish(rule.index, "missing-data", missing=absent)
             values = None
             if rule.values:
                 values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}
+            _check_because(period, case, rule)
             return finish(rule.index, "match", values)
+        except ItemMissing as exc:
+            rt.result = "missing-data"
+            return finish(rule.index, "missing-data", missing=exc.paths)
         except EVALUATION_ERRORS as exc:
             rt.result = "error"
             return finish(rule.index, "error", error=_describe_error(exc))
     raise AssertionError("`otherwise` always matches")  # pragma: no cover
+
+
+def _check_because(period, case: dict, rule) -> None:
+    """ItemMissing if the reason text needs a field that a list item lacks. Any other error in
+    the text leaves the decision standing (the text says it could not be rendered). A separate
+    interpreter keeps the trace to what the rules themselves computed."""
+    names = [n for n in rule.because.names if n in period.version.derived]
+    if not names:
+        return
+    interp = Interpreter(period, case)
+    for name in names:
+        try:
+            interp.lookup(name)
+        except ItemMissing:
+            raise
+        except EVALUATION_ERRORS:
+            pass
 
 
 def _describe_error(exc: Exception) -> str:

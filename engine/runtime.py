@@ -39,12 +39,102 @@ def round_to(x: int | Decimal, places: int = 0, mode: str = "half_up") -> Decima
     return Decimal(x).quantize(quant, rounding=ROUNDING_MODES[mode], context=CONTEXT)
 
 
+def canonical(items) -> list:
+    """Items in an order that does not depend on the list's order: by value, ties by their text
+    (so that 1.0 and 1, or 1 and Decimal(1), come out the same whichever came first)."""
+    return sorted(items, key=_canonical_key)
+
+
+def _canonical_key(x):
+    return (x, str(x), x.__class__.__name__)
+
+
 def dsum(items) -> Decimal | int:
-    """Exact sum of decimals (Python's ``sum`` would use the caller's context)."""
+    """Exact sum of decimals (Python's ``sum`` would use the caller's context), added in a
+    canonical order so that a rounded sum never depends on the order of a list's items."""
     total: Decimal | int = 0
-    for x in items:
+    for x in canonical(items):
         total = add(total, x)
     return total
+
+
+def kmin(items):
+    """The least item; among equal items the canonical one, so the list's order never shows."""
+    return min(canonical(items))
+
+
+def kmax(items):
+    """The greatest item; among equal items the canonical one."""
+    return max(canonical(items))  # max() returns the first of equal greatest items
+
+
+# -- optional fields of list items ------------------------------------------------------------
+# A generator over a list whose items may lack a field is evaluated item by item: each item is
+# kept, filtered out, or unknown (it lacks a field its evaluation needs). The aggregates then
+# follow three-valued logic, which never depends on the order of the items:
+#   any: true if some known item is true; else unknown if some item is unknown; else false.
+#   all: false if some known item is false; else unknown if some item is unknown; else true.
+#   sum, count, min, max: unknown if any item is unknown (every item counts towards them).
+# Unknown is raised as ItemMissing naming every unknown item's path, e.g. persons[1].salary.
+# Any other error in any item is raised as it is (every item is evaluated: no short-circuit).
+
+
+class ItemMissing(ValueError):
+    """A value needs an optional field that a list item lacks; ``paths`` names each one."""
+
+    def __init__(self, paths: tuple[str, ...]):
+        super().__init__("missing data: " + ", ".join(paths))
+        self.paths = paths
+
+
+SKIP = object()  # an item a generator's `if` filtered out
+
+
+def item_field(record: dict, name: str, list_name: str, index: int):
+    """An optional field of a list item; ItemMissing if the item lacks it."""
+    value = record[name]
+    if value is None:
+        raise ItemMissing((f"{list_name}[{index}].{name}",))
+    return value
+
+
+def each(items, fn) -> list:
+    """``fn(index, item)`` for every item: the kept values; ItemMissing if any item is unknown."""
+    values, missing = _each(items, fn)
+    if missing:
+        raise ItemMissing(missing)
+    return values
+
+
+def _each(items, fn) -> tuple[list, tuple[str, ...]]:
+    values, missing = [], []
+    for i, item in enumerate(items):
+        try:
+            v = fn(i, item)
+        except ItemMissing as exc:
+            missing += exc.paths
+            continue
+        if v is not SKIP:
+            values.append(v)
+    return values, tuple(dict.fromkeys(missing))
+
+
+def k_any(items, fn) -> bool:
+    values, missing = _each(items, fn)
+    if any(values):
+        return True
+    if missing:
+        raise ItemMissing(missing)
+    return False
+
+
+def k_all(items, fn) -> bool:
+    values, missing = _each(items, fn)
+    if not all(values):
+        return False
+    if missing:
+        raise ItemMissing(missing)
+    return True
 
 
 def years_between(start: date, end: date) -> int:
