@@ -394,3 +394,179 @@ def test_load_text_with_a_lone_surrogate_is_a_ruleset_error():
     """Text handed to load_text (as an audit log stores it) with a lone surrogate is a RulesetError."""
     with pytest.raises(RulesetError):
         vedtak.load_text(BASE.replace("title: Hostile", "title: \ud800"))
+
+
+# -- property tests ---------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                           HealthCheck.filter_too_much])
+COUNTED = {"expressions": 0, "documents": 0, "mutations": 0}  # hostile inputs tried, for the issue's closing note
+
+_NAMES = ["a", "m", "flag", "d", "id", "items", "P", "RATE", "total", "nosuch", "p", "x", "True", "None"]
+_NUMBERS = ["0", "1", "-7", "0.05", "1e999999", "1e-999999", "1e999999999999", "0x" + "f" * 300, "9" * 40,
+            "12_000", "0." + "1" * 40, "1j", "0b101", "0o17", "3.14e+5", "1e", ".5", "5.", "10" * 3]
+_STRINGS = ['"x"', "'2025-01-01'", '""', '"\\u00e6"', 'date("2025-02-30")', 'date("2025-03-01")', 'date(2025, 2, 30)']
+_FUNCS = ["min", "max", "abs", "round", "floor", "ceil", "sum", "count", "any", "all", "years_between",
+          "months_between", "days_between", "date", "known", "len", "print", "__import__"]
+
+
+def _expressions():
+    leaf = st.sampled_from(_NAMES + _NUMBERS + _STRINGS)
+
+    def grow(child):
+        unary = st.tuples(st.sampled_from(["-", "not ", "+", "~"]), child).map("".join)
+        binary = st.tuples(child, st.sampled_from([" + ", " - ", " * ", " / ", " // ", " % ", " ** ", " < ", " == ",
+                                                   " >= ", " != ", " and ", " or ", " in ", " is "]), child).map("".join)
+        paren = child.map(lambda c: f"({c})")
+        ifexp = st.tuples(child, child, child).map(lambda t: f"{t[0]} if {t[1]} else {t[2]}")
+        call = st.tuples(st.sampled_from(_FUNCS), st.lists(child, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})")
+        gen = st.tuples(st.sampled_from(["sum", "count", "any", "all", "min", "max"]), child, child).map(
+            lambda t: f"{t[0]}({t[1]} for p in items if {t[2]})")
+        member = st.tuples(child, st.lists(st.sampled_from(_NUMBERS + _STRINGS), max_size=3)).map(
+            lambda t: f"{t[0]} in [{', '.join(t[1])}]")
+        other = st.tuples(child, st.sampled_from([".x", ".y", "[0]", ".__class__", "(1)"])).map("".join)
+        return st.one_of(unary, binary, paren, ifexp, call, gen, member, other)
+
+    tree = st.recursive(leaf, grow, max_leaves=40)
+    deep = st.tuples(st.integers(0, 400), st.sampled_from(["(", "-", "not ", "abs(", "a + "]), tree).map(
+        lambda t: t[1] * t[0] + t[2] + (")" * t[0] if t[1].endswith("(") else ""))
+    return st.one_of(tree, deep, _typed_conditions(), _typed_conditions())
+
+
+_NUMERIC_LEAVES = ["a", "m", "P", "RATE", "total", "0", "1", "-7", "0.05", "1e-999999", "9" * 34,
+                   "9.999999999999999999999999999999999e33", "0." + "1" * 34, "12_000"]
+
+
+def _typed_conditions():
+    """Well-typed conditions of random shape and depth, most of which load: they reach the compiler."""
+    def grow_num(child):
+        return st.one_of(
+            st.tuples(child, st.sampled_from([" + ", " - ", " * ", " / "]), child).map(lambda t: f"({''.join(t)})"),
+            st.tuples(st.sampled_from(["abs", "floor", "ceil", "-"]), child).map(lambda t: f"{t[0]}({t[1]})"),
+            st.tuples(st.sampled_from(["min", "max"]), st.lists(child, min_size=2, max_size=3)).map(
+                lambda t: f"{t[0]}({', '.join(t[1])})"),
+            st.tuples(child, st.integers(0, 12)).map(lambda t: f"round({t[0]}, {t[1]})"),
+            st.tuples(child, child).map(lambda t: f"({t[0]} if flag else {t[1]})"),
+            st.sampled_from(["sum(p.x for p in items)", "sum(p.y for p in items if p.x > 0)", "count(items)",
+                             'days_between(d, date("2024-01-01"))']))
+    number = st.recursive(st.sampled_from(_NUMERIC_LEAVES), grow_num, max_leaves=25)
+
+    def grow_bool(child):
+        return st.one_of(st.tuples(child, st.sampled_from([" and ", " or "]), child).map(lambda t: f"({''.join(t)})"),
+                         child.map(lambda c: f"not {c}"),
+                         st.tuples(number, child).map(lambda t: f"any(p.x > {t[0]} for p in items) or {t[1]}"))
+    compare = st.tuples(number, st.sampled_from([" < ", " <= ", " == ", " != ", " > "]), number).map("".join)
+    return st.recursive(st.one_of(compare, st.just("flag")), grow_bool, max_leaves=6)
+
+
+def _located(exc: RulesetError, path: Path) -> None:
+    assert exc.diagnostics
+    for d in exc.diagnostics:
+        assert d.file == str(path) and d.line >= 1 and d.column >= 1 and re.fullmatch(r"[a-z_]+", d.code), d
+
+
+@PROPERTY
+@given(expr=_expressions(), where=st.sampled_from(["when", "value", "derive"]))
+def test_any_expression_loads_or_is_located_and_what_loads_decides(tmp_path, expr, where):
+    """Random expression trees (names of a small schema, every operator and function, random nesting,
+    huge and tiny literals) in a condition, a value or a derived value: load either succeeds, and then
+    the ruleset compiles and decides a case without raising, or raises a RulesetError of located
+    diagnostics; `vedtak check` exits 0 or 1 and never prints a traceback."""
+    COUNTED["expressions"] += 1
+    quoted = json.dumps(expr)
+    if where == "when":
+        text = BASE.replace("when: a > P", f"when: {quoted}")
+    elif where == "value":
+        text = BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n      v: {quoted}\n")
+    else:
+        text = BASE.replace("  total: m + a * RATE\n", f"  total: {quoted}\n")
+    path = write(tmp_path, text)
+    try:
+        rs = vedtak.load(path)
+    except RulesetError as exc:
+        _located(exc, path)
+    else:
+        decision = vedtak.compile(rs).decide(CASE)
+        assert decision.status in ("decided", "referred")
+        decision.to_json()
+        decision.explain()
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code in (0, 1) and (r.exception is None or isinstance(r.exception, SystemExit)), repr(r.exception)
+    assert "Traceback" not in r.output
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**40, max_value=10**60),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.dates(), st.datetimes(),
+    st.sampled_from(["2025-02-30", "grant", "a > P", "{a}", "true", "01", "&x", "*x", "!!str", ""]))
+_VALUES = st.recursive(_SCALARS, lambda c: st.one_of(st.lists(c, max_size=4),
+                                                     st.dictionaries(st.one_of(st.text(max_size=8), st.integers(),
+                                                                               st.dates()), c, max_size=4)),
+                       max_leaves=20)
+_TOP_KEYS = ["ruleset", "title", "version", "valid", "decision_date", "case_id", "automate", "case", "parameters",
+             "derive", "rules", "otherwise", "examples", "review_queue", "nosuch"]
+
+
+def _dump(data) -> str:
+    import yaml
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _load_or_located(path: Path) -> None:
+    try:
+        vedtak.load(path)
+    except RulesetError as exc:
+        _located(exc, path)
+
+
+@PROPERTY
+@given(doc=st.one_of(_VALUES, st.dictionaries(st.sampled_from(_TOP_KEYS), _VALUES, max_size=10)))
+def test_any_yaml_document_loads_or_is_located(tmp_path, doc):
+    """A random YAML document (nested mappings, lists and scalars of every YAML type, with the keys of a
+    ruleset): load succeeds or raises a RulesetError whose diagnostics all carry file, line and code."""
+    COUNTED["documents"] += 1
+    _load_or_located(write(tmp_path, _dump(doc)))
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+STUDY_GRANT_TEXT = (Path(__file__).resolve().parent.parent / "rulesets" / "study-grant" / "study-grant.yaml").read_text()
+
+
+@PROPERTY
+@given(data=st.data())
+def test_a_mutated_study_grant_loads_or_is_located(tmp_path, data):
+    """The shipped study-grant ruleset with one random value replaced by a random value (or one random
+    token of its text replaced by hostile YAML): load succeeds or raises located diagnostics."""
+    import yaml
+    COUNTED["mutations"] += 1
+    if data.draw(st.booleans(), label="structural"):
+        doc = yaml.safe_load(STUDY_GRANT_TEXT)
+        paths = [p for p in _paths(doc) if p]
+        path = data.draw(st.sampled_from(paths), label="path")
+        parent = doc
+        for step in path[:-1]:
+            parent = parent[step]
+        parent[path[-1]] = data.draw(_VALUES, label="value")
+        text = _dump(doc)
+    else:
+        tokens = list(re.finditer(r"[^\s:{}\[\],]+", STUDY_GRANT_TEXT))
+        token = data.draw(st.sampled_from(tokens), label="token")
+        hostile = data.draw(st.sampled_from(
+            ["2025-02-30", "2025-13-01", ".nan", "-.inf", "9" * 5000, "1" * 40, "&a", "*a", "*nosuch", "[", "{", "}",
+             "!!python/object/apply:os.system", "!!binary", "!!set", "<<", "? x", "|", ">", "'", '"', "\t", "%YAML",
+             "---", "...", "~", "null", "0x" + "f" * 50, "a" * 1000, "\u202e", "\x00", "\ufeff"]), label="hostile")
+        text = STUDY_GRANT_TEXT[:token.start()] + hostile + STUDY_GRANT_TEXT[token.end():]
+    _load_or_located(write(tmp_path, text))
