@@ -151,6 +151,25 @@ def test_a_reason_text_needing_a_missing_item_field_refers(tmp_path):
     assert full.reasons == ["Highest salary 1."]
 
 
+def test_an_error_in_one_item_is_not_hidden_by_another_item_coming_first(tmp_path):
+    """any() evaluates every item: an item whose value cannot be computed (division by zero)
+    refers the case (evaluation-error) whether or not a true item comes before it."""
+    plan = vedtak.compile(ruleset(tmp_path, "any(10 / p.salary > 1 for p in persons if known(p.salary))"))
+    ok, zero = {"name": "a", "adult": True, "salary": 5}, {"name": "b", "adult": True, "salary": 0}
+    first, second = plan.decide(case([ok, zero])), plan.decide(case([zero, ok]))
+    assert (first.referral_reason, first.detail) == ("evaluation-error", "division by zero")
+    assert first.to_json() == second.to_json()
+
+
+def test_equal_values_written_differently_give_one_answer(tmp_path):
+    """max() and sum() over 5.00 and 5 give the same value text in either order."""
+    plan = vedtak.compile(ruleset(tmp_path, "count(persons) > 0", values="{amount: top, total: total}"))
+    a, b = {"name": "a", "adult": True, "salary": "5.00"}, {"name": "b", "adult": True, "salary": 5}
+    first, second = plan.decide(case([a, b])), plan.decide(case([b, a]))
+    assert first.to_json() == second.to_json()
+    assert first.values == {"amount": Decimal("5"), "total": Decimal("10.00")}
+
+
 def test_known_of_a_required_item_field_is_a_located_error(tmp_path):
     """known(p.name) on a required item field is refused at load, located, as for case fields."""
     with pytest.raises(RulesetError) as info:
@@ -187,6 +206,7 @@ EXPRESSIONS = [
      "Every adult gave a salary."),
     ("sum(p.salary for p in persons if p.adult) > 10 or count(persons) > 3", "{}", "Adults {known_total}."),
     ("count(p.salary > 5 for p in persons) >= 1", "{}", "Counted."),
+    ("any(100 / p.salary > 10 for p in persons if known(p.salary))", "{amount: known_total}", "Small."),
 ]
 
 SALARIES = st.sampled_from(["0", "1", "1.0", "3", "5", "5.00", "6", "8", "12.5", "-2"])
@@ -199,8 +219,11 @@ def households(draw):
     persons = []
     for i in range(n):
         p = {"name": f"p{i}", "adult": draw(st.booleans())}
-        if draw(st.booleans()):
+        given = draw(st.sampled_from(["value", "value", "absent", "null"]))
+        if given == "value":
             p["salary"] = Decimal(draw(SALARIES))
+        elif given == "null":
+            p["salary"] = None
         persons.append(p)
     return persons
 
