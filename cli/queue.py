@@ -75,6 +75,11 @@ def show(db: str, item_id: int) -> None:
         say(f"Work item {item.id} ({item.kind}) in queue {item.queue}: {item.status}"
             + (f", {item.assignee}" if item.assignee else ""), style="bold")
         say(f"Case {item.case_id}; reason {item.reason_code}: {item.reason_text}")
+        earlier = earlier_review(store, (item.record_seq, item.record_chain), before=item.id) \
+            if item.kind == "review" and item.record_seq else None
+        if earlier is not None:
+            say(f"Follows review work item {earlier.id}, {earlier.status}"
+                + (f" in record {earlier.decided_seq}" if earlier.decided_seq else ""))
         if item.proposed and item.proposed.get("outcome"):
             values = ", ".join(f"{k} = {v}" for k, v in (item.proposed.get("values") or {}).items())
             say(f"Proposed decision: {item.proposed['outcome']}" + (f" ({values})" if values else ""))
@@ -176,7 +181,8 @@ def supervisors_cmd(db: str, add: str | None, remove: str | None, by: str | None
     with _open(db) as store:
         if not (add or remove):
             names = store.supervisors()
-            say(", ".join(names) if names else "no supervisor is named (vedtak queue supervisors DB --add NAME --by NAME)")
+            say(", ".join(names) if names
+                else "no supervisor is named (vedtak queue supervisors DB --add NAME --by NAME)")
             return
         try:
             after = change_supervisors(store, add or remove, add=bool(add), by=by)  # type: ignore[arg-type]

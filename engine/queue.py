@@ -88,7 +88,8 @@ def claim(store: AuditStore, item_id: int, by: str) -> WorkItem:
     item = get_item(store, item_id)
     if not won and not (item.status == "claimed" and item.assignee == by):
         if item.status not in OPEN_STATUSES:
-            raise QueueError("already_decided", f"work item {item_id} is already {item.status} (record {item.decided_seq})")
+            raise QueueError("already_decided",
+                             f"work item {item_id} is already {item.status} (record {item.decided_seq})")
         raise QueueError("already_claimed", f"work item {item_id} is already claimed by {item.assignee}")
     return item
 
@@ -98,7 +99,8 @@ def release(store: AuditStore, item_id: int, by: str) -> WorkItem:
     _need(by, "who releases it (--by)")
     item = get_item(store, item_id)
     if item.status not in ("claimed",):
-        raise QueueError("not_claimed", f"work item {item_id} is {item.status}, not claimed: there is nothing to release")
+        raise QueueError("not_claimed",
+                         f"work item {item_id} is {item.status}, not claimed: there is nothing to release")
     if item.assignee != by and by not in store.supervisors():
         raise QueueError("claimed_by_other", f"work item {item_id} is claimed by {item.assignee}, not {by}; "
                          "only the holder or a supervisor may release it")

@@ -176,7 +176,8 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
                           f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions), ruleset=scope)
     plans = _Plans(store)
     for record in store.records():
-        if scope is not None and record.kind != "manifest" and _ruleset_of(record, json.loads(record.decision)) != scope:
+        if scope is not None and record.kind != "manifest" \
+                and _ruleset_of(record, json.loads(record.decision)) != scope:
             report.skipped_other_rulesets += 1
             continue
         if record.kind == "human":

@@ -91,6 +91,8 @@ def test_a_later_review_names_the_earlier_one(db):
     assert later.exit_code == 0, later.output
     assert later.output.endswith(f"; it follows review work item {first}, decided in record {first_seq}\n")
     second = _item_id(later.output)
+    shown = run("queue", "show", db, second).output.splitlines()
+    assert shown[2] == f"Follows review work item {first}, decided in record {first_seq}"
     d2 = run("queue", "decide", db, second, "--outcome", "grant", "--value", "amount=6500", "--by", "per",
              "--reason", "Documents received")
     assert d2.exit_code == 0, d2.output
@@ -150,7 +152,8 @@ def test_a_supervisor_reassigns_and_only_a_supervisor(db):
     item = _items(db, queue="general")[0]
     run("queue", "claim", db, item.id, "--by", "kari")
     nobody = run("queue", "assign", db, item.id, "--to", "ola", "--by", "siri")
-    assert nobody.exit_code == 1 and "no supervisor is named yet (vedtak queue supervisors DB --add NAME" in nobody.output
+    assert nobody.exit_code == 1
+    assert "no supervisor is named yet (vedtak queue supervisors DB --add NAME" in nobody.output
     assert run("queue", "supervisors", db, "--add", "siri", "--by", "siri").output == "supervisors: siri\n"
     outsider = run("queue", "supervisors", db, "--add", "ola", "--by", "ola")
     assert outsider.exit_code == 1 and "ola is not a supervisor of this log (supervisors: siri)" in outsider.output
