@@ -286,11 +286,11 @@ class DurablePlan:
             missing = tuple(f for f in rule.needs_optional if case.get(f) is None)
             if missing:
                 return Decision((period.missing[index], case, None, missing))
-            # A value computed before posting needed a field a list item lacks: the reference
-            # interpreter names every such item (it is what computed the value).
-            result = run(period, case) if any(e.startswith("missing data: ") for e in errors) else None
-            if result is not None and result.kind == "missing-data" and result.index == index:
-                return Decision((period.missing[index], case, None, result.missing))
+            if any(e.startswith("missing data: ") for e in errors):
+                # A value computed before posting needed a field a list item lacks. Whether the
+                # rule needs that value depends on the rest of its condition (`x or any(...)`),
+                # which only evaluating the condition in order can tell: the reference decides.
+                return _reference_decision(period, case)
             return self._failed(period, case, index, errors[0] if errors else "evaluation error")
         if any(case.get(f) is None for f in rule.values_optional):
             missing = tuple(f for f in rule.values_optional if case.get(f) is None)
@@ -375,6 +375,16 @@ class DurablePlan:
         if state.get("event") != event["id"] or "rule" not in state:
             raise DurableError(f"durable-rules returned no result for event {event['id']}")
         return state
+
+
+def _reference_decision(period: Period, case: dict) -> Decision:
+    """The decision of the reference interpreter (which the compiled plan agrees with)."""
+    result = run(period, case)
+    if result.kind == "missing-data":
+        return Decision((period.missing[result.index], case, None, result.missing))
+    if result.kind == "error":
+        return Decision((period.failed[result.index], case, None, result.error))
+    return Decision((period.outcomes[result.index], case, result.values, None))
 
 
 def _action(index: int, kind: str):

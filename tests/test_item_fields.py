@@ -207,6 +207,8 @@ EXPRESSIONS = [
     ("sum(p.salary for p in persons if p.adult) > 10 or count(persons) > 3", "{}", "Adults {known_total}."),
     ("count(p.salary > 5 for p in persons) >= 1", "{}", "Counted."),
     ("any(100 / p.salary > 10 for p in persons if known(p.salary))", "{amount: known_total}", "Small."),
+    ("count(persons) > 2 or any(p.salary > 5 for p in persons)", "{}", "Large or earning."),
+    ("any(p.salary > 5 for p in persons) and count(persons) > 2", "{amount: total}", "Earning and large."),
 ]
 
 SALARIES = st.sampled_from(["0", "1", "1.0", "3", "5", "5.00", "6", "8", "12.5", "-2"])
