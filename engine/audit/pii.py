@@ -122,7 +122,9 @@ class PiiPolicy:
         if masked:
             note["masked"] = masked
             if self.mode == "pseudonymise":
-                note["released"] = self.pseudonym(released)
+                # keyed: a plain hash of a text that quotes a birth date could be reversed by trying dates
+                digest = hmac.new(self.key, released.encode("utf-8", "surrogatepass"), _sha256).hexdigest()
+                note["released"] = "hmac-sha256:" + digest
         return canonical_json(note)
 
 
