@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
 from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
-from .limits import DIGITS, clip, number_in_range
+from .limits import DIGITS, MAX_PERIODS, clip, number_in_range
 from .model import FieldSpec, RulesetModel
 from .source import Pos, Refused, Source, YList, YMap
 
@@ -34,13 +34,19 @@ class Template:
         return _PLACEHOLDER.sub(lambda m: format_value(lookup(m.group(1).strip())), self.text)
 
 
+_SHOWN_DIGITS = 40  # a number in a reason text is written out in full up to this many digits
+_SHOWN_INT = 10 ** _SHOWN_DIGITS
+
+
 def format_value(value) -> str:
     """A value as a person reads it in a reason: exact decimals, ISO dates, yes/no for bools."""
     cls = value.__class__
     if cls is str:
         return value
     if cls is int:
-        return str(value)
+        if -_SHOWN_INT < value < _SHOWN_INT:
+            return str(value)
+        return f"{Decimal(value):.6E} (rounded, {len(Decimal(value).as_tuple().digits):,} digits)"
     if value is True:
         return "yes"
     if value is False:
@@ -50,6 +56,10 @@ def format_value(value) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):  # 12995.0000 reads as 12995; exact, never in exponent form
+        if value and not -_SHOWN_DIGITS <= value.adjusted() <= _SHOWN_DIGITS:
+            # beyond what a reason can spell out (10^999999 in full is a megabyte): exponent form
+            digits = len(value.as_tuple().digits)
+            return str(value) if digits <= _SHOWN_DIGITS else f"{value:.6E} (rounded, {digits:,} digits)"
         if value == value.to_integral_value():
             return format(value.to_integral_value(), "f")
         return format(value, "f")
@@ -427,7 +437,13 @@ def _template(source: Source, pos: Pos | None, text: str, names: set[str], diags
     found = []
     for m in _PLACEHOLDER.finditer(text):
         name = m.group(1).strip()
-        if name not in names:
+        head = re.split(r"[:!.\[]", name, maxsplit=1)[0].strip()
+        if name not in names and head in names:  # {amount:.2f}, {a!r}, {p.x}: a name, then something else
+            p = Pos(pos.line, pos.column + m.start(1)) if pos and "\n" not in text[: m.start()] else pos
+            diags.append(source.diag(p, "bad_placeholder", f'"{{{name}}}" in the reason text is not a plain name',
+                                     length=max(1, len(name)), hint=f'write "{{{head}}}": values are formatted '
+                                     "exactly, without format specifications"))
+        elif name not in names:
             close = difflib.get_close_matches(name, scope_names, n=1)
             p = Pos(pos.line, pos.column + m.start(1)) if pos and "\n" not in text[: m.start()] else pos
             diags.append(source.diag(p, "unknown_name", f'"{{{name}}}" in the reason text is not a case field, '
@@ -602,6 +618,12 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         rule.values_optional = tuple(sorted(f for f in version.fields_read(vnames)
                                             if scope[f].optional and f not in vguarded))
     version.segments = _segments(version)
+    if len(version.segments) > MAX_PERIODS:  # each period is compiled on its own: bound the work
+        diags.append(source.diag(pos_of(raw, "parameters", key=True), "too_large",
+                                 f"the parameters change on {len(version.segments)} dates in this version; "
+                                 f"the limit is {MAX_PERIODS}", hint="split it into versions, each valid "
+                                 "(valid: from/to) for part of the time"))
+        return None
     _check_examples(version, diags)
     return None if len(diags) > start else version
 

@@ -384,6 +384,31 @@ def test_a_parameter_out_of_range_is_not_also_an_unknown_name(tmp_path):
     assert [d.code for d in info.value.diagnostics] == ["out_of_range"]
 
 
+def test_a_placeholder_with_a_format_is_one_bad_placeholder_not_an_unknown_name(tmp_path):
+    """`{a:.2f}` and `{a!r}` in a reason text name a value and then a format: bad_placeholder, located
+    at the placeholder, with the plain form as the hint; not a false unknown_name."""
+    path = write(tmp_path, BASE.replace('because: "a is {a}"', 'because: "a is {a:.2f} or {P!r}"'))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert [(d.code, d.line, d.column) for d in info.value.diagnostics] == [
+        ("bad_placeholder", 25, 21), ("bad_placeholder", 25, 32)]
+    assert info.value.diagnostics[0].hint.startswith('write "{a}"')
+
+
+def test_parameters_changing_on_too_many_dates_are_too_large(tmp_path):
+    """Each parameter period is compiled on its own; more than MAX_PERIODS of them in one version is a
+    located too_large at load instead of minutes of compiling in decide and run."""
+    from datetime import date, timedelta
+
+    from vedtak.limits import MAX_PERIODS
+    values = ", ".join(f"{date(2025, 1, 1) + timedelta(days=i)}: {i}" for i in range(MAX_PERIODS + 1))
+    path = write(tmp_path, BASE.replace("P: {values: {2025-01-01: 8000}}", f"P: {{values: {{{values}}}}}"))
+    d = refused(path, "too_large")
+    assert (d.line, d.column) == (15, 1) and f"the limit is {MAX_PERIODS}" in d.message
+    values = ", ".join(f"{date(2025, 1, 1) + timedelta(days=i)}: {i}" for i in range(MAX_PERIODS))
+    vedtak.load(write(tmp_path, BASE.replace("P: {values: {2025-01-01: 8000}}", f"P: {{values: {{{values}}}}}")))
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
@@ -517,10 +542,15 @@ def _dump(data) -> str:
 
 
 def _load_or_located(path: Path) -> None:
+    """Load succeeds, and the lint and compiler take what loaded; or the diagnostics are all located."""
+    from vedtak.check import lint
     try:
-        vedtak.load(path)
+        rs = vedtak.load(path)
     except RulesetError as exc:
         _located(exc, path)
+    else:
+        lint(rs)
+        vedtak.compile(rs)
 
 
 @PROPERTY
