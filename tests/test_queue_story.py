@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
+from vedtak import queue as queue_api
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
 from vedtak.cli import tables
@@ -246,3 +250,79 @@ def test_on_a_terminal_a_long_value_folds_instead_of_being_cut(monkeypatch):
     tables.print_table(("id", "case"), [(1, LONG_ID)])
     text = buffer.getvalue()
     assert "…" not in text and "".join(text.split()).endswith(LONG_ID)
+
+
+# -- the class, not only the instances: any sequence of queue operations keeps one story ---------
+
+PEOPLE = ("kari", "ola", "siri")
+OPERATIONS = st.one_of(
+    st.tuples(st.just("review"), st.sampled_from([4, 7]), st.sampled_from(PEOPLE)),
+    st.tuples(st.just("claim"), st.integers(0, 9), st.sampled_from(PEOPLE)),
+    st.tuples(st.just("release"), st.integers(0, 9), st.sampled_from(PEOPLE)),
+    st.tuples(st.just("assign"), st.integers(0, 9), st.sampled_from(PEOPLE), st.sampled_from(PEOPLE)),
+    st.tuples(st.just("decide"), st.integers(0, 9), st.sampled_from(PEOPLE), st.sampled_from(["deny", "grant"])),
+    st.tuples(st.just("supervisor"), st.sampled_from(PEOPLE), st.sampled_from(PEOPLE)),
+)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, study_plan):
+    path = tmp_path_factory.mktemp("queue") / "template.db"
+    with AuditLog.open(str(path)) as log:
+        list(log.decide_many(study_plan, generate(12, seed=8)))
+    return path
+
+
+def _apply(store, op) -> None:
+    kind, *args = op
+    items = list_items(store)
+    if kind == "review":
+        queue_api.request_review(store, args[0], args[1], "disputed")
+    elif kind == "supervisor":
+        queue_api.change_supervisors(store, args[0], add=True, by=args[1])
+    elif items:
+        item = items[args[0] % len(items)]
+        if kind == "claim":
+            queue_api.claim(store, item.id, args[1])
+        elif kind == "release":
+            queue_api.release(store, item.id, args[1])
+        elif kind == "assign":
+            queue_api.assign(store, item.id, args[1], args[2])
+        else:
+            values = {"amount": "100"} if args[2] == "grant" else {}
+            queue_api.decide(store, item.id, outcome=args[2], values=values, by=args[1], reason="checked")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPERATIONS, max_size=12))
+def test_any_sequence_of_queue_operations_keeps_one_story(template, tmp_path, ops):
+    """Whatever caseworkers and supervisors do, in any order: every refusal is a QueueError with a
+    code (nothing else is raised); at most one review per record is open; an open item has no
+    holder and a claimed one has one; each closed item is closed by exactly one caseworker record,
+    and a later review's record names the one before it; the log verifies."""
+    path = tmp_path / f"q{len(list(tmp_path.iterdir()))}.db"
+    shutil.copy(template, path)
+    with open_store(str(path)) as store:
+        for op in ops:
+            try:
+                _apply(store, op)
+            except queue_api.QueueError as exc:
+                assert exc.code and str(exc)
+        items = list_items(store)
+        reviews: dict = {}
+        for item in items:
+            assert (item.assignee is None) == (item.status == "open") or item.status == "decided"
+            if item.kind == "review" and item.status in queue_api.OPEN_STATUSES:
+                reviews.setdefault(item.record_seq, []).append(item.id)
+        assert all(len(ids) == 1 for ids in reviews.values()), reviews
+        humans = [r for r in store.records() if r.kind == "human"]
+        closes = [json.loads(r.decision)["closes"]["work_item"] for r in humans]
+        assert sorted(closes) == sorted(i.id for i in items if i.status == "decided")
+        for record in humans:
+            body = json.loads(record.decision)
+            if "review" in body:
+                earlier = [i for i in items if i.kind == "review" and i.record_seq == body["review"]["of_record"]
+                           and i.id < body["closes"]["work_item"]]
+                follows = body["review"].get("follows")
+                assert (follows["work_item"] if follows else None) == (earlier[-1].id if earlier else None)
+        assert verify(store).ok
