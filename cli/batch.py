@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -18,6 +18,8 @@ from vedtak.audit.log import PiiPolicy, open_store
 from vedtak.audit.store import StoreError
 from vedtak.batch import Batch, BatchStopped, Summary
 from vedtak.errors import RulesetError
+from vedtak.input_limits import Limits
+from vedtak.inputs import header_problems
 
 from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, cell, check_output, console, load_ruleset,
                      log_files, safe_text, same_file, say)
@@ -42,6 +44,7 @@ class BatchOptions:
     pii_key_file: str | None
     redecide: bool = False
     lock_timeout: float = 60.0  # seconds a write waits for another process's lock on the log
+    limits: Limits = field(default_factory=Limits)  # what one input line may cost to read
 
 
 def parse_size(text: str) -> int:
@@ -96,6 +99,12 @@ def run_batch(o: BatchOptions) -> None:
         PiiPolicy(o.pii, key)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    # every CSV header is checked before anything is opened or decided: a column the cases lack
+    # would reject every row, each for the same reason
+    problems = header_problems(o.cases, rs.latest.model.case, o.fmt)
+    if problems:
+        raise click.UsageError("a CSV header does not match this ruleset's cases; nothing was decided or recorded:\n"
+                               + "\n".join(f"  {safe_text(p)}" for p in problems))
     _preflight(o, rs)
     logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
         structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.JSONRenderer(sort_keys=True)]) \
@@ -145,7 +154,7 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
                     logger.info("batch_committed", cases=n, ruleset=o.ruleset)
 
             batch = Batch(o.ruleset, o.cases, log, workers=workers, resume=o.resume, chunk_size=o.batch_size,
-                          fmt=o.fmt, progress=advance, pii=(o.pii, key), redecide=o.redecide)
+                          fmt=o.fmt, progress=advance, pii=(o.pii, key), redecide=o.redecide, limits=o.limits)
             try:
                 return batch.run(write_chunk=sink.write_chunk)
             except RulesetError as exc:  # pragma: no cover - the ruleset was loaded above
@@ -244,7 +253,7 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
 
         run = DistributedRun(o.ruleset, o.cases, o.audit, out_dir=o.out, workers=workers, scheduler=o.scheduler,
                              resume=o.resume, chunk_size=o.batch_size, partition_bytes=parse_size(o.partition_size),
-                             fmt=o.fmt, pii=(o.pii, key), progress=advance)
+                             fmt=o.fmt, pii=(o.pii, key), progress=advance, limits=o.limits)
         try:
             summary = run.run()
         except IncompleteRun as exc:

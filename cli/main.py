@@ -10,7 +10,8 @@ import click
 
 import vedtak
 from vedtak.check import lint
-from vedtak.compile import parse_case_json
+from vedtak.input_limits import Limits, help_text as limit_help
+from vedtak.inputs import read_document
 from vedtak.decision import json_value
 from vedtak.errors import CaseInputError
 from vedtak.examples import run_examples
@@ -26,6 +27,14 @@ def _given(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source not in (click.core.ParameterSource.DEFAULT,
                                                  click.core.ParameterSource.DEFAULT_MAP)
+
+
+def parse_limits(specs: tuple[str, ...]) -> Limits:
+    """The --limit options as input limits (a usage error if one is not NAME=VALUE)."""
+    try:
+        return Limits.parse(specs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--limit") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,8 +130,9 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
               help="With --audit: what the log keeps of fields marked pii.")
 @click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
               help="With --pii pseudonymise: a file holding the secret key for the keyed pseudonyms.")
+@click.option("--limit", "limit_specs", multiple=True, metavar="NAME=VALUE", help=limit_help())
 def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_db: str | None, pii: str,
-           pii_key_file: str | None) -> None:
+           pii_key_file: str | None, limit_specs: tuple[str, ...]) -> None:
     """Decide one case (a JSON file, or - for standard input) and explain the decision.
 
     With --audit, the decision is committed to the audit log before it is shown.
@@ -131,6 +141,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
     Example: vedtak decide rulesets/study-grant case.json --audit decisions.db
     """
     ctx = click.get_current_context()
+    limits = parse_limits(limit_specs)
     if trace and not as_json:
         raise click.UsageError("--trace shows the evaluation trace in the JSON output: add --json")
     if not audit_db and _given(ctx, "pii"):
@@ -168,7 +179,9 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
     else:
         plan = vedtak.compile(rs)
     try:
-        raw = parse_case_json(case.read())
+        raw, why = read_document(case.read(), limits)
+        if why is not None:  # not recorded: there is no case to record
+            raise CaseInputError(f"malformed_input: {why}")
         if audit_db:
             from vedtak.audit import AuditLog
             key = Path(pii_key_file).read_bytes().strip() if pii_key_file else None
@@ -260,10 +273,11 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
               help="What the log keeps of fields marked pii.")
 @click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
               help="With --pii pseudonymise: a file holding the secret key.")
+@click.option("--limit", "limit_specs", multiple=True, metavar="NAME=VALUE", help=limit_help())
 def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, workers: int | None, executor: str,
         scheduler: str | None, partition_size: str, resume: bool, fmt: str | None, batch_size: int,
         summary_json: str | None, log_json: bool, pii: str, pii_key_file: str | None, redecide: bool = False,
-        lock_timeout: float = 60.0) -> None:
+        lock_timeout: float = 60.0, limit_specs: tuple[str, ...] = ()) -> None:
     """Decide case files in a batch: JSON Lines, a JSON array or CSV (- for stdin).
 
     Every decision is committed to the audit log before it is written out. A malformed
@@ -289,6 +303,7 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     """
     from vedtak.cli.batch import BatchOptions, run_batch
     ctx = click.get_current_context()
+    limits = parse_limits(limit_specs)
     if executor != "dask":
         for name, flag in (("partition_size", "--partition-size"), ("scheduler", "--scheduler")):
             if _given(ctx, name):
@@ -299,6 +314,9 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
     if redecide and resume:
         raise click.UsageError("--resume releases recorded decisions and --redecide replaces them: choose one")
+    if redecide and executor == "dask":
+        raise click.UsageError("--redecide works with the local executor only (a partition cannot supersede "
+                               "records on other chains); run it without --executor dask")
     if executor == "dask":  # the partitions' workers open the log themselves, with neither of these
         for name, flag in (("redecide", "--redecide"), ("lock_timeout", "--lock-timeout")):
             if _given(ctx, name):
@@ -306,7 +324,7 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     try:
         run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size,
                                resume, fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,
-                               lock_timeout=lock_timeout))
+                               lock_timeout=lock_timeout, limits=limits))
     except KeyboardInterrupt:  # before the run started, or a second Ctrl-C: what was written out is recorded
         say("interrupted: every decision written out is recorded in the audit log. Run the same command with "
             "--resume to continue.", style="bold red", err=True)

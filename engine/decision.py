@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compile import Period
 
 ENGINE_VERSION = "0.1.0"
+_BIG_ID = 10 ** 34
 
 
 class Outcome:
@@ -56,10 +58,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              default=_json_default).encode
-_enc_any = json.JSONEncoder(ensure_ascii=False).encode
-_enc_str = json.encoder.encode_basestring
+_canonical_any = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                  default=_json_default).encode
+_enc_any_raw = json.JSONEncoder(ensure_ascii=False).encode
+_enc_str_raw = json.encoder.encode_basestring
+# A lone surrogate (from a library caller's string, or a JSON escape such as "\ud800") cannot be
+# written as UTF-8: canonical JSON writes it as its JSON escape, which reads back as the same string.
+_LONE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_lone(text: str) -> str:
+    if text.isascii() or not _LONE.search(text):
+        return text
+    return _LONE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _canonical(obj: Any) -> str:
+    return _escape_lone(_canonical_any(obj))
+
+
+def _enc_any(obj: Any) -> str:
+    return _escape_lone(_enc_any_raw(obj))
+
+
+def _enc_str(value: str) -> str:
+    return _escape_lone(_enc_str_raw(value))
 
 
 def encode_scalar(value: Any) -> str:
@@ -89,6 +112,19 @@ def json_value(value: Any) -> Any:
 def canonical_json(obj: Any) -> str:
     """UTF-8 JSON with sorted keys, no insignificant whitespace, decimals and dates as strings."""
     return _canonical(obj)
+
+
+def _storable_id(cid):
+    """A rejected case's id as given, made storable and short: a string without lone surrogates,
+    an integer below 10^34; anything else (a valid id is a checked string or integer) as text."""
+    from .cases import number_text, shown
+    if cid.__class__ is int:
+        return cid if -_BIG_ID < cid < _BIG_ID else number_text(cid)
+    if isinstance(cid, str):
+        return shown(str(cid), 200)
+    if isinstance(cid, (float, Decimal)):
+        return number_text(cid)
+    return shown(canonical_json(cid), 200)
 
 
 class Decision(tuple):
@@ -172,7 +208,10 @@ class Decision(tuple):
         case = self.case
         if period is None or type(case) is not dict:
             return None
-        return case.get(period.version.model.case_id)
+        cid = case.get(period.version.model.case_id)
+        if self._outcome.status == "rejected" and cid is not None and cid.__class__ is not bool:
+            return _storable_id(cid)
+        return cid
 
     @property
     def ruleset(self) -> dict | None:

@@ -30,10 +30,11 @@ from pathlib import Path
 from .audit.log import PiiPolicy, open_store
 from .audit.record import Entry, sha256
 from .audit.store import AuditStore, case_key, stored_ruleset
-from .batch import Summary, decide_chunk, decision_of, duplicate, info_of
+from .batch import Summary, already_decided, decide_chunk, decision_of, duplicate, info_of
 from .compile import Plan
 from .compile import compile as compile_plan
 from .decision import ENGINE_VERSION, canonical_json
+from .input_limits import Limits
 from .inputs import Partition, partitions, read_partition
 from .load import load, load_sources
 
@@ -97,7 +98,7 @@ def run_partition(task: dict) -> dict:
         sink = open(partial, "w", encoding="utf-8") if partial else None
         try:
             write = (lambda text: (sink.write(text), sink.write("\n"))) if sink else (lambda text: None)
-            items = read_partition(part, plan.ruleset.latest.model.case)
+            items = read_partition(part, plan.ruleset.latest.model.case, Limits.from_dict(task.get("limits")))
             seq, seen = info.seq, set()
             if seq:  # an earlier attempt recorded the first `seq` cases: release them as recorded
                 rows = store.chain_rows(chain)
@@ -112,16 +113,11 @@ def run_partition(task: dict) -> dict:
                 finally:
                     rows.close()
             while chunk := list(itertools.islice(items, task["chunk_size"])):
-                entries, infos = [], []
-                for item, (entry, outcome) in zip(chunk, decide_chunk(chunk, plan, pii)):
-                    key = case_key(entry.case_id)
-                    if key is not None and key in seen:  # as a local run: the first one is decided
-                        entry, outcome = duplicate(plan, item, entry, pii)
-                    if key is not None:
-                        seen.add(key)
-                    entries.append(entry)
-                    infos.append(outcome)
-                store.append_to_chain(chain, entries, expect_seq=seq)  # recorded, then released
+                decided = decide_chunk(chunk, plan, pii)
+                built: list = []
+                prepare = _settler(plan, pii, chain.rsplit("/", 1)[0] + "/", chunk, decided, seen, built)
+                store.append_to_chain(chain, expect_seq=seq, prepare=prepare)  # recorded, then released
+                entries, infos, seen = built
                 seq += len(entries)
                 for item, entry, outcome in zip(chunk, entries, infos):
                     write(entry.decision)
@@ -137,6 +133,31 @@ def run_partition(task: dict) -> dict:
         return state
     finally:
         store.close()
+
+
+def _settler(plan: Plan, pii: PiiPolicy, own_chains: str, chunk: list, decided: list, seen: set, built: list):
+    """What a partition records of a decided chunk, read inside its append: a case id repeated within
+    the partition is a duplicate_case_id rejection (as in a local run), and one this ruleset already
+    decided or referred in the log outside this run (an earlier run) an already_decided rejection.
+    Fills ``built`` with [entries, summary infos, case ids seen]."""
+    def prepare(store: AuditStore) -> list:
+        ids = [e.case_id for e, _ in decided if e.case_id is not None]
+        earlier = {r.key: r for r in (store.prior_records(ids, plan.id) if ids else [])
+                   if r.kind in ("decision", "referral") and not (r.chain or "").startswith(own_chains)}
+        entries, infos, now_seen = [], [], set(seen)
+        for item, (entry, outcome) in zip(chunk, decided):
+            key = case_key(entry.case_id)
+            if key is not None and key in now_seen:  # as a local run: the first one is decided
+                entry, outcome = duplicate(plan, item, entry, pii)
+            elif key is not None and key in earlier:
+                entry, outcome = already_decided(plan, item, entry, earlier[key], pii)
+            if key is not None:
+                now_seen.add(key)
+            entries.append(entry)
+            infos.append(outcome)
+        built[:] = [entries, infos, now_seen]
+        return entries
+    return prepare
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -159,7 +180,8 @@ class DistributedRun:
                  workers: int = 2, scheduler: str | None = None, resume: bool = False, chunk_size: int = 1000,
                  partition_bytes: int = DEFAULT_PARTITION_BYTES, fmt: str | None = None,
                  pii: tuple[str, bytes | None] = ("keep", None), retries: int = 3,
-                 progress: Callable[[int, int], None] | None = None, task: Callable[[dict], dict] = run_partition):
+                 progress: Callable[[int, int], None] | None = None, task: Callable[[dict], dict] = run_partition,
+                 limits: Limits | None = None):
         self.ruleset_path, self.inputs = ruleset_path, inputs
         self.audit = audit if audit.startswith(("postgresql://", "postgres://")) else os.path.abspath(audit)
         self.out_dir = os.path.abspath(out_dir) if out_dir else None
@@ -167,6 +189,7 @@ class DistributedRun:
         self.chunk_size, self.partition_bytes, self.fmt = chunk_size, partition_bytes, fmt
         self.pii, self.retries, self.progress = pii, retries, progress
         self.task = task  # what a worker runs per partition (replaceable, for fault-injection tests)
+        self.limits = limits or Limits()
         self.plan = compile_plan(load(ruleset_path))
         self.info = RunInfo()
 
@@ -219,7 +242,7 @@ class DistributedRun:
         return [{"partition": p.to_dict(), "chain": chain_name(run_id, p.index), "audit": self.audit,
                  "rulesets": [v.sha256 for v in self.plan.ruleset.versions], "ruleset_name": self.plan.ruleset.path,
                  "pii": self.pii[0], "pii_key": key.hex() if key else None, "out": self.out_dir,
-                 "chunk_size": self.chunk_size} for p in parts]
+                 "chunk_size": self.chunk_size, "limits": self.limits.to_dict()} for p in parts]
 
     def _execute(self, run_id: str, parts: list[Partition]) -> tuple[dict[int, dict], dict[int, str]]:
         """Run every partition on the cluster; (summary state by partition, why by failed partition)."""

@@ -2,24 +2,36 @@
 
 Each input yields ``Item(source, line, raw, error)``: either a raw case (a dict, as JSON
 gives it) or the reason the line could not be read — never an exception for bad data, so
-that one malformed line is reported and the rest of the batch is still decided.
+that one malformed line is reported and the rest of the batch is still decided. What one
+line may cost is bounded by :class:`~vedtak.input_limits.Limits`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from .cases import LONE_SURROGATE, BigNumber, shown
+from .input_limits import DEFAULT, Limits
 from .model import FieldSpec
 
 FORMATS = ("jsonl", "json", "csv")
+BOM = codecs.BOM_UTF8  # what Excel's "CSV UTF-8" writes first: accepted and skipped
+_LONE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape that may be a lone surrogate
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+_SURROGATE_BYTES = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape keeps them
+_MAX_INT_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
 
 
 @dataclass
@@ -32,6 +44,7 @@ class Item:
 
 def detect_format(path: str, head: bytes) -> str:
     suffix = Path(path).suffix.lower()
+    head = head.removeprefix(BOM)
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".json":
@@ -46,7 +59,7 @@ def _open_binary(path: str):
     return sys.stdin.buffer if path == "-" else open(path, "rb")
 
 
-def read(path: str, schema: dict[str, FieldSpec], fmt: str | None = None) -> Iterator[Item]:
+def read(path: str, schema: dict[str, FieldSpec], fmt: str | None = None, limits: Limits = DEFAULT) -> Iterator[Item]:
     """The items of one input (``-`` for standard input), in order."""
     source = "<stdin>" if path == "-" else path
     stream = _open_binary(path)
@@ -56,18 +69,148 @@ def read(path: str, schema: dict[str, FieldSpec], fmt: str | None = None) -> Ite
         head = stream.peek(64)[:64]
         fmt = fmt or detect_format(path, head)
         if fmt == "jsonl":
-            yield from _jsonl(source, stream)
+            yield from _jsonl(source, stream, limits=limits)
         elif fmt == "json":
-            yield from _json_array(source, stream)
+            yield from _json_array(source, stream, limits)
         else:
-            yield from _csv(source, stream, schema)
+            yield from _csv(source, stream, schema, limits=limits)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
-def _jsonl(source: str, stream, first_line: int = 1) -> Iterator[Item]:
-    for n, data in enumerate(stream, first_line):
+# -- one JSON text within the limits ---------------------------------------------------------------
+
+def _big_int(text: str):
+    return int(text) if len(text) <= _MAX_INT_DIGITS else BigNumber(text)
+
+
+def _big_float(text: str):
+    try:
+        return Decimal(text)
+    except (InvalidOperation, ValueError):
+        return BigNumber(text)
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether ``text`` nests deeper than ``limit``. Brackets inside strings do not count."""
+    depth = 0
+    for m in _BRACKET.finditer(_STRING.sub('""', text) if '"' in text else text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _where(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def problem(value, limits: Limits = DEFAULT, path: str = "") -> str | None:
+    """Why a parsed case breaks a limit or holds something that is not text, or None.
+
+    Walks the value without recursion: strings (values and keys) for lone surrogates and length,
+    lists for their length.
+    """
+    stack = [(value, path)]
+    while stack:
+        v, at = stack.pop()
+        cls = v.__class__
+        if cls is str:
+            if len(v) > limits.string_chars:
+                return f"a string of {len(v):,} characters{_where(at)}, over the limit string_chars={limits.string_chars}"
+            if not v.isascii() and LONE_SURROGATE.search(v):
+                return f"a lone surrogate{_where(at)}: a string must be Unicode text"
+        elif cls is dict:
+            for k, x in v.items():
+                name = shown(k, 60)
+                kat = f"{at}.{name}" if at else name
+                if len(k) > limits.string_chars:
+                    return (f"a key of {len(k):,} characters{_where(at)}, over the limit "
+                            f"string_chars={limits.string_chars}")
+                if not k.isascii() and LONE_SURROGATE.search(k):
+                    return f"a lone surrogate in the key {kat}: a key must be Unicode text"
+                stack.append((x, kat))
+        elif cls is list:
+            if len(v) > limits.list_items:
+                return f"a list of {len(v):,} items{_where(at)}, over the limit list_items={limits.list_items}"
+            stack.extend((x, f"{at}[{i}]") for i, x in enumerate(v))
+    return None
+
+
+def parse_json(text: str, limits: Limits = DEFAULT, depth: int | None = None):
+    """``(value, None)`` for JSON text within the limits, else ``(None, why)``; never raises.
+
+    Numbers with a fraction or an exponent are exact Decimals; a number no int or Decimal can hold
+    is kept as a :class:`~vedtak.cases.BigNumber`, for validation to reject its field. The costly
+    checks run only on a line that could break a limit: one with more brackets than the depth
+    limit, a possible surrogate escape, or more characters than a string or list may have.
+    """
+    too_deep = f"nested deeper than the limit depth={limits.depth}"
+    depth = limits.depth if depth is None else depth
+    if text.count("{") + text.count("[") > depth and _too_deep(text, depth):
+        return None, too_deep
+    try:
+        try:
+            value = json.loads(text, parse_float=Decimal)
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, ArithmeticError):  # an int of 4 300+ digits, an exponent past any decimal
+            value = json.loads(text, parse_float=_big_float, parse_int=_big_int)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        return None, f"not JSON: {exc.msg} at {at}"
+    except RecursionError:
+        return None, too_deep
+    except (ValueError, ArithmeticError) as exc:  # pragma: no cover - the second reading keeps numbers
+        return None, f"not JSON: {shown(str(exc), 80)}"
+    if len(text) > limits.string_chars or len(text) > 2 * limits.list_items or (
+            "\\u" in text and _LONE_ESCAPE.search(text)):
+        why = problem(value, limits)
+        if why:
+            return None, why
+    return value, None
+
+
+def read_document(data: bytes, limits: Limits = DEFAULT):
+    """One case given whole (``vedtak decide``): ``(value, None)`` or ``(None, why)``; never raises."""
+    if len(data) > limits.line_bytes:
+        return None, f"the case is {len(data):,} bytes, over the limit line_bytes={limits.line_bytes}"
+    try:
+        text = data.removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start + 1})"
+    return parse_json(text, limits)
+
+
+# -- JSON Lines and a JSON array -----------------------------------------------------------------
+
+def _lines(stream, limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """(line, its length) for each line; (None, length) for a line longer than ``limit`` bytes,
+    which is skipped without holding it in memory."""
+    readline = stream.readline
+    while data := readline(limit + 1):
+        if len(data) <= limit or data.endswith(b"\n"):
+            yield data, len(data)
+            continue
+        size = len(data)
+        while (rest := readline(1 << 16)) and not rest.endswith(b"\n"):
+            size += len(rest)
+        yield None, size + len(rest)
+
+
+def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -> Iterator[Item]:
+    n = first_line - 1
+    for data, size in _lines(stream, limits.line_bytes):
+        n += 1
+        if data is None:
+            yield Item(source, n, error=f"the line is {size:,} bytes, over the limit line_bytes={limits.line_bytes}")
+            continue
+        if n == 1 and data.startswith(BOM):
+            data = data[3:]
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -75,71 +218,125 @@ def _jsonl(source: str, stream, first_line: int = 1) -> Iterator[Item]:
             continue
         if not text.strip():
             continue  # blank lines are not cases
-        try:
-            raw = json.loads(text, parse_float=Decimal)
-        except ValueError as exc:
-            yield Item(source, n, error=f"not JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(raw, dict):
+        raw, why = parse_json(text, limits)
+        if why is not None:
+            yield Item(source, n, error=why)
+        elif raw.__class__ is not dict:
             yield Item(source, n, error="a case is a JSON object")
-            continue
-        yield Item(source, n, raw)
+        else:
+            yield Item(source, n, raw)
 
 
-def _json_array(source: str, stream) -> Iterator[Item]:
-    data = stream.read()
+def _json_array(source: str, stream, limits: Limits = DEFAULT) -> Iterator[Item]:
+    data = stream.read().removeprefix(BOM)
     try:
-        items = json.loads(data.decode("utf-8"), parse_float=Decimal)
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield Item(source, 1, error=f"not UTF-8 text (byte {exc.start + 1}); no case in this file was read")
         return
-    except ValueError as exc:
-        yield Item(source, exc.lineno, error=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
-                                             "no case in this file was read")
+    # the array itself is one level: each case may nest as deep as a line of JSON Lines may
+    items, why = parse_json(text, Limits(**{**limits.to_dict(), "string_chars": len(text) + 1,
+                                            "list_items": len(text) + 1}), limits.depth + 1)
+    if why is not None:
+        at = re.search(r"at line (\d+) ", why)
+        yield Item(source, int(at.group(1)) if at else 1, error=f"{why}; no case in this file was read")
         return
     if not isinstance(items, list):
         yield Item(source, 1, error="a JSON file of cases holds an array of objects")
         return
+    check = len(text) > limits.string_chars or len(text) > 2 * limits.list_items or (
+        "\\u" in text and _LONE_ESCAPE.search(text))
     for n, raw in enumerate(items, 1):
-        if isinstance(raw, dict):
-            yield Item(source, n, raw)
-        else:
+        if not isinstance(raw, dict):
             yield Item(source, n, error=f"item {n} is not a JSON object")
+        elif check and (why := problem(raw, limits)):
+            yield Item(source, n, error=why)
+        else:
+            yield Item(source, n, raw)
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+
+_TOO_LONG = "\udfff"  # stands in for a line over the limit (no decoding yields this surrogate)
+
+
+def _csv_lines(text, limit: int, bad: list) -> Iterator[str]:
+    """The lines of a decoded CSV stream, each at most ``limit`` characters: a longer line is
+    replaced by a marker row without being held in memory. ``bad`` collects the numbers of
+    lines holding bytes that are not UTF-8."""
+    readline = text.readline
+    n = 0
+    while line := readline(limit + 1):
+        n += 1
+        if len(line) > limit and not line.endswith(("\n", "\r")):
+            while (rest := readline(1 << 16)) and not rest.endswith(("\n", "\r")):
+                pass
+            yield _TOO_LONG + "\n"
+            continue
+        if not line.isascii() and _SURROGATE_BYTES.search(line):
+            bad.append(n)
+        yield line
+
+
+def _not_utf8(row: list[str]) -> str:
+    for i, cell in enumerate(row, 1):
+        m = _SURROGATE_BYTES.search(cell)
+        if m:
+            at = len(cell[:m.start()].encode("utf-8", "surrogateescape")) + 1
+            return f"not UTF-8 text (column {i}, byte {at} of the cell); only this row was not read"
+    return "not UTF-8 text"  # pragma: no cover - the row held the line's bad byte
 
 
 def _csv(source: str, stream, schema: dict[str, FieldSpec], header: list[str] | None = None,
-         first_line: int = 1) -> Iterator[Item]:
+         first_line: int = 1, limits: Limits = DEFAULT) -> Iterator[Item]:
     """CSV rows as typed cases; ``header`` and ``first_line`` are given when reading a row range
-    (a partition) of a file whose header was read before."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
-    reader = csv.reader(text)
+    (a partition) of a file whose header was read before. Each row is decoded on its own: a byte
+    that is not UTF-8 rejects that row only."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig" if first_line == 1 else "utf-8",
+                            errors="surrogateescape", newline="")
+    bad: list[int] = []
+    reader = csv.reader(_csv_lines(text, limits.line_bytes, bad))
     shift = first_line - 1
     if header is None:
         try:
             header = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            yield Item(source, 1, error=f"not UTF-8 text (byte {exc.start + 1}); no case in this file was read")
+        except csv.Error as exc:
+            yield Item(source, 1, error=f"not CSV: {exc}; no case in this file was read")
+            return
+        if bad or header == [_TOO_LONG]:
+            why = "not UTF-8 text" if bad else f"over the limit line_bytes={limits.line_bytes}"
+            yield Item(source, 1, error=f"the header is {why}; no case in this file was read")
             return
         header = [h.strip() for h in header]
+    last = reader.line_num
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as exc:
-            yield Item(source, shift + reader.line_num + 1, error=f"not UTF-8 text (byte {exc.start + 1}); "
-                                                                  "the rest of this file was not read")
-            return
         except csv.Error as exc:
+            last = reader.line_num
             yield Item(source, shift + reader.line_num, error=f"not CSV: {exc}")
             continue
         n = shift + reader.line_num
+        first, last = last + 1, reader.line_num
+        if row == [_TOO_LONG]:
+            yield Item(source, n, error=f"the line is over the limit line_bytes={limits.line_bytes} (characters)")
+            continue
+        if bad and bad[-1] >= first:
+            del bad[:]
+            yield Item(source, n, error=_not_utf8(row))
+            continue
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
             yield Item(source, n, error=f"{len(row)} columns where the header has {len(header)}")
+            continue
+        if max(map(len, row)) > limits.string_chars:
+            yield Item(source, n, error=f"a cell of more than {limits.string_chars} characters, over the limit "
+                                        f"string_chars={limits.string_chars}")
             continue
         yield Item(source, n, {name: _typed(schema.get(name), cell) for name, cell in zip(header, row)
                                if cell.strip() != "" or schema.get(name) is None})
@@ -152,15 +349,51 @@ def _typed(spec: FieldSpec | None, cell: str):
     if spec is None:
         return cell
     try:
-        if spec.type == "int" and text.lstrip("-").isdigit():
-            return int(text)
+        if spec.type == "int" and text.isascii() and text.lstrip("-").isdigit():
+            return _big_int(text)
         if spec.type in ("decimal", "money"):
             return Decimal(text)
         if spec.type == "bool" and text.lower() in ("true", "false"):
             return text.lower() == "true"
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         pass
     return text
+
+
+def header_problems(paths: list[str], schema: dict[str, FieldSpec], fmt: str | None = None) -> list[str]:
+    """What is wrong with the header of each CSV input (``-`` is not looked at): a column naming no
+    field (with a did-you-mean), a required field without a column, a column named twice. Checked
+    before anything is decided, so that a run whose every row would be rejected never starts."""
+    out = []
+    for path in paths:
+        if path == "-":
+            continue
+        with open(path, "rb") as f:
+            if (fmt or detect_format(path, f.read(64))) != "csv":
+                continue
+            f.seek(0)
+            text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            try:
+                header = next(csv.reader([text.readline(DEFAULT.line_bytes)]), None)
+            except csv.Error as exc:
+                out.append(f"{path}:1: the header is not CSV: {exc}")
+                continue
+        if not header:
+            continue  # an empty file: nothing to decide
+        names = [h.strip() for h in header]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                out.append(f'{path}:1: the column "{shown(name)}" is named twice')
+            seen.add(name)
+            if name not in schema:
+                close = difflib.get_close_matches(name, [n for n in schema if n not in names], n=1)
+                out.append(f'{path}:1: the column "{shown(name)}" is not a field of this ruleset\'s cases'
+                           + (f'; did you mean "{close[0]}"?' if close else ""))
+        for name, spec in schema.items():
+            if not spec.optional and name not in seen:
+                out.append(f'{path}:1: no column "{name}", a field every case must give')
+    return out
 
 
 # -- partitions: byte ranges of a file that a distributed run's workers read themselves ------------
@@ -268,7 +501,7 @@ def _csv_header(path: str, end: int) -> tuple[str, ...] | None:
     with open(path, "rb") as f:
         data = f.read(end)
     try:
-        cells = next(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), [])
+        cells = next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), [])
     except (UnicodeDecodeError, csv.Error):
         return None
     return tuple(h.strip() for h in cells)
@@ -297,18 +530,18 @@ class _Range(io.RawIOBase):
         super().close()
 
 
-def read_partition(part: Partition, schema: dict[str, FieldSpec]) -> Iterator[Item]:
+def read_partition(part: Partition, schema: dict[str, FieldSpec], limits: Limits = DEFAULT) -> Iterator[Item]:
     """The items of one partition, numbered by their lines in the whole file."""
     if part.fmt == "json":
-        for item in read(part.path, schema, "json"):
+        for item in read(part.path, schema, "json", limits):
             yield Item(part.source, item.line, item.raw, item.error)
         return
     stream = io.BufferedReader(_Range(part.path, part.start, part.end), 1 << 20)
     try:
         if part.fmt == "csv":
             yield from _csv(part.source, stream, schema, list(part.header) if part.header is not None else None,
-                            part.first_line)
+                            part.first_line, limits)
         else:
-            yield from _jsonl(part.source, stream, part.first_line)
+            yield from _jsonl(part.source, stream, part.first_line, limits)
     finally:
         stream.close()

@@ -471,6 +471,12 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                                      f'{attr} must name a required {" or ".join(kinds)} case field; '
                                      f'"{fname}" is ' + ("not a case field" if spec is None else
                                                          f"{'an optional ' if spec.optional else 'a '}{spec.type} field")))
+        elif spec.pii:  # every record, work item and queue lookup of the audit log carries this value
+            diags.append(source.diag(pos_of(raw, "case", fname, key=True), "pii_key_field",
+                                     f'"{fname}" is the {attr} and cannot be marked pii: the audit log stores it '
+                                     "with every record even when personal data is dropped or pseudonymised",
+                                     length=len(fname), hint="use a reference that is not personal data" if attr == "case_id" else
+                                     "decide by a date that is not personal data"))
     parameters: dict[str, ParameterTable] = {}
     for name, param in model.parameters.items():
         ppos = pos_of(raw, "parameters", name, key=True)

@@ -86,7 +86,8 @@ def test_decide_rejects_an_invalid_case_with_exit_1():
 def test_decide_reports_text_that_is_not_json():
     r = run("decide", SG, "-", input="{oops")
     assert r.exit_code == 1
-    assert r.output.startswith("<stdin>: the case is not valid JSON: ")
+    assert r.output.startswith("<stdin>: malformed_input: not JSON: Expecting property name enclosed in double "
+                               "quotes at column 2")
 
 
 def test_usage_errors_exit_2():

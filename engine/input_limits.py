@@ -1,0 +1,71 @@
+"""Limits on one case as read from a file, so that no single line can stall or break a batch.
+
+The defaults are far beyond any real case; a line over a limit is rejected as
+``malformed_input`` (the message names the limit), and the rest of the batch is still decided.
+``vedtak run`` and ``vedtak decide`` change them with ``--limit NAME=VALUE``.
+
+>>> Limits.parse(["depth=16", "line_bytes=65536"]).depth
+16
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+# What each limit bounds, for --help and for the README.
+DESCRIPTIONS = {
+    "line_bytes": "bytes in one line of a JSON Lines file, characters in one line of a CSV file, bytes "
+                  "in the case file given to decide (a JSON array file is read whole)",
+    "string_chars": "characters in one string of a case (a value or a key)",
+    "depth": "nesting of objects and lists in a case (the case object itself is depth 1)",
+    "list_items": "items in one list of a case",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one case as read; each can be changed with ``--limit NAME=VALUE``."""
+
+    line_bytes: int = 1 << 20  # 1 MiB
+    string_chars: int = 65_536
+    depth: int = 32
+    list_items: int = 10_000
+
+    @classmethod
+    def parse(cls, specs: list[str] | tuple[str, ...]) -> "Limits":
+        """Limits from ``NAME=VALUE`` strings; ValueError saying what is wrong if one is not valid."""
+        names = [f.name for f in fields(cls)]
+        changes: dict[str, int] = {}
+        for spec in specs:
+            name, sep, value = spec.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in names:
+                import difflib
+                close = difflib.get_close_matches(name, names, n=1)
+                raise ValueError(f"{spec!r} is not NAME=VALUE with NAME one of {', '.join(names)}"
+                                 + (f'; did you mean "{close[0]}"?' if close else ""))
+            value = value.strip().replace("_", "")
+            if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) < 1:
+                raise ValueError(f"the limit {name} must be a whole number of at least 1, not {value!r}")
+            if name == "depth" and int(value) > MAX_DEPTH:
+                raise ValueError(f"the limit depth can be at most {MAX_DEPTH} (Python's JSON reader nests no deeper)")
+            changes[name] = int(value)
+        return replace(cls(), **changes)
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Limits":
+        return cls(**data) if data else cls()
+
+
+MAX_DEPTH = 500  # json.loads recurses once per level; deeper than this it may exhaust Python's stack
+DEFAULT = Limits()
+
+
+def help_text() -> str:
+    """The --limit option's help: each limit, its default and what it bounds."""
+    return ("Change an input limit, NAME=VALUE (repeatable); a case over a limit is rejected as "
+            "malformed_input. " + "; ".join(f"{name} (default {getattr(DEFAULT, name)}): {what}"
+                                             for name, what in DESCRIPTIONS.items()) + ".")
