@@ -99,13 +99,13 @@ def run_batch(o: BatchOptions) -> None:
         PiiPolicy(o.pii, key)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    _preflight(o, rs)  # output paths first: they need no input read
     # every CSV header is checked before anything is opened or decided: a column the cases lack
     # would reject every row, each for the same reason
     problems = header_problems(o.cases, rs.latest.model.case, o.fmt)
     if problems:
         raise click.UsageError("a CSV header does not match this ruleset's cases; nothing was decided or recorded:\n"
                                + "\n".join(f"  {safe_text(p)}" for p in problems))
-    _preflight(o, rs)
     logger = structlog.wrap_logger(structlog.PrintLogger(sys.stderr), processors=[
         structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.JSONRenderer(sort_keys=True)]) \
         if o.log_json else None

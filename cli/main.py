@@ -318,7 +318,7 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
         raise click.UsageError("--redecide works with the local executor only (a partition cannot supersede "
                                "records on other chains); run it without --executor dask")
     if executor == "dask":  # the partitions' workers open the log themselves, with neither of these
-        for name, flag in (("redecide", "--redecide"), ("lock_timeout", "--lock-timeout")):
+        for name, flag in (("lock_timeout", "--lock-timeout"),):
             if _given(ctx, name):
                 raise click.UsageError(f"{flag} applies only to a local run (--executor local)")
     try:

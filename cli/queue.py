@@ -14,7 +14,7 @@ from vedtak.queue import (STATUSES, QueueError, accepted, assign, change_supervi
 from vedtak.replay import explain_record
 
 from .audit import _case_ids, _open
-from .common import EXIT_FINDINGS, console, say
+from .common import EXIT_FINDINGS, console, echo_json, safe_json, say
 from .tables import print_table
 
 
@@ -45,7 +45,7 @@ def list_cmd(db: str, queue_name: str | None, status: str | None, show_all: bool
     with _open(db) as store:
         items = list_items(store, queue=queue_name, status=status, open_only=not show_all)
     if as_json:
-        click.echo(canonical_json([i.to_dict() for i in items]))
+        echo_json(canonical_json([i.to_dict() for i in items]))
         return
     rows = []
     for i in items:
@@ -86,10 +86,11 @@ def show(db: str, item_id: int) -> None:
         record = store.record(item.record_seq, item.record_chain) if item.record_seq else None
         if record is not None:
             say("Case data:")
-            for line in json.dumps(json.loads(record.input), indent=2, ensure_ascii=False).splitlines():
+            # escaped as JSON, and split only at its own newlines: the case may hold U+2028, ESC, U+202E
+            for line in safe_json(json.dumps(json.loads(record.input), indent=2, ensure_ascii=False)).split("\n"):
                 say("  " + line)
             say(f"Explanation (record {record.ref}):")
-            for line in explain_record(store, record).splitlines():
+            for line in explain_record(store, record).split("\n"):
                 say("  " + line)
         if item.status in ("open", "claimed"):
             outcomes = accepted(store, item)

@@ -351,8 +351,6 @@ def test_durable_backend_without_durable_rules_is_a_usage_error(monkeypatch):
       "--workers", "2"], "--workers sets the local cluster's workers; a --scheduler's cluster has its own"),
     (["audit", "verify", "{tmp}/a.db", "--public-key", "{key}"],
      "--public-key verifies a --checkpoint: add --checkpoint FILE"),
-    (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--redecide"],
-     "--redecide applies only to a local run (--executor local)"),
     (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--lock-timeout", "5"],
      "--lock-timeout applies only to a local run (--executor local)"),
     (["replay", "{tmp}/a.db", "--json", "--limit", "5"],
@@ -448,6 +446,28 @@ def test_replay_reports_escape_control_characters(tmp_path):
     assert f"case {SHOWN}:" in r.output
 
 
+def test_queue_list_and_show_escape_control_characters(tmp_path):
+    """queue list (table and --json) and queue show print a hostile case id escaped, and the JSON keeps its value."""
+    rs = _string_id_ruleset(tmp_path)
+    case = dict(json.loads((STUDY_GRANT / "case.json").read_text()), case_id=HOSTILE)
+    db = tmp_path / "a.db"
+    assert run("decide", rs, "-", "--audit", db, input=json.dumps(case)).exit_code == 0
+    r = run("queue", "review", db, HOSTILE, "--by", "kari", "--reason", "disputed \x1b[2J")
+    assert r.exit_code == 0
+    listing = run("queue", "list", db)
+    _assert_safe(listing.output)
+    assert SHOWN in listing.output
+    as_json = run("queue", "list", db, "--json")
+    _assert_safe(as_json.output)
+    assert [item["case_id"] for item in json.loads(as_json.output)] == [HOSTILE]
+    item = json.loads(as_json.output)[0]["id"]
+    shown = run("queue", "show", db, item)
+    assert shown.exit_code == 0
+    _assert_safe(shown.output)
+    assert f"Case {SHOWN}" in shown.output
+    assert '"case_id": "A\\u001b[31mRED\\u202eevil\\u0007\\u0085\\u2028"' in shown.output  # the case data as JSON
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(codec=None, categories=None), max_size=40))
 def test_safe_text_leaves_nothing_a_terminal_acts_on(text):
@@ -537,3 +557,90 @@ def test_every_command_given_nonsense_paths_fails_cleanly(tmp_path, words, kind)
         if kind == "unreadable":
             os.chmod(path, 0o600)
     assert r.exit_code in (1, 2), (words, kind, r.output)
+
+
+
+OUTPUT_SAFE_KINDS = ("missing", "directory", "dangling-link")  # an empty or garbage file is a fine output to replace
+FILE_NAMES = ("case", "cases", "prefix", "key", "checkpoint", "public_key", "pii_key_file", "out", "summary_json")
+
+
+def _file_params():
+    """(command words, parameter name, is output) for every file a command reads or writes besides log and ruleset."""
+    for words, command in _leaf_commands():
+        for param in command.params:
+            if param.name in FILE_NAMES:
+                t = param.type
+                output = (isinstance(t, click.File) and "w" in t.mode) or param.name in ("prefix", "out", "summary_json")
+                yield words, param.name, output
+
+
+@pytest.fixture
+def valid(tmp_path, db, keys, checkpoint):
+    """A valid value for every file parameter, and the extra arguments some of them need."""
+    pii_key = tmp_path / "pii.key"
+    pii_key.write_text("a secret")
+    return {"case": str(STUDY_GRANT / "case.json"), "cases": str(STUDY_GRANT / "cases.jsonl"),
+            "prefix": str(tmp_path / "fresh"), "key": keys[0], "checkpoint": checkpoint, "public_key": keys[1],
+            "pii_key_file": str(pii_key), "out": str(tmp_path / "out.new"), "summary_json": str(tmp_path / "s.json")}
+
+
+def _in_context_args(command: click.Command, target: str, path: str, db: str, valid: dict) -> list[str]:
+    """The command with a real log and ruleset, valid files, and the nonsense path for the one ``target``."""
+    args: list[str] = []
+    plain = {"case_id": "1001", "item_id": "1", "by": "kari", "reason": "because", "outcome": "grant", "to": "ola"}
+    for param in command.params:
+        name = param.name or ""
+        if name in ("db", "audit_db"):
+            value = db
+        elif name in ("ruleset", "rulesets"):
+            value = SG
+        elif name == target:
+            value = path
+        elif name in FILE_NAMES and (isinstance(param, click.Argument) or param.required or target == "checkpoint"
+                                     or (name == "pii_key_file" and target in ("case", "cases"))):
+            value = valid[name]
+        elif isinstance(param, click.Argument) or param.required:
+            value = plain.get(name) or _value(param, "x")
+        else:
+            continue
+        args += [value] if isinstance(param, click.Argument) else [param.opts[0], value]
+    if target == "pii_key_file" or "--pii-key-file" in args:
+        args += ["--pii", "pseudonymise"]
+    if words_need_workers(command):
+        args += ["--workers", "1"]
+    return args
+
+
+def words_need_workers(command: click.Command) -> bool:
+    return command.name == "run"
+
+
+@pytest.mark.parametrize("kind", NONSENSE)
+@pytest.mark.parametrize("words,target,output", [pytest.param(w, n, o, id=f"{' '.join(w)} {n}")
+                                                 for w, n, o in _file_params()])
+def test_every_file_given_nonsense_in_context_fails_cleanly(tmp_path, db, valid, words, target, output, kind):
+    """With a real log, ruleset and files, one file a command reads or writes given as nonsense: exit 1 or 2.
+
+    An output may be an existing empty or garbage file (it is replaced), so outputs are tried only with paths
+    that cannot be written: in a missing directory, a directory, a dangling link to a missing directory.
+    """
+    if output and kind not in OUTPUT_SAFE_KINDS:
+        pytest.skip("an existing file is a valid output")
+    if target == "pii_key_file" and kind in ("garbage", "unreadable"):
+        pytest.skip("any bytes are a valid secret key (and root reads an unreadable file)")
+    if target == "cases" and kind == "empty":
+        pytest.skip("an empty batch is a valid batch: read 0, exit 0")
+    command = main
+    for w in words:
+        command = command.commands[w]  # type: ignore[attr-defined]
+    path = _nonsense(tmp_path, kind)
+    args = _in_context_args(command, target, path, db, valid)
+    before = open(db, "rb").read()
+    try:
+        r = run(*words, *args, input="")
+    finally:
+        if kind == "unreadable":
+            os.chmod(path, 0o600)
+    assert r.exit_code in (1, 2), (words, args, r.output)
+    if output:
+        assert open(db, "rb").read() == before  # refused before the log was written
