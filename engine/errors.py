@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 MAX_DIAGNOSTICS = 100
@@ -32,14 +33,27 @@ class Diagnostic:
         return f"{self.file}:{self.line}:{self.column}"
 
     def format(self) -> str:
-        """The diagnostic as text: location, code, message, source line with a caret, hint."""
-        out = [f"{self.location}: {self.code}: {self.message}"]
+        """The diagnostic as text: location, code, message, source line with a caret, hint.
+
+        Control characters from the file (an ANSI escape in a name) are shown escaped, never sent
+        to the terminal; in the quoted source line each becomes one "?", so the caret stays aligned.
+        """
+        out = [f"{_escaped(self.location)}: {self.code}: {_escaped(self.message)}"]
         if self.source_line is not None and self.line > 0:
-            out.append("    " + self.source_line.rstrip("\n"))
+            out.append("    " + _CONTROL.sub("?", self.source_line.rstrip("\n")))
             out.append("    " + " " * (self.column - 1) + "^" * max(1, self.length))
         if self.hint:
-            out.append(f"    hint: {self.hint}")
+            out.append(f"    hint: {_escaped(self.hint)}")
         return "\n".join(out)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(text: str) -> str:
+    """Text with control, bidirectional-override and lone-surrogate characters written as escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 class RulesetError(Exception):

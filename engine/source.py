@@ -251,6 +251,12 @@ class Source:
             pos = Pos(mark.line + 1, mark.column + 1) if mark else None
             msg = (exc.problem or exc.context or "invalid YAML").strip()
             return None, [self.diag(pos, "yaml_syntax", msg, hint="check indentation and quoting")]
+        except yaml.reader.ReaderError as exc:  # a control character: located by its offset in the text
+            before = self.text[: exc.position] if isinstance(exc.position, int) else ""
+            pos = Pos(before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+            what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+            return None, [self.diag(pos, "yaml_syntax", f"the character {what} is not allowed here: {exc.reason}",
+                                    hint="write it as an escape inside a double-quoted string")]
         except yaml.YAMLError as exc:
             return None, [self.diag(None, "yaml_syntax", str(exc))]
         return data, [self.diag(p, c, m) for p, c, m in problems]

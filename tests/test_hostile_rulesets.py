@@ -409,6 +409,26 @@ def test_parameters_changing_on_too_many_dates_are_too_large(tmp_path):
     vedtak.load(write(tmp_path, BASE.replace("P: {values: {2025-01-01: 8000}}", f"P: {{values: {{{values}}}}}")))
 
 
+def test_a_control_character_in_the_file_is_located_and_never_reaches_the_terminal(tmp_path):
+    """A raw ESC in the file is a yaml_syntax error at its line and column (not at 1:1), and the quoted
+    source line shows it as "?", so `vedtak check` prints no escape sequence."""
+    path = write(tmp_path, BASE.replace("title: Hostile", 'title: "\x1b[31mred"'))
+    d = refused(path, "yaml_syntax")
+    assert (d.line, d.column) == (2, 9)
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 1 and "\x1b" not in r.output and '    title: "?[31mred"' in r.output
+
+
+def test_control_characters_in_names_are_escaped_in_messages(tmp_path):
+    """A case field named with an ANSI escape (a YAML escape in a quoted key) is reported with the
+    escape written out, never sent raw to the terminal."""
+    path = write(tmp_path, BASE.replace("  flag: {type: bool}\n", '  flag: {type: bool}\n  "\\e[2J": {type: int}\n'))
+    d = refused(path, "bad_name")
+    assert "\x1b" in d.message
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 1 and "\x1b" not in r.output and "\\x1b[2J" in r.output
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
