@@ -137,17 +137,19 @@ def sqlite_bytes(db: Path) -> bytes:
 
 
 def postgres_bytes(url: str) -> bytes:
-    """Every table of the store, copied out as text."""
+    """Every table of the store: each column value as stored, then the table copied out as text
+    (COPY escapes backslashes, so the raw values are searched too)."""
     import psycopg
-    out = b""
+    out = []
     with psycopg.connect(url, autocommit=True) as db:
         for table in TABLES:
             if db.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
                 continue
+            for row in db.execute(f"SELECT * FROM {table}"):
+                out += [v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogatepass") for v in row]
             with db.cursor().copy(f"COPY {table} TO STDOUT") as copy:
-                for chunk in copy:
-                    out += bytes(chunk)
-    return out
+                out += [bytes(chunk) for chunk in copy]
+    return b"\n".join(out)
 
 
 def pii_args(mode: str, key_file: Path) -> list[str]:
@@ -498,10 +500,29 @@ def test_property_postgres_store_leaks_nothing(mode, plan, ruleset_path, key_fil
     assert leaks(postgres_bytes(url), found) == []
 
 
-def test_marker_search_finds_a_planted_value(tmp_path, plan):
-    """The search itself works: under --pii keep, the same values are found in the file."""
-    db = tmp_path / "audit.db"
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_marker_search_finds_a_planted_value(kind, tmp_path, plan):
+    """The search itself works: under --pii keep, the same values are found in the store."""
+    url = fresh_url(kind, tmp_path)
     case = valid_case(name="MkPlantedø\"1234567", income=MONEY)
-    with AuditLog.open(str(db)) as log:
+    with AuditLog.open(url) as log:
         log.decide(plan, case)
-    assert leaks(sqlite_bytes(db), ["MkPlantedø\"1234567", MONEY]) == ["MkPlantedø\"1234567", MONEY]
+    data = sqlite_bytes(Path(url)) if kind == "sqlite" else postgres_bytes(url)
+    assert leaks(data, ["MkPlantedø\"1234567", MONEY]) == ["MkPlantedø\"1234567", MONEY]
+
+
+@pytest.mark.parametrize("attr,field", [("case_id", "case_id"), ("decision_date", "application_date")])
+def test_case_id_and_decision_date_cannot_be_pii(attr, field, tmp_path):
+    """The case id and decision date are stored with every record whatever --pii says, so a
+    ruleset that marks either pii is refused at load time (pii_key_field, at the field)."""
+    text = RULESET.replace(f"  {field}: {{type: {'string' if attr == 'case_id' else 'date'}}}",
+                           f"  {field}: {{type: {'string' if attr == 'case_id' else 'date'}, pii: true}}")
+    assert text != RULESET
+    path = tmp_path / "pii.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(vedtak.RulesetError) as info:
+        vedtak.load(path)
+    (d,) = [d for d in info.value.diagnostics if d.code == "pii_key_field"]
+    assert d.line == text.splitlines().index(f"  {field}: {{type: {'string' if attr == 'case_id' else 'date'}, "
+                                             "pii: true}") + 1
+    assert f"is the {attr} and cannot be marked pii" in d.message
