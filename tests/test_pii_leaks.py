@@ -526,3 +526,19 @@ def test_case_id_and_decision_date_cannot_be_pii(attr, field, tmp_path):
     assert d.line == text.splitlines().index(f"  {field}: {{type: {'string' if attr == 'case_id' else 'date'}, "
                                              "pii: true}") + 1
     assert f"is the {attr} and cannot be marked pii" in d.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unreadable_line_is_recorded_by_where_it_was_not_by_its_content(mode, ruleset_path, key_file, tmp_path):
+    """`vedtak run` records a line it cannot read as the reader's note (source, line, error),
+    kept as it is under every policy, and never with the line's own text."""
+    db, source = tmp_path / "audit.db", tmp_path / "cases.jsonl"
+    good = to_json(valid_case(case_id="ok", name=MARKER + "x"))
+    source.write_text(good + "\n" + '{"case_id": "bad", "name": "' + MARKER + '"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(ruleset_path), str(source), "--audit", str(db), "--workers", "1",
+                                       *pii_args(mode, key_file)])
+    assert result.exit_code == 1, result.output
+    assert leaks(sqlite_bytes(db), [MARKER]) == []
+    with open_store(str(db)) as store:
+        bad = [json.loads(r.input) for r in store.records() if r.kind == "rejection"]
+    assert [(b["line"], b["source"]) for b in bad] == [(2, str(source))]

@@ -48,7 +48,9 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
     """The audit entry for a decision on the raw case it was made from."""
     period = decision.period
     version = period.version if period is not None else None
-    if pii.mode == "keep":
+    if pii.mode == "keep" or (type(raw) is dict and {e.code for e in decision.errors} == {"malformed_input"}):
+        # a line the batch could not read is recorded as the reader's note of where it was and
+        # why (source, line, error), never with its content: there is nothing personal to remove
         kept, note, stored, reasons = raw, None, decision.to_json(), None
     else:
         # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
