@@ -40,13 +40,20 @@ class Diagnostic:
         """
         out = [f"{_escaped(self.location)}: {self.code}: {_escaped(self.message)}"]
         if self.source_line is not None and self.line > 0:
-            out.append("    " + _CONTROL.sub("?", self.source_line.rstrip("\n")))
-            out.append("    " + " " * (self.column - 1) + "^" * max(1, self.length))
+            line, col, length = _CONTROL.sub("?", self.source_line.rstrip("\n")), self.column, max(1, self.length)
+            if len(line) > _SHOWN:  # a very long line: show a window around the column, not megabytes
+                start = max(0, min(col - 1 - _SHOWN // 3, len(line) - _SHOWN))
+                line = ("..." if start else "") + line[start:start + _SHOWN] + ("..." if start + _SHOWN < len(line) else "")
+                col = col - start + (3 if start else 0)
+            length = max(1, min(length, len(line) - col + 1))
+            out.append("    " + line)
+            out.append("    " + " " * (col - 1) + "^" * length)
         if self.hint:
             out.append(f"    hint: {_escaped(self.hint)}")
         return "\n".join(out)
 
 
+_SHOWN = 160  # characters of a quoted source line
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 

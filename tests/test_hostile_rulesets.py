@@ -429,6 +429,21 @@ def test_control_characters_in_names_are_escaped_in_messages(tmp_path):
     assert r.exit_code == 1 and "\x1b" not in r.output and "\\x1b[2J" in r.output
 
 
+def test_a_diagnostic_on_a_very_long_line_quotes_a_window_of_it(tmp_path):
+    """An error on a 20 000-character line quotes at most a window of the line (with ...), and the
+    caret still points at the column; the output stays small."""
+    path = write(tmp_path, BASE.replace("when: a > P", "when: a > " + "0x" + "f" * 20000))
+    d = refused(path, "out_of_range")
+    text = d.format()
+    assert len(text) < 1000
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 1 and len(r.output) < 2000
+    far = write(tmp_path, BASE.replace("when: a > P", "when: " + "a > 0 and " * 3000 + "nosuch"))
+    d = refused(far, "unknown_name")
+    quoted, caret = d.format().split("\n")[1:3]
+    assert quoted.startswith("    ...") and quoted[caret.index("^"):].startswith("nosuch")
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
