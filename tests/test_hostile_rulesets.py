@@ -267,6 +267,26 @@ def test_every_depth_up_to_the_limit_compiles_and_one_more_is_refused(tmp_path, 
     refused(write(tmp_path, text), "too_deep")
 
 
+def test_nested_generators_at_the_limit_compile(tmp_path):
+    """Generators nested in generators (any over items inside any over items, with a sum inside) up to
+    exactly MAX_DEPTH load, compile and decide; the generated code for list loops fits too."""
+    import ast
+
+    from vedtak.limits import measure
+
+    def nested(k: int) -> str:
+        e = "p0.y > sum(q.y for q in items if q.x > 0)"
+        for i in range(k):
+            e = f"any({e} for p{i} in items)"
+        return e
+    k = max(k for k in range(1, MAX_DEPTH) if measure(ast.parse(nested(k), mode="eval").body)[0] <= MAX_DEPTH)
+    expr = "not " * (MAX_DEPTH - measure(ast.parse(nested(k), mode="eval").body)[0]) + nested(k)
+    assert measure(ast.parse(expr, mode="eval").body)[0] == MAX_DEPTH
+    plan = vedtak.compile(vedtak.load(write(tmp_path, BASE.replace("when: a > P", f"when: {expr}"))))
+    assert plan.decide(CASE).status in ("decided", "referred")
+    refused(write(tmp_path, BASE.replace("when: a > P", f"when: not {expr}")), "too_deep")
+
+
 def test_derived_values_count_where_they_are_used(tmp_path):
     """A chain of derived values is inlined by the compiler: its depth adds up, within the limit it
     compiles, beyond it the first derived value too deep is named."""
