@@ -125,7 +125,7 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
     """Refuse, as a usage error, an output path that names a file the command reads or keeps, or cannot be written.
 
     ``protected`` is a list of (what, path) pairs, e.g. ("the input file", "cases.jsonl"). With ``directory``
-    the path is a directory to write files into (it may not exist yet: its parent must).
+    the path is a directory to write files into (made with any missing parents).
     """
     if path is None:
         return
@@ -147,6 +147,8 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
             raise click.UsageError(f"{option} {shown}: the file is not writable")
         return
     parent = os.path.dirname(os.path.realpath(path))  # a dangling symbolic link is written through to its target
+    while directory and not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # an output directory is made with its missing parents
     if not os.path.isdir(parent):
         what = "is not a directory" if os.path.exists(parent) else "does not exist"
         raise click.UsageError(f"{option} {shown}: {safe_text(parent)} {what}")

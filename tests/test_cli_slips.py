@@ -176,6 +176,23 @@ def test_run_output_paths_are_checked_before_the_run(tmp_path, cases):
         assert not db.exists()
 
 
+def test_a_distributed_run_checks_its_output_directory_first(tmp_path, cases):
+    """With --executor dask, --out is a directory: a file, or one whose part files would replace an input, is exit 2."""
+    db = tmp_path / "a.db"
+    r = run("run", SG, cases, "--audit", db, "--executor", "dask", "--out", cases)
+    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --out {cases} names the input file {cases}: writing there "
+                                                   "would destroy it; choose another path")
+    other = tmp_path / "other.txt"
+    other.write_text("")
+    r = run("run", SG, cases, "--audit", db, "--executor", "dask", "--out", other)
+    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --out {other} is a file; give a directory path")
+    part = tmp_path / "part-00000.jsonl"
+    shutil.copy(cases, part)
+    r = run("run", SG, part, "--audit", db, "--executor", "dask", "--out", tmp_path)
+    assert r.exit_code == USAGE and "would hold the partition output file" in error_line(r)
+    assert not db.exists()
+
+
 def test_other_output_paths_are_checked_before_writing(tmp_path, db, keys):
     """docs -o, audit checkpoint -o, audit export -o and audit keygen --out in a missing directory: exit 2."""
     missing = _missing(tmp_path)
