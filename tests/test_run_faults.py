@@ -444,3 +444,30 @@ def test_a_log_locked_in_the_middle_of_a_run_stops_it_and_resume_completes(tmp_p
         summary = Batch(SG, [str(path)], log, chunk_size=200, resume=True).run(lambda text: None)
     assert summary.read == 600 and summary.resumed == 200
     assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
+
+
+def test_a_second_distributed_run_of_the_same_batch_rejects_every_case_as_already_decided(tmp_path):
+    """--executor dask, run twice into one log: the second run's partitions decide nothing again; each
+    case is an already_decided rejection naming the first run's record (on its partition chain), and
+    every case id has exactly one decision or referral; the log verifies. --redecide is local only."""
+    from vedtak.distributed import DistributedRun
+
+    cases = generate(1200, seed=51)
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    db = str(tmp_path / "dist.db")
+    first = DistributedRun(SG, [str(path)], db, workers=2, partition_bytes=200_000).run()
+    assert first.n_rejected == 0
+    second = DistributedRun(SG, [str(path)], db, workers=2, partition_bytes=200_000).run()
+    assert dict(second.rejected) == {"already_decided": len(cases)} and second.read == len(cases)
+    assert second.duplicates_across_partitions == []
+    assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
+    rejection = next(r for r in records(db) if r.kind == "rejection")
+    assert f"(record {first_chain_ref(db, rejection.case_id)})" in json.loads(rejection.decision)["errors"][0]["message"]
+    assert verifies(db)
+    r = run(path, "--audit", db, "--executor", "dask", "--redecide")
+    assert r.exit_code == 2 and "--redecide works with the local executor only" in r.output
+
+
+def first_chain_ref(db: str, case_id) -> str:
+    found = next(r for r in records(db) if r.case_id == case_id and r.kind in DECIDING)
+    return found.ref

@@ -248,22 +248,35 @@ class AuditStore(WorkItemStore, ABC):
         """(reason, message) when ``exc`` is a disk-full, lock-timeout or I/O error of the backend."""
         return None
 
-    def append_to_chain(self, chain: str, entries: list[Entry], *, expect_seq: int) -> list[tuple[int, str]]:
+    def append_to_chain(self, chain: str, entries: list[Entry] | None = None, *, expect_seq: int,
+                        prepare=None) -> list[tuple[int, str]]:
         """Append entries to a partition chain as one transaction, holding only that chain's head.
 
         ``expect_seq`` is the head the caller last saw; if another writer has moved it since, nothing
         is written and :class:`ChainConflict` is raised — a partition is never recorded twice.
+        Instead of ``entries``, ``prepare(store)`` may build them inside the transaction (SQLite: under
+        the log's one write lock; PostgreSQL: under the chain head's lock).
         """
-        seq, prev = self._begin_chain_append(chain)
+        try:
+            seq, prev = self._begin_chain_append(chain)
+        except KeyError:
+            raise
+        except Exception as exc:
+            raise self._as_store_error(exc) from exc
         try:
             if seq != expect_seq:
                 raise ChainConflict(f"partition chain {chain} is at record {seq}, not {expect_seq}: "
                                     "another attempt at this partition is writing it")
-            done = self._insert_records(entries, seq, prev, chain)
+            if prepare is not None:
+                entries = prepare(self)
+            done = self._insert_records(entries or [], seq, prev, chain)
             self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+        except BaseException as exc:
+            try:
+                self._rollback()
+            except Exception:  # noqa: BLE001 - the backend may have rolled back itself
+                pass
+            raise self._as_store_error(exc) from exc
         return done
 
     def _insert_records(self, entries: list[Entry], seq: int, prev: str, chain: str | None) -> list[tuple[int, str]]:
