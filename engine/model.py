@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .limits import DIGITS, clip, number_in_range
+
 FIELD_TYPES = ("string", "int", "decimal", "money", "bool", "date", "list")
 STATUSES = ("decided", "referred", "rejected")
 
@@ -57,6 +59,10 @@ class FieldSpec(Frozen):
             raise ValueError("only a list field has `items`")
         if (self.min is not None or self.max is not None) and self.type not in ("int", "decimal", "money"):
             raise ValueError("`min` and `max` apply only to int, decimal and money fields")
+        for bound in (self.min, self.max):
+            if bound is not None and not number_in_range(bound):
+                raise ValueError(f"`min` and `max` must be numbers of at most {DIGITS} significant digits, "
+                                 f"below 10^{DIGITS}; {clip(str(bound))} is out of range")
         if self.one_of is not None and self.type != "string":
             raise ValueError("`one_of` applies only to string fields")
         if self.items:

@@ -210,6 +210,8 @@ class Source:
 
     @classmethod
     def read(cls, path: str | Path) -> "Source":
+        if not Path(path).is_file():  # a FIFO or a device would block or never end
+            raise OSError("not a regular file")
         size = Path(path).stat().st_size
         if size > MAX_SOURCE_BYTES:  # refused unread: a ruleset is never this large
             raise OSError(f"the file has {size} bytes; a ruleset file may have at most {MAX_SOURCE_BYTES}")

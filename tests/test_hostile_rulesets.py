@@ -464,6 +464,23 @@ def test_a_diagnostic_on_a_very_long_line_quotes_a_window_of_it(tmp_path):
     assert quoted.startswith("    ...") and quoted[caret.index("^"):].startswith("nosuch")
 
 
+def test_a_field_bound_out_of_range_is_refused(tmp_path):
+    """`min: 1.0e+999999` on a case field (which docs would print in full) is a located invalid_value."""
+    d = both(tmp_path, BASE.replace("  a: {type: int}", "  a: {type: int, min: 1.0e+999999}"), "invalid_value")
+    assert (d.line, d.column) == (11, 6) and "out of range" in d.message
+
+
+def test_a_ruleset_path_that_is_no_regular_file_is_unreadable_not_a_hang(tmp_path):
+    """A named pipe given as the ruleset would block a read forever: it is refused as unreadable."""
+    import os
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(fifo)
+    assert [(d.code, d.message) for d in info.value.diagnostics] == [
+        ("unreadable", "cannot read the file: not a regular file")]
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
