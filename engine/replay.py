@@ -263,8 +263,11 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
             why = plan
         else:
             decision = plan.decide(json.loads(record.input, parse_float=Decimal))
+            # a decision made again (run --redecide) names the record it supersedes; the rest is as decided
+            supersedes = [recorded.pop(k) for k in ("supersedes", "supersedes_chain") if k in recorded]
             if json.loads(decision.to_json()) == recorded:
-                return decision.explain()
+                return decision.explain() + (f"\nSupersedes record {':'.join(map(str, supersedes[::-1]))}"
+                                             if supersedes else "")
             why = "re-deciding it today gives a different result (see vedtak replay)"
     lines = [f"{label(recorded)}; rule {recorded.get('rule')}" + (f" ({recorded['basis']})" if recorded.get("basis")
                                                                    else "")]

@@ -214,6 +214,11 @@ def test_redecide_records_decisions_that_name_the_records_they_supersede(tmp_pat
     assert sorted(seq for seq, status in items if status == "superseded") == sorted(
         seq for seq, _ in items if seq <= len(cases))
     assert verifies(db)
+    shown = CliRunner().invoke(main, ["audit", "show", str(db), str(newer[0].case_id)], catch_exceptions=False)
+    assert f"Supersedes record {first[newer[0].case_id]}" in shown.output
+    assert "different result" not in shown.output
+    replayed = CliRunner().invoke(main, ["replay", str(db), "--json"], catch_exceptions=False)
+    assert json.loads(replayed.output)["differences"] == 0
     both = run(path, "--audit", db, "--redecide", "--resume")
     assert both.exit_code == 2 and "choose one" in both.output
 
