@@ -121,7 +121,12 @@ def run_batch(o: BatchOptions) -> None:
         logger.info("run_finished", **{k: v for k, v in summary.to_dict().items() if k != "problems"})
     _print_summary(summary)
     if o.summary_json:
-        Path(o.summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
+        try:  # checked before the run, but a disk can fill up meanwhile
+            Path(o.summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write --summary-json {safe_text(o.summary_json)}: "
+                                       f"{exc.strerror or exc}; every decision is recorded in the audit log and "
+                                       "the summary above is complete") from None
     sys.exit(EXIT_FINDINGS if summary.n_rejected or summary.duplicates_across_partitions else EXIT_OK)
 
 
@@ -178,14 +183,17 @@ def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
         sys.exit(EXIT_INTERRUPTED)
     if exc.why == "output":
         cut = "it holds the first" if sink.cut_ok else "it may end in a partial line after the first"
-        say(f"cannot write --out {safe_text(o.out)}: {safe_text(str(exc))}; {cut} {sink.lines:,} decisions, each "
+        why = getattr(exc.__cause__, "strerror", None) or str(exc.__cause__ or exc)
+        say(f"cannot write --out {safe_text(o.out)}: {safe_text(why)}; {cut} {sink.lines:,} decisions, each "
             f"complete, and the audit log holds every decision of this run ({exc.recorded:,} records). Free space "
             "and run the same command with --resume: it writes the whole output again.", style="bold red",
             err=True)
         sys.exit(EXIT_INCOMPLETE)
+    then = ("When the other process has finished" if getattr(exc.__cause__, "reason", None) == "locked"
+            else "Once there is space on its disk")
     say(f"{safe_text(str(exc))}. The run stopped after {done:,} cases, each recorded and written out; the "
-        "chunk being recorded was rolled back and the log is consistent. Free space (or end the other process) "
-        "and run the same command with --resume to finish.", style="bold red", err=True)
+        f"chunk being recorded was rolled back and the log is consistent. {then}, run the same command with "
+        "--resume to finish.", style="bold red", err=True)
     sys.exit(EXIT_INCOMPLETE)
 
 

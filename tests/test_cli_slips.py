@@ -227,6 +227,17 @@ def test_an_unwritable_output_is_a_usage_error(tmp_path, cases):
         locked.chmod(0o700)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_summary_that_cannot_be_written_after_the_run_is_a_message(tmp_path, cases):
+    """--summary-json on a full disk (/dev/full): exit 1 with a message, and every decision is in the log."""
+    db = tmp_path / "a.db"
+    r = run("run", SG, cases, "--audit", db, "--workers", 1, "--summary-json", "/dev/full")
+    assert r.exit_code == 1
+    assert error_line(r) == ("Error: cannot write --summary-json /dev/full: No space left on device; every decision "
+                             "is recorded in the audit log and the summary above is complete")
+    assert run("audit", "verify", db).exit_code == 0
+
+
 def test_the_private_key_is_never_readable_by_others(keys):
     """keygen creates the private key with mode 0600 from the start."""
     assert os.stat(keys[0]).st_mode & 0o777 == 0o600
