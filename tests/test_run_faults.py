@@ -356,7 +356,7 @@ def test_a_full_output_device_stops_the_run_and_resume_writes_the_whole_output(t
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 3, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
-    assert "cannot write --out /dev/full: cannot write the output: No space left on device" in r.stderr
+    assert "cannot write --out /dev/full: No space left on device" in r.stderr
     assert verifies(db) and len(deciding_ids(db)) == 100
     out = tmp_path / "out.jsonl"
     done = run(path, "--audit", db, "--workers", 1, "--out", out, "--resume")
@@ -476,3 +476,60 @@ def test_a_second_distributed_run_of_the_same_batch_rejects_every_case_as_alread
 def first_chain_ref(db: str, case_id) -> str:
     found = next(r for r in records(db) if r.case_id == case_id and r.kind in DECIDING)
     return found.ref
+
+
+def postgres_database() -> str:
+    if not os.environ.get("VEDTAK_TEST_POSTGRES"):
+        pytest.skip("no PostgreSQL server: set VEDTAK_TEST_POSTGRES (bash .ci/postgres starts one)")
+    return start_database(os.environ["VEDTAK_TEST_POSTGRES"])
+
+
+def test_a_full_disk_under_the_output_with_a_postgresql_log(tmp_path):
+    """With the log on a server, only the output file is limited (RLIMIT_FSIZE, as a full disk): the
+    write that crosses the limit lands in part and is cut back to the last complete line; exit 3, the
+    message gives how many decisions the output holds; the log verifies; --resume completes both."""
+    db = postgres_database()
+    try:
+        cases = generate(400, seed=35)
+        path = write_jsonl(tmp_path / "cases.jsonl", cases)
+        out = tmp_path / "out.jsonl"
+        cmd = cli(path, "--audit", db, "--workers", 1, "--batch-size", 50, "--out", out)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=limited(200_000))
+        assert r.returncode == 3, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+        written = output_ids(out)
+        assert 0 < len(written) < len(cases) and out.stat().st_size <= 200_000
+        assert f"it holds the first {len(written):,} decisions, each complete" in " ".join(r.stderr.split())
+        assert written == [c["case_id"] for c in cases[:len(written)]]
+        assert set(written) < set(deciding_ids(db)) and verifies(db)
+        done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert output_ids(out) == [c["case_id"] for c in cases]
+        assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
+    finally:
+        drop_database(db)
+
+
+def test_a_postgresql_log_locked_longer_than_the_timeout(tmp_path):
+    """Another session holds the chain head (SELECT ... FOR UPDATE) past --lock-timeout: the run stops
+    with exit 3, says the log is locked, no traceback, nothing recorded; once free, it completes."""
+    import psycopg
+
+    db = postgres_database()
+    try:
+        cases = generate(100, seed=43)
+        path = write_jsonl(tmp_path / "cases.jsonl", cases)
+        open_store(db).close()
+        with psycopg.connect(db) as holder:
+            holder.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+            r = subprocess.run(cli(path, "--audit", db, "--workers", 1, "--lock-timeout", 0.5),
+                               capture_output=True, text=True, timeout=300)
+            holder.rollback()
+        assert r.returncode == 3, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+        assert "the audit log is locked by another process, longer than the 0.5 s timeout" in r.stderr
+        assert records(db) == []
+        assert run(path, "--audit", db, "--workers", 1).exit_code == 0
+        assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
+    finally:
+        drop_database(db)

@@ -61,7 +61,7 @@ class SQLiteStore(AuditStore):
             return ("locked", f"the audit log {self.url} is locked by another process, longer than the "
                               f"{self.timeout:g} s timeout ({text})")
         if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")) or "disk I/O" in text:
-            return ("io", f"the audit log {self.url} cannot be written: {text}")
+            return ("io", f"the audit log {self.url} cannot be written ({text}: is its disk full?)")
         return None
 
     def _begin_append(self) -> tuple[int, str]:
