@@ -19,6 +19,7 @@ from pathlib import Path
 from . import runtime
 from .cases import CaseError, build_validator
 from .decision import Decision, Outcome
+from . import emit
 from .emit import Emitter, to_dec
 from .errors import CaseInputError
 from .load import CheckedRule, CheckedVersion, Ruleset, format_value, load
@@ -53,7 +54,7 @@ class VersionPlan:
 def _runtime_globals() -> dict:
     return {
         "_U": _U, "_add": runtime.add, "_sub": runtime.sub, "_mul": runtime.mul, "_div": runtime.div,
-        "_neg": runtime.neg, "_dabs": runtime.dabs, "_floor": runtime.floor, "_ceil": runtime.ceil,
+        "_neg": runtime.neg, "_dabs": runtime.dabs, "_floor": emit.floor, "_ceil": emit.ceil, "_imul": emit.imul,
         "_round": runtime.round_to, "_dsum": runtime.dsum, "_years_between": runtime.years_between,
         "_months_between": runtime.months_between, "_days_between": runtime.days_between,
         "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": format_value,

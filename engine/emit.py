@@ -8,10 +8,12 @@ globals ``K<n>``. Decimal arithmetic goes through the fixed context of ``runtime
 from __future__ import annotations
 
 import ast
+import math
 import re
 from decimal import Decimal
 
 from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
+from .limits import DIGITS
 
 
 class Emitter:
@@ -91,7 +93,8 @@ class Emitter:
             return f"_div({a}, {b})"
         op = {ast.Add: ("+", "_add"), ast.Sub: ("-", "_sub"), ast.Mult: ("*", "_mul")}[type(n.op)]
         if n.vtype == INT:  # type: ignore[attr-defined]
-            return f"({a} {op[0]} {b})"
+            # a product of whole numbers can outgrow what a decision may hold: checked (see int_checked)
+            return f"_imul({a}, {b})" if op[0] == "*" else f"({a} {op[0]} {b})"
         return f"{op[1]}({a}, {b})"
 
     def n_BoolOp(self, n: ast.BoolOp) -> str:
@@ -236,3 +239,34 @@ def _optional_item_field(n: ast.Attribute) -> bool:
 
 def to_dec(x) -> Decimal:
     return x if x.__class__ is Decimal else Decimal(x)
+
+
+_INT_LIMIT = 10 ** DIGITS
+
+
+def int_checked(x: int) -> int:
+    """A whole number a decision may hold: below 10^34, as every literal and parameter is. Beyond, an
+    OverflowError (an evaluation error: the case is referred), never a number too long to print."""
+    if -_INT_LIMIT < x < _INT_LIMIT:
+        return x
+    raise OverflowError(f"a whole number of more than {DIGITS} digits")
+
+
+def imul(a: int, b: int) -> int:
+    return int_checked(a * b)
+
+
+def _whole(x, fn) -> int:
+    if x.__class__ is Decimal and x.is_finite() and x.adjusted() >= DIGITS:  # before making a huge int
+        raise OverflowError(f"a whole number of more than {DIGITS} digits")
+    return int_checked(fn(x))
+
+
+def floor(x) -> int:
+    """floor() of a number whose result a decision may hold (see int_checked)."""
+    return _whole(x, math.floor)
+
+
+def ceil(x) -> int:
+    """ceil() of a number whose result a decision may hold (see int_checked)."""
+    return _whole(x, math.ceil)

@@ -180,6 +180,34 @@ def test_literals_at_the_limit_load_compile_and_decide(tmp_path):
     assert big in decision.explain()
 
 
+@pytest.mark.parametrize("value", ["floor(" + " * ".join(["1.0e33"] * 140) + ")",
+                                   " * ".join(["9" * DIGITS] * 140), "ceil(m * 1.0e33 * 1.0e33)", "a * " + "9" * DIGITS])
+def test_a_whole_number_computed_beyond_range_is_an_evaluation_error_not_a_crash(tmp_path, value):
+    """Literals in range can still multiply (or floor) into a whole number of thousands of digits, which
+    no JSON or log could print: the case is referred as evaluation-error, and decide --json and --audit
+    work."""
+    text = BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n      v: {value}\n")
+    path = write(tmp_path, text)
+    decision = vedtak.compile(vedtak.load(path)).decide(CASE)
+    assert (decision.status, decision.referral_reason) == ("referred", "evaluation-error")
+    assert "more than 34 digits" in decision.reasons[0]
+    decision.to_json()
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(CASE))
+    for extra in (["--json"], ["--audit", str(tmp_path / "log.db")]):
+        r = CliRunner().invoke(main, ["decide", str(path), str(case), *extra])
+        assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+        assert "evaluation-error" in r.output
+
+
+def test_whole_numbers_up_to_34_digits_are_computed_exactly(tmp_path):
+    """The bound on computed whole numbers is the literals' bound: 34 digits still decide, exactly."""
+    text = BASE.replace("    decide: grant\n", "    decide: grant\n    values:\n"
+                        f"      v: {'3' * 17} * {'3' * 17}\n      w: floor(9.999999999999999999999999999999999e33 + 0)\n")
+    decision = vedtak.compile(vedtak.load(write(tmp_path, text))).decide(CASE)
+    assert decision.values == {"v": int("3" * 17) ** 2, "w": int("9" * 34)}
+
+
 # -- expressions nested too deep ------------------------------------------------------------------
 
 def _sum(n: int, name: str = "a") -> str:
