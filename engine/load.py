@@ -18,7 +18,7 @@ from .errors import Diagnostic, RulesetError
 from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
 from .limits import DIGITS, MAX_PERIODS, clip, number_in_range
 from .model import FieldSpec, RulesetModel
-from .source import Pos, Refused, Source, YList, YMap
+from .source import Pos, Refused, Source, TooLarge, YList, YMap
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -290,6 +290,9 @@ def _read_version(path: Path | Source, diags: list[Diagnostic]) -> tuple[Ruleset
     else:
         try:
             source = Source.read(path)
+        except TooLarge as exc:
+            diags.append(Diagnostic(str(path), 1, 1, "too_large", str(exc)))
+            return None
         except (OSError, UnicodeDecodeError) as exc:
             diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
             return None

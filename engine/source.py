@@ -200,6 +200,10 @@ def _check_bounds(root: yaml.Node) -> tuple[Pos, str, str] | None:
     return None
 
 
+class TooLarge(OSError):
+    """A ruleset file above MAX_SOURCE_BYTES, refused before it is read."""
+
+
 class Source:
     """The text of one ruleset file, for diagnostics that quote the offending line."""
 
@@ -214,7 +218,7 @@ class Source:
             raise OSError("not a regular file")
         size = Path(path).stat().st_size
         if size > MAX_SOURCE_BYTES:  # refused unread: a ruleset is never this large
-            raise OSError(f"the file has {size} bytes; a ruleset file may have at most {MAX_SOURCE_BYTES}")
+            raise TooLarge(f"the file has {size} bytes; a ruleset file may have at most {MAX_SOURCE_BYTES}")
         return cls(str(path), Path(path).read_text(encoding="utf-8"))
 
     def diag(self, pos: Pos | None, code: str, message: str, *, length: int = 1,

@@ -378,13 +378,15 @@ def test_yaml_nested_beyond_the_bound_is_too_deep(tmp_path):
 
 
 def test_a_file_larger_than_the_bound_is_refused_unread(tmp_path):
-    """A ruleset file above MAX_SOURCE_BYTES is refused as unreadable, naming the limit."""
+    """A ruleset file above MAX_SOURCE_BYTES is refused unread as too_large, naming the limit; so is
+    text of that size handed to load_text."""
     from vedtak.source import MAX_SOURCE_BYTES
     path = write(tmp_path, BASE + "#" * MAX_SOURCE_BYTES + "\n")
+    d = refused(path, "too_large")
+    assert str(MAX_SOURCE_BYTES) in d.message and (d.line, d.column) == (1, 1)
     with pytest.raises(RulesetError) as info:
-        vedtak.load(path)
-    assert [d.code for d in info.value.diagnostics] == ["unreadable"]
-    assert str(MAX_SOURCE_BYTES) in info.value.diagnostics[0].message
+        vedtak.load_text(BASE + "#" * MAX_SOURCE_BYTES + "\n")
+    assert [d.code for d in info.value.diagnostics] == ["too_large"]
 
 
 # -- parameter values of the wrong shape -----------------------------------------------------------
