@@ -429,7 +429,7 @@ def _as_decided(case):
     return json.loads(to_json(case), parse_float=Decimal)
 
 
-PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 
 
@@ -449,7 +449,7 @@ def test_property_library_path_leaks_nothing(mode, plan, batch):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@settings(PROPERTY, max_examples=12)
+@settings(PROPERTY, max_examples=15)
 @given(batch=batches())
 def test_property_run_command_leaks_nothing(mode, ruleset_path, key_file, batch):
     """Through `vedtak run CASES.jsonl --audit DB --pii MODE`, no generated case leaves a personal
@@ -465,7 +465,7 @@ def test_property_run_command_leaks_nothing(mode, ruleset_path, key_file, batch)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@settings(PROPERTY, max_examples=8)
+@settings(PROPERTY, max_examples=10)
 @given(batch=batches())
 def test_property_decide_command_leaks_nothing(mode, ruleset_path, key_file, batch):
     """Through `vedtak decide CASE.json --audit DB --pii MODE`, one case at a time, no generated
