@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import nullcontext
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
 from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_output, console, echo_json, is_url, load_ruleset,
-                     log_files, safe_json, safe_text, say)
+                     log_files, safe_json, safe_text, say, write_output)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -147,20 +148,24 @@ def show(db: str, case_id: str | None, limit: int) -> None:
 
 @audit.command("export")
 @click.argument("db")
-@click.option("-o", "--out", type=click.File("w", encoding="utf-8"), default="-",
+@click.option("-o", "--out", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Where to write the JSON Lines (default: standard output).")
-def export(db: str, out) -> None:
+def export(db: str, out: str) -> None:
     """Write every record as one JSON object per line, with its hash.
 
     Example: vedtak audit export decisions.db -o decisions.jsonl
     """
-    if getattr(out, "name", "-") not in ("-", "<stdout>"):
-        check_output("-o", out.name, log_files(db))
+    if out != "-":
+        check_output("-o", out, log_files(db))
     with _open(db) as store:
-        for record in store.records():
-            out.write(safe_json(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"),
-                                           ensure_ascii=False)))
-            out.write("\n")
+        try:  # a full disk is a message, also when it shows only as the file is closed
+            with open(out, "w", encoding="utf-8") if out != "-" else nullcontext(sys.stdout) as sink:
+                for record in store.records():
+                    sink.write(safe_json(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"),
+                                                    ensure_ascii=False)))
+                    sink.write("\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write -o {safe_text(out)}: {exc.strerror or exc}") from None
 
 
 def _read_key(option: str, path: str, load):
@@ -219,7 +224,7 @@ def checkpoint(db: str, key: str, out: str) -> None:
     check_output("-o", out, log_files(db) + [("the --key file", key)])
     with _open(db) as store:
         cp = sign_checkpoint(store, private)
-    Path(out).write_text(json.dumps(cp, sort_keys=True, indent=2) + "\n")
+    write_output("-o", out, json.dumps(cp, sort_keys=True, indent=2) + "\n")
     say(f"signed record {cp['seq']} ({cp['hash'][:16]}) into {out}")
 
 

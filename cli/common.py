@@ -154,3 +154,12 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
         raise click.UsageError(f"{option} {shown}: {safe_text(parent)} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise click.UsageError(f"{option} {shown}: cannot create a file in {safe_text(parent)} (permission denied)")
+
+
+def write_output(option: str, path: str, text: str) -> None:
+    """Write a whole output file; a full disk or a vanished directory is a message (exit 1), not a traceback."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {option} {safe_text(path)}: {exc.strerror or exc}") from None

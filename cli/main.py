@@ -19,7 +19,7 @@ from vedtak.examples import run_examples
 from .audit import audit, replay
 from .queue import queue
 from .common import (EXIT_FINDINGS, EXIT_OK, check_output, echo_json, is_url, load_ruleset, log_files, safe_text,
-                     same_file, say)
+                     same_file, say, write_output)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -231,7 +231,7 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
         check_output("-o", out, [("the ruleset file", v.source.path) for v in rs.versions])
     text = render(rs, fmt)
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        write_output("-o", out, text)
         say(f"wrote {out}")
     else:
         click.echo(text, nl=False)

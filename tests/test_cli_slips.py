@@ -238,6 +238,16 @@ def test_a_summary_that_cannot_be_written_after_the_run_is_a_message(tmp_path, c
     assert run("audit", "verify", db).exit_code == 0
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_outputs_on_a_full_disk_are_a_message(db, keys):
+    """docs -o, audit checkpoint -o and audit export -o on a full disk (/dev/full): exit 1 with a message."""
+    for args, option in [(["docs", SG, "-o", "/dev/full"], "-o"),
+                         (["audit", "checkpoint", db, "--key", keys[0], "-o", "/dev/full"], "-o"),
+                         (["audit", "export", db, "-o", "/dev/full"], "-o")]:
+        r = run(*args)
+        assert (r.exit_code, error_line(r)) == (1, f"Error: cannot write {option} /dev/full: No space left on device")
+
+
 def test_the_private_key_is_never_readable_by_others(keys):
     """keygen creates the private key with mode 0600 from the start."""
     assert os.stat(keys[0]).st_mode & 0o777 == 0o600
