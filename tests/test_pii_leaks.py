@@ -542,3 +542,26 @@ def test_unreadable_line_is_recorded_by_where_it_was_not_by_its_content(mode, ru
     with open_store(str(db)) as store:
         bad = [json.loads(r.input) for r in store.records() if r.kind == "rejection"]
     assert [(b["line"], b["source"]) for b in bad] == [(2, str(source))]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_message_that_quotes_a_withheld_value_is_stored_without_it(mode, plan):
+    """Second guard: should any validation message ever quote a value the input scrub withheld
+    (a pii field, an unknown field, a whole non-object case), the log stores a plain message for
+    that error instead, notes the errors as masked, and the work item's text follows."""
+    from vedtak.audit.log import make_entry
+    from vedtak.audit.pii import PiiPolicy
+    from vedtak.cases import CaseError
+    from vedtak.decision import Decision
+    case = valid_case(income=f"{NUMBER} kr", nmae=MARKER)
+    errors = (CaseError("income", "wrong_type", f"expected a number, got '{NUMBER} kr'"),
+              CaseError("nmae", "unknown_field", f"{MARKER} is not a field"),
+              CaseError("resident", "wrong_type", "kept as it is"))
+    decision = Decision((plan._periods[-1].rejected, case, None, errors))
+    entry = make_entry(decision, case, PiiPolicy(mode, KEY))
+    stored = json.loads(entry.decision)
+    assert [e["message"] for e in stored["errors"]] == ["the value has the wrong type", "the value is not valid",
+                                                         "kept as it is"]
+    assert json.loads(entry.pii)["masked"] == ["errors"]
+    assert MARKER not in entry.work_item[2] and str(NUMBER) not in entry.work_item[2]
+    assert entry.work_item[2] == " ".join(stored["reasons"])
