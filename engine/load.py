@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
 from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
-from .limits import DIGITS, MAX_PERIODS, clip, number_in_range
+from .limits import DIGITS, MAX_COMPILED, MAX_PERIODS, clip, number_in_range
 from .model import FieldSpec, RulesetModel
 from .source import Pos, Refused, Source, TooLarge, YList, YMap
 
@@ -632,6 +632,16 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                                  f"the parameters change on {len(version.segments)} dates in this version; "
                                  f"the limit is {MAX_PERIODS}", hint="split it into versions, each valid "
                                  "(valid: from/to) for part of the time"))
+        return None
+    # the compiler copies each derived value into every rule that uses it, once per period: bound the code
+    code = sum((r.when.size if r.when else 0) + sum(e.size for e in r.values.values())
+               + sum(measured[n][1] for n in r.because.names if n in measured) for r in rules)
+    if code * len(version.segments) > MAX_COMPILED:
+        diags.append(source.diag(pos_of(raw, "rules", key=True), "too_large",
+                                 f"the rules would compile to {code * len(version.segments)} parts ({code} per "
+                                 f"parameter period, {len(version.segments)} periods); the limit is {MAX_COMPILED}",
+                                 hint="derived values are copied into each rule that uses them: use large ones "
+                                      "in fewer rules, or split the version"))
         return None
     _check_examples(version, diags)
     return None if len(diags) > start else version
