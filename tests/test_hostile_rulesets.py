@@ -315,6 +315,17 @@ def test_nested_generators_at_the_limit_compile(tmp_path):
     refused(write(tmp_path, BASE.replace("when: a > P", f"when: not {expr}")), "too_deep")
 
 
+def test_every_depth_from_1_to_the_limit_compiles(tmp_path):
+    """Every depth 1..MAX_DEPTH of a money sum (the most brackets per level in the generated code),
+    as a rule's value, loads, compiles and decides; the sum of 200 terms of the issue is refused."""
+    for n in range(1, MAX_DEPTH + 1):
+        text = BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n      v: {_sum(n, 'm')}\n")
+        decision = vedtak.compile(vedtak.load(write(tmp_path, text))).decide(CASE)
+        assert decision.values == {"v": 10 * n}, n
+    text = BASE.replace("    decide: grant\n", f"    decide: grant\n    values:\n      v: {_sum(200, 'm')}\n")
+    refused(write(tmp_path, text), "too_deep")
+
+
 def test_derived_values_count_where_they_are_used(tmp_path):
     """A chain of derived values is inlined by the compiler: its depth adds up, within the limit it
     compiles, beyond it the first derived value too deep is named."""
