@@ -165,6 +165,8 @@ def export(db: str, out: str) -> None:
                                                     ensure_ascii=False)))
                     sink.write("\n")
         except OSError as exc:
+            if out == "-" and isinstance(exc, BrokenPipeError):
+                raise  # the reader went away (| head): the command group ends quietly
             raise click.ClickException(f"cannot write -o {safe_text(out)}: {exc.strerror or exc}") from None
 
 

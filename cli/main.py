@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,21 @@ def parse_limits(specs: tuple[str, ...]) -> Limits:
         raise click.BadParameter(str(exc), param_hint="--limit") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; a reader of standard output that goes away (`| head`) ends a command quietly."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            try:  # nothing more can reach the reader; keep the interpreter's last flush from failing too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            sys.exit(EXIT_FINDINGS)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(vedtak.__version__, prog_name="vedtak")
 def main() -> None:
     """vedtak: decide cases by rules, explain every decision, refer the rest.

@@ -248,6 +248,20 @@ def test_outputs_on_a_full_disk_are_a_message(db, keys):
         assert (r.exit_code, error_line(r)) == (1, f"Error: cannot write {option} /dev/full: No space left on device")
 
 
+def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path, study_plan):
+    """`vedtak audit export DB | head -c 10`: the export stops without a traceback or an error message."""
+    import subprocess
+    path = str(tmp_path / "big.db")
+    with AuditLog.open(path) as log:
+        list(log.decide_many(study_plan, generate(300, seed=4)))
+    proc = subprocess.Popen([sys.executable, "-m", "vedtak.cli", "audit", "export", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.read(10) == b'{"case_id"'
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 1 and stderr == ""
+
+
 def test_the_private_key_is_never_readable_by_others(keys):
     """keygen creates the private key with mode 0600 from the start."""
     assert os.stat(keys[0]).st_mode & 0o777 == 0o600
