@@ -199,7 +199,7 @@ def _lines(stream, limit: int) -> Iterator[tuple[bytes | None, int]]:
         size = len(data)
         while (rest := readline(1 << 16)) and not rest.endswith(b"\n"):
             size += len(rest)
-        yield None, size + len(rest)
+        yield None, size + len(rest.removesuffix(b"\n"))
 
 
 def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -> Iterator[Item]:

@@ -1,0 +1,439 @@
+"""Issue 13, section 1: one line never stops a batch.
+
+Every reproduction of the section is a test here, then the property: a valid case file with
+arbitrary hostile lines mixed in always finishes, reads every line, decides every good case as
+a clean run does, and stays within bounded memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vedtak
+from vedtak.audit import AuditLog, open_store
+from vedtak.audit.verify import verify
+from vedtak.batch import Batch
+from vedtak.cli.main import main
+from vedtak.input_limits import Limits, help_text
+from vedtak.inputs import header_problems, parse_json, read
+
+from conftest import STUDY_GRANT
+
+GOOD_LINES = (STUDY_GRANT / "cases.jsonl").read_text().splitlines()
+GOOD = [json.loads(line) for line in GOOD_LINES]
+SCHEMA = vedtak.load(STUDY_GRANT).latest.model.case
+COLUMNS = list(GOOD[0])
+
+
+def batch(tmp_path: Path, *inputs: Path, limits: Limits | None = None, resume: bool = False, db: str = "a.db"):
+    """Run the library's Batch in-process: (summary, decision JSON lines, the log's path)."""
+    out: list[str] = []
+    log_path = tmp_path / db
+    with AuditLog.open(str(log_path)) as log:
+        summary = Batch(str(STUDY_GRANT), [str(p) for p in inputs], log, workers=1, resume=resume,
+                        limits=limits).run(out.append)
+    return summary, out, log_path
+
+
+def verifies(log_path: Path) -> bool:
+    with open_store(str(log_path)) as store:
+        return verify(store).ok
+
+
+def problems(summary) -> dict[int, tuple[str, str]]:
+    return {line: (code, message) for _, line, code, message in summary.problems}
+
+
+def case_line(n: int, **changes) -> str:
+    """Good case ``n`` as a JSON line, with fields changed; a value given as ``Raw`` is written as is."""
+    case = {**GOOD[n], **changes}
+    raws = {k: v for k, v in case.items() if isinstance(v, Raw)}
+    text = json.dumps({k: (f"@@{k}@@" if k in raws else v) for k, v in case.items()})
+    for k, v in raws.items():
+        text = text.replace(f'"@@{k}@@"', v.text)
+    return text
+
+
+class Raw:
+    def __init__(self, text: str):
+        self.text = text
+
+
+def write_lines(path: Path, lines: list[str | bytes]) -> Path:
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else x.encode("utf-8", "surrogatepass")) + b"\n"
+                              for x in lines))
+    return path
+
+
+def cli(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# -- lone surrogates ---------------------------------------------------------------------------------
+
+def test_a_lone_surrogate_in_a_value_or_a_key_rejects_only_its_line(tmp_path):
+    """A lone surrogate (as a JSON escape) in a value or a key is malformed_input naming file, line
+    and path; the batch goes on, the log verifies, and --resume runs again without a crash."""
+    path = write_lines(tmp_path / "c.jsonl", [GOOD_LINES[0], case_line(1, note="\ud800"),
+                                              case_line(2, **{"\udc00x": 1}), GOOD_LINES[3]])
+    summary, out, db = batch(tmp_path, path)
+    assert (summary.read, summary.n_rejected) == (4, 2)
+    assert problems(summary) == {
+        2: ("malformed_input", "a lone surrogate at note: a string must be Unicode text"),
+        3: ("malformed_input", "a lone surrogate in the key \\udc00x: a key must be Unicode text")}
+    assert verifies(db)
+    again, _, _ = batch(tmp_path, path, resume=True)
+    assert (again.read, again.resumed, again.n_rejected) == (4, 2, 2)  # lines that held no case: rejected again
+
+
+def test_a_library_caller_with_a_lone_surrogate_gets_a_rejection_that_the_log_can_store(tmp_path, study_plan):
+    """plan.decide(dict) with a lone surrogate in a value, a key or the case id is a rejection: no
+    UnicodeEncodeError from its JSON, from the audit record's sha256, or from the store."""
+    cases = [{**GOOD[0], "case_id": "\ud800"}, {**GOOD[1], "\udfff": "x"}, {**GOOD[2], "note": "a\udc80"}]
+    with AuditLog.open(str(tmp_path / "lib.db")) as log:
+        for case in cases:
+            decision = study_plan.decide(case)
+            assert decision.status == "rejected"
+            decision.to_json().encode("utf-8")
+            "\n".join(decision.reasons).encode("utf-8")
+            assert log.decide(study_plan, case).status == "rejected"
+    assert verifies(tmp_path / "lib.db")
+
+
+def test_a_string_field_holding_a_lone_surrogate_is_rejected_by_the_fast_and_the_careful_path():
+    """A string field with a lone surrogate never passes validation, on either path; a pair does."""
+    from vedtak.cases import build_validator, validate_slow
+    from vedtak.model import FieldSpec
+    schema = {"name": FieldSpec(type="string")}
+    for validate in (build_validator(schema), lambda raw: validate_slow(schema, raw)):
+        case, errors = validate({"name": "Ola \ud83d"})
+        assert case is None and [e.code for e in errors] == ["malformed_input"]
+        assert validate({"name": "Ola \U0001F600"})[0] == {"name": "Ola \U0001F600"}
+
+
+def test_decide_with_a_lone_surrogate_in_a_key_or_value_says_why_also_with_audit(tmp_path):
+    """`vedtak decide` (with and without --audit) reports a lone surrogate as malformed_input, exit 1."""
+    for name, text in [("v.json", case_line(0, note="\ud800")), ("k.json", case_line(0, **{"\ud800": 1}))]:
+        (tmp_path / name).write_text(text)
+        for extra in ([], ["--audit", tmp_path / "d.db"]):
+            r = cli("decide", STUDY_GRANT, tmp_path / name, *extra)
+            assert r.exit_code == 1 and "malformed_input: a lone surrogate" in r.output, r.output
+
+
+# -- nesting ---------------------------------------------------------------------------------------
+
+DEEP = '{"a":' * 10_000 + "1" + "}" * 10_000
+
+
+def test_json_nested_10000_deep_is_malformed_input_in_json_lines_a_json_array_and_decide(tmp_path):
+    """10 000 levels of nesting: a rejected line (JSON Lines), a rejected file (JSON array), exit 1
+    from decide — never a RecursionError."""
+    summary, _, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [GOOD_LINES[0], DEEP, GOOD_LINES[1]]))
+    assert summary.read == 3 and problems(summary) == {2: ("malformed_input", "nested deeper than the limit depth=32")}
+    (tmp_path / "a.json").write_text("[" + GOOD_LINES[0] + "," + DEEP + "]")
+    summary, _, _ = batch(tmp_path, tmp_path / "a.json", db="b.db")
+    assert summary.read == 1 and summary.rejected == {"malformed_input": 1}
+    (tmp_path / "deep.json").write_text(DEEP)
+    r = cli("decide", STUDY_GRANT, tmp_path / "deep.json")
+    assert (r.exit_code, r.output.strip()) == (1, f"{tmp_path / 'deep.json'}: malformed_input: nested deeper than "
+                                                  "the limit depth=32")
+
+
+def test_the_depth_limit_counts_brackets_outside_strings_only():
+    """Brackets inside a string do not count towards the depth; the case object itself is depth 1."""
+    assert parse_json(json.dumps({"note": "[" * 100}))[1] is None
+    assert parse_json('{"a": [[1]]}', Limits(depth=3)) == ({"a": [[1]]}, None)
+    assert parse_json('{"a": [[1]]}', Limits(depth=2))[1] == "nested deeper than the limit depth=2"
+
+
+# -- numbers -------------------------------------------------------------------------------------------
+
+def test_an_integer_of_5000_digits_is_out_of_range_of_its_field_in_json_lines_and_a_json_array(tmp_path):
+    """A 5 000-digit integer (beyond int()'s 4 300) rejects its field as out_of_range, abbreviated."""
+    line = case_line(1, income=Raw("7" * 5000))
+    summary, _, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [GOOD_LINES[0], line]))
+    code, message = problems(summary)[2]
+    assert (code, message[:8]) == ("out_of_range", "income: ") and len(message) < 200
+    assert "5,000 characters" in message
+    (tmp_path / "a.json").write_text("[" + GOOD_LINES[0] + "," + line + "]")
+    summary, _, _ = batch(tmp_path, tmp_path / "a.json", db="b.db")
+    assert summary.read == 2 and summary.rejected == {"out_of_range": 1} and problems(summary)[2][0] == "out_of_range"
+
+
+def test_csv_integer_cells_that_int_refuses_are_rejected_per_row(tmp_path):
+    """A CSV int cell "²" is wrong_type, one of 5 000 digits out_of_range; neither raises."""
+    rows = [dict(GOOD[i]) for i in range(3)]
+    rows[1]["study_load_pct"] = "²"
+    rows[2]["months_enrolled"] = "9" * 5000
+    summary, _, db = batch(tmp_path, write_csv(tmp_path / "c.csv", rows))
+    assert summary.read == 3 and problems(summary)[4][0] == "out_of_range"
+    assert problems(summary)[4][1].startswith("months_enrolled: 99999999999999999999...99999999 (5,000 characters)")
+    assert problems(summary)[3] == ("wrong_type", "study_load_pct: expected a whole number, got a string")
+    assert verifies(db)
+
+
+@pytest.mark.parametrize("literal", ["1e999999999", "1e999999999999999", "-1e99999999999999999999999", "1e-999999999"])
+def test_a_number_outside_the_decimal_range_is_out_of_range_and_never_rendered_in_full(tmp_path, literal):
+    """wealth = 1e999999999 (or beyond any decimal, or tinier than the context) is out_of_range of
+    wealth, its message short; the same from decide. Before: 4 GB, then sqlite3.DataError or MemoryError."""
+    line = case_line(0, wealth=Raw(literal))
+    summary, out, db = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [line, GOOD_LINES[1]]))
+    code, message = problems(summary)[1]
+    assert code == "out_of_range" and message.startswith("wealth: ") and len(message) < 200
+    assert max(map(len, out)) < 2000 and verifies(db)
+    (tmp_path / "case.json").write_text(line)
+    r = cli("decide", STUDY_GRANT, tmp_path / "case.json", "--audit", tmp_path / "d.db")
+    assert r.exit_code == 1 and "wealth: " in r.output and "out of range" in r.output and len(r.output) < 2000
+
+
+def test_a_38_digit_income_is_out_of_range_not_rounded(study_plan):
+    """A 38-digit income is rejected as out_of_range (it was rounded in a reason text); 34 digits
+    with trailing zeros beyond are held exactly."""
+    d = study_plan.decide({**GOOD[0], "income": 12345678901234567890123456789012345678})
+    assert d.status == "rejected" and [(e.path, e.code) for e in d.errors] == [("income", "out_of_range")]
+    assert "1.23456...E+37 (38 digits)" in d.errors[0].message
+    d = study_plan.decide({**GOOD[0], "income": Decimal("123.4567890123456789012345678901234567")})
+    assert d.status == "rejected" and d.errors[0].code == "out_of_range"
+    assert study_plan.decide({**GOOD[0], "income": Decimal("354240.000000000000000000000000000000000")}).status \
+        == study_plan.decide(GOOD[0]).status != "rejected"
+
+
+def test_a_huge_computed_number_is_written_in_exponent_form_in_a_reason():
+    """A reason text writes a number beyond 40 digits in exponent form, never 10^999999 in full."""
+    from vedtak.load import format_value
+    assert format_value(Decimal("1E+999999")) == "1E+999999"
+    assert format_value(10 ** 50) == "1.000000E+50 (rounded, 51 digits)"
+    assert format_value(Decimal("12995.0000")) == "12995"
+
+
+# -- formats people produce -----------------------------------------------------------------------
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None, bom: bool = False) -> Path:
+    text = io.StringIO()
+    w = csv.writer(text)
+    columns = columns or COLUMNS
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([str(r.get(c, "")).lower() if isinstance(r.get(c), bool) else r.get(c, "") for c in columns])
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.getvalue().encode("utf-8"))
+    return path
+
+
+def test_a_utf8_byte_order_mark_is_accepted_in_csv_and_json_lines(tmp_path):
+    """Excel's "CSV UTF-8" (a BOM first) and a JSON Lines file with a BOM decide like the plain files."""
+    plain, _, _ = batch(tmp_path, write_csv(tmp_path / "p.csv", GOOD[:20]), db="p.db")
+    bom, out_bom, _ = batch(tmp_path, write_csv(tmp_path / "b.csv", GOOD[:20], bom=True), db="b.db")
+    assert bom.read == 20 and bom.n_rejected == plain.n_rejected == 0
+    (tmp_path / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + "\n".join(GOOD_LINES[:20]).encode())
+    jsonl, out_jsonl, _ = batch(tmp_path, tmp_path / "b.jsonl", db="j.db")
+    assert jsonl.read == 20 and jsonl.n_rejected == 0 and out_jsonl == out_bom
+    assert header_problems([str(tmp_path / "b.csv")], SCHEMA) == []
+
+
+def test_one_byte_that_is_not_utf8_in_a_csv_rejects_that_row_only(tmp_path):
+    """One non-UTF-8 byte in row 7 of 20: read 20, that row malformed_input, the other 19 decided."""
+    path = write_csv(tmp_path / "c.csv", GOOD[:20])
+    lines = path.read_bytes().split(b"\r\n")
+    lines[7] = lines[7].replace(b",", b",\xe9", 1)
+    path.write_bytes(b"\r\n".join(lines))
+    summary, _, db = batch(tmp_path, path)
+    assert summary.read == 20 and summary.rejected == {"malformed_input": 1}
+    assert problems(summary)[8] == ("malformed_input", "not UTF-8 text (column 2, byte 1 of the cell); "
+                                                       "only this row was not read")
+    assert verifies(db)
+
+
+def test_a_csv_header_that_does_not_fit_refuses_the_run_before_anything_is_recorded(tmp_path):
+    """A missing required column or an unknown one (with a did-you-mean): exit 2, one message, and
+    the audit log is not even created — with the local and the dask executor."""
+    columns = ["incme" if c == "income" else c for c in COLUMNS]
+    path = write_csv(tmp_path / "c.csv", [{("incme" if k == "income" else k): v for k, v in r.items()}
+                                          for r in GOOD[:5]], columns)
+    for extra in ([], ["--executor", "dask", "--workers", 1]):
+        r = cli("run", STUDY_GRANT, path, "--audit", tmp_path / "a.db", *extra)
+        assert r.exit_code == 2 and not (tmp_path / "a.db").exists()
+        assert "a CSV header does not match this ruleset's cases; nothing was decided or recorded" in r.output
+        assert f'{path}:1: the column "incme" is not a field of this ruleset\'s cases; did you mean "income"?' \
+            in r.output
+        assert f'{path}:1: no column "income", a field every case must give' in r.output
+
+
+# -- limits --------------------------------------------------------------------------------------------
+
+def test_each_limit_rejects_its_line_and_can_be_changed(tmp_path):
+    """Line length, string length, list length and depth each reject only their line, naming the
+    limit; --limit changes a limit (a bad one is a usage error), and --help documents them all."""
+    lines = [case_line(0, case_id=100, note="x" * 300), case_line(1, case_id=101, kids=list(range(50))),
+             case_line(2, case_id=102, x=[[[[[1]]]]]), "9" * 5000, GOOD_LINES[3]]
+    limits = Limits(line_bytes=4000, string_chars=200, list_items=20, depth=4)
+    summary, _, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", lines), limits=limits)
+    assert summary.read == 5
+    assert {n: m for n, (_, m) in problems(summary).items() if _ == "malformed_input"} == {
+        1: "a string of 300 characters at note, over the limit string_chars=200",
+        2: "a list of 50 items at kids, over the limit list_items=20",
+        3: "nested deeper than the limit depth=4",
+        4: "the line is 5,000 bytes, over the limit line_bytes=4000"}
+    r = cli("run", STUDY_GRANT, tmp_path / "c.jsonl", "--audit", tmp_path / "cli.db", "--workers", 1,
+            "--limit", "string_chars=200", "--limit", "depth=4")
+    assert r.exit_code == 1 and "c.jsonl:1: malformed_input: a string of 300 characters" in r.output
+    bad = cli("run", STUDY_GRANT, tmp_path / "c.jsonl", "--audit", tmp_path / "x.db", "--limit", "lines=3")
+    assert bad.exit_code == 2 and "did you mean" in bad.output and not (tmp_path / "x.db").exists()
+    for command in ("run", "decide"):
+        assert "line_bytes (default 1048576)" in " ".join(cli(command, "--help").output.split())
+    assert "depth (default 32)" in help_text()
+
+
+def test_a_line_far_over_the_limit_is_skipped_without_holding_it(tmp_path):
+    """A 20 MB line with --limit line_bytes=1000 is rejected while memory stays far below its size."""
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as f:
+        f.write(GOOD_LINES[0].encode() + b"\n" + b'{"a": "' + b"x" * 20_000_000 + b'"}\n' + GOOD_LINES[1].encode())
+    tracemalloc.start()
+    try:
+        items = list(read(str(path), SCHEMA, limits=Limits(line_bytes=1000)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [i.error for i in items] == [None, "the line is 20,000,009 bytes, over the limit line_bytes=1000", None]
+    assert peak < 2_000_000
+
+
+# -- the command line and the dask executor -------------------------------------------------------------
+
+HOSTILE_FILE_LINES = [GOOD_LINES[0], case_line(1, note="\ud800"), DEEP, case_line(2, income=Raw("7" * 5000)),
+                      case_line(3, wealth=Raw("1e999999999")), case_line(4, wealth=Raw("1e999999999999999")),
+                      b"\xff\xfe not utf-8", "[" * 50_000, GOOD_LINES[5]]
+
+
+def test_vedtak_run_with_hostile_lines_finishes_without_a_traceback_and_resume_works(tmp_path):
+    """`vedtak run` over hostile lines: every line accounted for, exit 1, no traceback; --resume
+    releases every recorded decision and finishes."""
+    path = write_lines(tmp_path / "h.jsonl", HOSTILE_FILE_LINES)
+    args = [sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path), "--audit", str(tmp_path / "a.db"),
+            "--workers", "2", "--batch-size", "3", "--summary-json", str(tmp_path / "s.json")]
+    for again in (False, True):
+        p = subprocess.run(args + (["--resume"] if again else []), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 1 and "Traceback" not in p.stderr + p.stdout, p.stderr
+        s = json.loads((tmp_path / "s.json").read_text())
+        assert s["read"] == len(HOSTILE_FILE_LINES) and s["decided"] + s["referred"] == 2
+        assert (s["resumed_from_log"] >= 2) if again else s["resumed_from_log"] == 0
+    assert verifies(tmp_path / "a.db")
+
+
+def test_a_dask_partition_decides_its_hostile_lines_as_a_local_run_does(tmp_path):
+    """With --executor dask, partitions holding hostile lines finish at the first attempt and write
+    what a local run writes."""
+    path = write_lines(tmp_path / "h.jsonl", HOSTILE_FILE_LINES * 3)
+    base = [sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path)]
+    local = subprocess.run(base + ["--audit", str(tmp_path / "l.db"), "--out", str(tmp_path / "l.jsonl"),
+                                   "--workers", "1"], capture_output=True, text=True, timeout=300)
+    dist = subprocess.run(base + ["--audit", str(tmp_path / "d.db"), "--out", str(tmp_path / "parts"),
+                                  "--executor", "dask", "--workers", "1", "--partition-size", "40KB"],
+                          capture_output=True, text=True, timeout=600)
+    assert (local.returncode, dist.returncode) == (1, 1), dist.stderr
+    parts = sorted((tmp_path / "parts").glob("part-*.jsonl"))
+    assert len(parts) > 1 and "Traceback" not in dist.stderr
+    local_out = (tmp_path / "l.jsonl").read_text().splitlines()
+    dist_out = "".join(p.read_text() for p in parts).splitlines()
+    # duplicates across partitions are found after the fact; compare each line's outcome
+    assert len(dist_out) == len(local_out) == 3 * len(HOSTILE_FILE_LINES)
+    assert [json.loads(x)["errors"][0]["code"] for x in dist_out[:len(HOSTILE_FILE_LINES)]
+            if json.loads(x)["status"] == "rejected"] == \
+        [json.loads(x)["errors"][0]["code"] for x in local_out[:len(HOSTILE_FILE_LINES)]
+         if json.loads(x)["status"] == "rejected"]
+    assert verifies(tmp_path / "d.db")
+
+
+# -- the property ------------------------------------------------------------------------------------
+
+_ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=40)  # surrogates and controls too
+_NUMBERS = st.sampled_from(["1e999999999", "-1e-999999999", "1e999999999999999", "1e99999999999999999999",
+                            "9" * 4400, "0." + "0" * 40 + "1", "12345678901234567890123456789012345678",
+                            "NaN", "-Infinity", "1E+34", "-0", "1e-7"])
+_VALUES = st.one_of(_ANY_TEXT, st.integers(), st.floats(allow_nan=True), st.booleans(), st.none(),
+                    st.lists(st.integers(), max_size=5), st.dictionaries(_ANY_TEXT, st.integers(), max_size=3),
+                    _NUMBERS.map(Raw))
+
+
+@st.composite
+def hostile_lines(draw) -> bytes:
+    kind = draw(st.integers(0, 6))
+    if kind == 0:  # any text, as UTF-8 where it can be (lone surrogates become bytes that are not UTF-8)
+        return draw(_ANY_TEXT).encode("utf-8", "surrogatepass")
+    if kind == 1:  # any bytes
+        return draw(st.binary(max_size=60))
+    if kind == 2:  # deep nesting, as arrays or objects, closed or not
+        n = draw(st.integers(1, 3000))
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+        return (opener * n + "1" + closer * draw(st.sampled_from([n, 0, n // 2]))).encode()
+    if kind == 3:  # a good case with one field (or a new key) given something hostile
+        key = draw(st.one_of(st.sampled_from(COLUMNS), _ANY_TEXT).filter(lambda k: k != "case_id"))
+        # a fresh case id: a hostile line must not take a good case's id (that is a duplicate)
+        return case_line(draw(st.integers(0, 9)), **{"case_id": 10_000 + draw(st.integers(0, 10 ** 6)),
+                                                     key: draw(_VALUES)}).encode("utf-8", "surrogatepass")
+    if kind == 4:  # a byte-order mark before a line
+        return b"\xef\xbb\xbf" + draw(st.sampled_from([b"{}", b"[]", GOOD_LINES[25].encode(), b""]))
+    if kind == 5:  # JSON of a wrong shape
+        return json.dumps(draw(st.one_of(_VALUES.filter(lambda v: not isinstance(v, Raw)),
+                                          st.lists(st.dictionaries(_ANY_TEXT, st.integers()))))).encode()
+    return json.dumps({"case_id": "h-" + draw(_ANY_TEXT), draw(_ANY_TEXT): draw(_ANY_TEXT)}).encode()  # escapes
+
+
+def _clean_decisions() -> list[str]:
+    plan = vedtak.compile(STUDY_GRANT)
+    return [plan.decide(json.loads(line)).to_json() for line in GOOD_LINES]
+
+
+CLEAN = _clean_decisions()
+
+
+def _blank(line: bytes, first: bool) -> bool:
+    if first:
+        line = line.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return not line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile=st.lists(hostile_lines(), min_size=1, max_size=12), positions=st.lists(st.integers(0, 20), max_size=12),
+       first_hostile=st.booleans())
+def test_hostile_lines_mixed_into_a_valid_file_never_stop_the_batch(hostile, positions, first_hostile):
+    """Any hostile lines mixed into 20 good cases: the batch finishes; read = the file's non-blank
+    lines; each good case gets the decision a clean run gives it; the log verifies; the run's
+    peak memory stays under 64 MB."""
+    lines: list[tuple[bytes, int | None]] = [(GOOD_LINES[i].encode(), i) for i in range(20)]
+    for i, h in enumerate(hostile):
+        at = 0 if first_hostile and i == 0 else positions[i] if i < len(positions) else len(lines)
+        lines.insert(min(at, len(lines)), (h.replace(b"\n", b" "), None))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.jsonl"
+        path.write_bytes(b"\n".join(b for b, _ in lines) + b"\n")
+        tracemalloc.start()
+        try:
+            summary, out, db = batch(Path(tmp), path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        kept = [good for n, (b, good) in enumerate(lines) if not _blank(b, n == 0)]
+        assert summary.read == len(kept) == len(out)
+        assert summary.read == summary.n_decided + summary.n_referred + summary.n_rejected
+        for text, good in zip(out, kept):
+            if good is not None:
+                assert text == CLEAN[good]
+        assert verifies(db)
+        assert peak < 64 * 2 ** 20
