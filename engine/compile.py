@@ -360,11 +360,14 @@ class Plan:
 
 
 def parse_case_json(text: str | bytes):
-    """A case from JSON text, numbers with a fraction as exact decimals; CaseInputError if not JSON."""
-    try:
-        return json.loads(text, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CaseInputError(f"the case is not valid JSON: {exc}") from None
+    """A case from JSON text, numbers with a fraction as exact decimals; CaseInputError saying why if
+    it cannot be read (not JSON or not UTF-8, nested too deeply, a lone surrogate, over an input
+    limit: see :mod:`vedtak.input_limits`). A number no Decimal holds is left for validation."""
+    from .inputs import parse_json, read_document
+    raw, why = parse_json(text) if isinstance(text, str) else read_document(bytes(text))
+    if why is not None:
+        raise CaseInputError("the case is not valid JSON: " + why.removeprefix("not JSON: "))
+    return raw
 
 
 def _parse_day(value) -> date | None:

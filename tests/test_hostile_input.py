@@ -113,6 +113,16 @@ def test_a_library_caller_with_a_lone_surrogate_gets_a_rejection_that_the_log_ca
     assert verifies(tmp_path / "lib.db")
 
 
+@pytest.mark.parametrize("text", ['{"a": "\\ud800"}', "[" * 10_000 + "]" * 10_000,
+                                  case_line(0, wealth=Raw("1e99999999999999999999")), b'\xef\xbb\xbf{"a": "\\udfff"}'])
+def test_decide_json_of_unreadable_text_is_a_malformed_input_rejection(study_plan, text):
+    """plan.decide_json with a lone surrogate, 10 000 levels or a number beyond any decimal: a
+    rejection whose JSON can be written, never an exception."""
+    d = study_plan.decide_json(text)
+    assert d.status == "rejected" and d.errors[0].code in ("malformed_input", "out_of_range")
+    d.to_json().encode("utf-8")
+
+
 def test_a_string_field_holding_a_lone_surrogate_is_rejected_by_the_fast_and_the_careful_path():
     """A string field with a lone surrogate never passes validation, on either path; a pair does."""
     from vedtak.cases import build_validator, validate_slow
