@@ -179,6 +179,10 @@ class BatchStopped(Exception):
         self.why, self.summary, self.recorded = why, summary, recorded
 
 
+class _StopReading(Exception):
+    """Ctrl-C while the run waited for input: no chunk is in flight, so it stops at once."""
+
+
 class _Seqs:
     """Sets of record sequence numbers per chain, kept as sorted ranges (a run's own records are
     a few long runs of numbers, so this stays small however many cases a run has)."""
@@ -249,10 +253,14 @@ class Batch:
         started = time.perf_counter()
         self._stored_rulesets = False
         self._mine = _Seqs()  # what this run recorded or released: a case id seen again is a repeat
-        self._stop = False
+        self._stop = self._reading = False
         restore = self._catch_interrupts()
         try:
             self._run(summary, write_chunk)
+        except _StopReading:
+            summary.seconds = time.perf_counter() - started
+            raise BatchStopped("interrupted", f"interrupted after {summary.read:,} cases", summary,
+                               self.recorded) from None
         except StoreError as exc:
             summary.seconds = time.perf_counter() - started
             raise BatchStopped("log", str(exc), summary, self.recorded) from exc
@@ -275,9 +283,24 @@ class Batch:
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = True
+            if self._reading:  # waiting for input (a terminal, a pipe): every chunk so far is out
+                raise _StopReading
 
         previous = signal.signal(signal.SIGINT, stop)
         return lambda: signal.signal(signal.SIGINT, previous)
+
+    def _read_chunks(self) -> Iterator[list[Item]]:
+        """The input in chunks; while a chunk is being read, Ctrl-C stops the run at once."""
+        chunks = _chunks(self.items(), self.chunk_size)
+        while True:
+            self._reading = True
+            try:
+                chunk = next(chunks, None)
+            finally:
+                self._reading = False
+            if chunk is None:
+                return
+            yield chunk
 
     def _check_stop(self, summary: Summary) -> None:
         if self._stop:
@@ -286,16 +309,18 @@ class Batch:
     def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         if self.workers <= 1:
             policy = PiiPolicy(*self.pii)
-            for chunk in _chunks(self.items(), self.chunk_size):
+            for chunk in self._read_chunks():
                 self._commit(chunk, decide_chunk(chunk, self.plan, policy), summary, write_chunk)
                 self._check_stop(summary)
             return
         ctx = mp.get_context("fork")
         with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii)) as pool:
             pending: collections.deque = collections.deque()
-            for chunk in _chunks(self.items(), self.chunk_size):
+            for chunk in self._read_chunks():
                 pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
-                while len(pending) > 2 * self.workers:  # bounded: memory stays flat
+                # bounded: memory stays flat; and what is decided is recorded and released without
+                # waiting for more input (a slow stream, standard input)
+                while len(pending) > 2 * self.workers or (pending and pending[0][1].ready()):
                     done_chunk, result = pending.popleft()
                     self._commit(done_chunk, result.get(), summary, write_chunk)
                     self._check_stop(summary)
@@ -367,7 +392,7 @@ class Batch:
 
         def keep(entry, info) -> None:
             to_record.append(entry)
-            released.append((entry.decision, info))
+            released.append((entry.released or entry.decision, info))  # as decided: the log's copy may be masked
 
         for item, (entry, info) in zip(chunk, decided):
             key = case_key(entry.case_id)
@@ -445,7 +470,13 @@ def superseding(entry, earlier: PriorRecord):
     decision["supersedes"] = earlier.seq
     if earlier.chain is not None:
         decision["supersedes_chain"] = earlier.chain
-    return dataclasses.replace(entry, decision=canonical_json(decision))
+    if entry.released is None:
+        return dataclasses.replace(entry, decision=canonical_json(decision))
+    released = json.loads(entry.released)
+    released["supersedes"] = decision["supersedes"]
+    if "supersedes_chain" in decision:
+        released["supersedes_chain"] = decision["supersedes_chain"]
+    return dataclasses.replace(entry, decision=canonical_json(decision), released=canonical_json(released))
 
 
 def duplicate(plan: Plan, item: Item, entry, pii: PiiPolicy) -> tuple:

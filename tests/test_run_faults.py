@@ -133,6 +133,32 @@ def test_ctrl_c_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_p
     assert output_ids(out) == [c["case_id"] for c in cases]
 
 
+def test_ctrl_c_while_waiting_for_standard_input_stops_at_once(tmp_path):
+    """A run reading a stream that has gone quiet (standard input kept open) stops on one Ctrl-C,
+    exit 130, with every complete chunk recorded and written out; no traceback."""
+    db, out = tmp_path / "s.db", tmp_path / "out.jsonl"
+    cases = generate(250, seed=12)
+    proc = subprocess.Popen(cli("-", "--format", "jsonl", "--audit", db, "--out", out, "--workers", 1,
+                                "--batch-size", 100), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc.stdin.write("".join(json.dumps(c) + "\n" for c in cases))
+    proc.stdin.flush()
+    waited = time.monotonic()
+    while head(db) < 200 and time.monotonic() - waited < 120:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)  # a hang guard, not a speed threshold
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("vedtak run did not stop within 60 s of Ctrl-C")
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "interrupted after 200 cases" in err
+    assert output_ids(out) == deciding_ids(db) == [c["case_id"] for c in cases[:200]]
+    assert verifies(db)
+
+
 # -- the same batch twice ----------------------------------------------------------------------
 
 def work_items(db) -> list:
