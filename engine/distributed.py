@@ -120,7 +120,7 @@ def run_partition(task: dict) -> dict:
                 entries, infos, seen = built
                 seq += len(entries)
                 for item, entry, outcome in zip(chunk, entries, infos):
-                    write(entry.decision)
+                    write(entry.released or entry.decision)  # as decided: the log's copy may be masked
                     summary.count(outcome, item.source, item.line)
         finally:
             if sink:

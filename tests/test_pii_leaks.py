@@ -565,3 +565,23 @@ def test_a_message_that_quotes_a_withheld_value_is_stored_without_it(mode, plan)
     assert json.loads(entry.pii)["masked"] == ["errors"]
     assert MARKER not in entry.work_item[2] and str(NUMBER) not in entry.work_item[2]
     assert entry.work_item[2] == " ".join(stored["reasons"])
+
+
+def test_run_out_file_holds_the_decisions_as_decided_and_the_log_their_keyed_hash(ruleset_path, key_file, tmp_path):
+    """`vedtak run --out` under --pii pseudonymise writes each decision as it was decided (its
+    reasons name the applicant), while the log keeps the masked text and, in its pii note, the
+    keyed HMAC of exactly the line that was written."""
+    import hashlib
+    import hmac
+    db, source, out = tmp_path / "audit.db", tmp_path / "cases.jsonl", tmp_path / "out.jsonl"
+    source.write_text(to_json(valid_case(birth_date="2012-11-23", name=MARKER)) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(ruleset_path), str(source), "--audit", str(db), "--workers", "1",
+                                       "--out", str(out), *pii_args("pseudonymise", key_file)])
+    assert result.exit_code == 0, result.output
+    (line,) = out.read_text(encoding="utf-8").splitlines()
+    assert MARKER in json.loads(line)["reasons"][0]
+    assert leaks(sqlite_bytes(db), [MARKER, "2012-11-23"]) == []
+    with open_store(str(db)) as store:
+        (record,) = list(store.records())
+    assert json.loads(record.pii)["released"] == "hmac-sha256:" + hmac.new(KEY, line.encode("utf-8"),
+                                                                          hashlib.sha256).hexdigest()

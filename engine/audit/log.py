@@ -51,20 +51,21 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
     if pii.mode == "keep" or (type(raw) is dict and {e.code for e in decision.errors} == {"malformed_input"}):
         # a line the batch could not read is recorded as the reader's note of where it was and
         # why (source, line, error), never with its content: there is nothing personal to remove
-        kept, note, stored, reasons = raw, None, decision.to_json(), None
+        kept, note, stored, reasons, released = raw, None, decision.to_json(), None, None
     else:
         # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
         kept, touched, withheld = pii.scrub_input(version.model.case if version else {}, raw)
         stored, masked, reasons = stored_decision(decision, touched, withheld, pii)
-        note = pii.note(touched, masked, decision.to_json() if masked else "")
+        released = decision.to_json() if masked else None
+        note = pii.note(touched, masked, released or "")
     day = decision.decision_date
     item = None if decision.status == "decided" else work_item(decision, version, reasons)
     kind = KIND_OF_STATUS[decision.status]
     if version is None:
         return Entry(kind, decision.case_id, canonical_json(kept), stored, None, None, None, None,
-                     decision.engine_version, note, item)
+                     decision.engine_version, note, item, released)
     return Entry(kind, decision.case_id, canonical_json(kept), stored, version.id, version.version,
-                 version.sha256, day.isoformat() if day else None, decision.engine_version, note, item)
+                 version.sha256, day.isoformat() if day else None, decision.engine_version, note, item, released)
 
 
 class AuditLog:

@@ -52,6 +52,7 @@ class Entry:
     engine_version: str
     pii: str | None = None  # canonical JSON: which personal fields were pseudonymised or dropped
     work_item: tuple | None = None  # (queue, reason code, reason text, proposed JSON, priority): opens one
+    released: str | None = None  # the decision JSON as returned, when the log keeps it masked (pii); not stored
 
     @property
     def input_sha256(self) -> str:
