@@ -113,7 +113,8 @@ def _case_ids(case_id: str) -> list:
 @audit.command("show")
 @click.argument("db")
 @click.argument("case_id", required=False)
-@click.option("--limit", default=20, show_default=True, help="Without CASE_ID: how many latest records to list.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1),
+              help="Without CASE_ID: how many latest records to list.")
 def show(db: str, case_id: str | None, limit: int) -> None:
     """Show a case's recorded decisions explained, or list the latest records.
 
@@ -238,7 +239,8 @@ def checkpoint(db: str, key: str, out: str) -> None:
 @click.option("--ruleset", "ruleset_id", metavar="ID",
               help="Replay only the records of this ruleset id (in a log that holds several).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--limit", default=50, show_default=True, help="How many changed cases to list in text output.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(0),
+              help="How many changed cases to list in text output.")
 def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, limit: int) -> None:
     """Re-decide every recorded case from the log alone and report each difference.
 

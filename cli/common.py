@@ -16,6 +16,8 @@ from vedtak.errors import RulesetError
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_INCOMPLETE = 3  # a distributed run left partitions undone; --resume finishes it
 
+ROW_ID = click.IntRange(1, 2**63 - 1)  # a work item's or record's number: what a SQL INTEGER holds
+
 
 def console(err: bool = False) -> Console:
     return Console(stderr=err, highlight=False, soft_wrap=True, emoji=False)

@@ -14,7 +14,7 @@ from vedtak.queue import (STATUSES, QueueError, accepted, assign, change_supervi
 from vedtak.replay import explain_record
 
 from .audit import _case_ids, _open
-from .common import EXIT_FINDINGS, console, echo_json, safe_json, say
+from .common import EXIT_FINDINGS, ROW_ID, console, echo_json, safe_json, say
 from .tables import print_table
 
 
@@ -59,7 +59,7 @@ def list_cmd(db: str, queue_name: str | None, status: str | None, show_all: bool
 
 @queue.command("show")
 @click.argument("db")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 def show(db: str, item_id: int) -> None:
     """Show a work item: why it came, the case, the explanation, any proposed decision, what
     `queue decide` accepts for it (outcomes, and their values with types), and who claimed,
@@ -108,7 +108,7 @@ def show(db: str, item_id: int) -> None:
 
 @queue.command("claim")
 @click.argument("db")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 @click.option("--by", required=True, help="The caseworker taking the item.")
 def claim_cmd(db: str, item_id: int, by: str) -> None:
     """Take an open work item; of two caseworkers claiming at once, one wins.
@@ -125,7 +125,7 @@ def claim_cmd(db: str, item_id: int, by: str) -> None:
 
 @queue.command("release")
 @click.argument("db")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 @click.option("--by", required=True, help="The caseworker holding the item (or a supervisor).")
 def release_cmd(db: str, item_id: int, by: str) -> None:
     """Put a claimed work item back in its queue, open for anyone to claim.
@@ -144,7 +144,7 @@ def release_cmd(db: str, item_id: int, by: str) -> None:
 
 @queue.command("assign")
 @click.argument("db")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 @click.option("--to", "to", required=True, help="The caseworker who gets the item.")
 @click.option("--by", required=True, help="The supervisor assigning it (named with `queue supervisors`).")
 def assign_cmd(db: str, item_id: int, to: str, by: str) -> None:
@@ -194,7 +194,7 @@ def supervisors_cmd(db: str, add: str | None, remove: str | None, by: str | None
 
 @queue.command("decide")
 @click.argument("db")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 @click.option("--outcome", required=True, help="One of the ruleset's outcomes.")
 @click.option("--value", "values", multiple=True, metavar="NAME=VALUE",
               help="A value of the outcome, typed as the ruleset types it; repeat for each.")

@@ -133,7 +133,7 @@ def _in_context_args(command: click.Command, target: str, path: str, db: str, va
         args += [value] if isinstance(param, click.Argument) else [param.opts[0], value]
     if target == "pii_key_file" or "--pii-key-file" in args:
         args += ["--pii", "pseudonymise"]
-    if command.name == "run":
+    if command.name == "run" and target != "workers":
         args += ["--workers", "1"]
     return args
 
@@ -167,3 +167,25 @@ def test_every_file_given_nonsense_in_context_fails_cleanly(tmp_path, db, valid,
     assert r.exit_code in (1, 2), (words, args, r.output)
     if output:
         assert open(db, "rb").read() == before  # refused before the log was written
+
+
+def _number_params():
+    for words, command in _leaf_commands():
+        for param in command.params:
+            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+                yield words, param.name
+
+
+@pytest.mark.parametrize("number", ["-1", "0", "99999999999999999999999", "1e999"])
+@pytest.mark.parametrize("words,target", [pytest.param(w, n, id=f"{' '.join(w)} {n}") for w, n in _number_params()])
+def test_every_number_given_nonsense_fails_cleanly(tmp_path, db, valid, words, target, number):
+    """Every number a command takes (ids, limits, workers, sizes) given -1, 0, a 23-digit number or 1e999:
+    exit 2 when out of range, and never a traceback (a number in range may succeed: exit 0 or 1)."""
+    command = main
+    for w in words:
+        command = command.commands[w]  # type: ignore[attr-defined]
+    args = _in_context_args(command, target, number, db, valid)
+    r = run(*words, *args, input="")
+    assert r.exit_code in (0, 1, 2), (words, args, r.output)
+    if number in ("-1", "1e999"):
+        assert r.exit_code == 2, (words, args, r.output)
