@@ -176,6 +176,12 @@ def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
     done = exc.summary.read
     if logger is not None:
         logger.info("run_stopped", why=exc.why, cases=done, recorded=exc.recorded)
+    if o.summary_json:  # what the run did before it stopped, and why it stopped
+        data = dict(exc.summary.to_dict(), stopped={"why": exc.why, "message": str(exc), "recorded": exc.recorded})
+        try:
+            Path(o.summary_json).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        except OSError:
+            pass  # the disk that stopped the run may hold it too; the message below says what matters
     if exc.why == "interrupted":
         say(f"interrupted after {done:,} cases: each is recorded in the audit log"
             + (" and written out" if o.out else "") + ". Run the same command with --resume to continue.",

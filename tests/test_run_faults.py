@@ -409,9 +409,12 @@ def test_a_disk_filling_up_mid_write_leaves_no_half_written_line(tmp_path, monke
         return n
 
     monkeypatch.setattr(cli_batch._Output, "_write", staticmethod(filling))
-    r = run(path, "--audit", db, "--workers", 1, "--batch-size", 50, "--out", out)
+    r = run(path, "--audit", db, "--workers", 1, "--batch-size", 50, "--out", out, "--summary-json",
+            tmp_path / "s.json")
     monkeypatch.undo()
     assert r.exit_code == 3
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["stopped"]["why"] == "output" and summary["read"] == len(output_ids(out))
     written = output_ids(out)  # complete lines only
     assert f"it holds the first {len(written):,} decisions, each complete" in r.output
     assert written == [c["case_id"] for c in cases[:len(written)]]
