@@ -20,8 +20,8 @@ from vedtak.audit.verify import (KeyFileError, generate_key, load_checkpoint, lo
 from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
-from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_output, console, echo_json, is_url, load_ruleset,
-                     log_files, safe_json, safe_text, say, write_output)
+from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, check_output, console, echo_json, is_url,
+                     load_ruleset, log_files, safe_json, safe_text, say, write_output)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -29,6 +29,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _open(db: str):
     """An existing audit log; a path that is not one (missing, a directory, empty, another file) is a usage error."""
+    check_log_path("DB", db)
     if not is_url(db):
         shown = safe_text(db)
         path = Path(db)

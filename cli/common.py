@@ -113,6 +113,13 @@ def log_files(db: str | None) -> list[tuple[str, str]]:
     return [("the audit log", db)] + [(f"the audit log's {s} file", db + "-" + s) for s in ("wal", "journal", "shm")]
 
 
+def check_log_path(option: str, db: str | None) -> None:
+    """Refuse an audit log that would vanish: an empty path or :memory: (SQLite would keep it nowhere)."""
+    if db is not None and (not db.strip() or db.strip() == ":memory:"):
+        raise click.UsageError(f"{option} needs a file path or a postgresql:// URL, not {db!r} (SQLite would keep "
+                               "that log nowhere)")
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name one file: hard links, symbolic links and ./a versus a alike."""
     try:

@@ -19,8 +19,8 @@ from vedtak.examples import run_examples
 
 from .audit import audit, replay
 from .queue import queue
-from .common import (EXIT_FINDINGS, EXIT_OK, check_output, echo_json, is_url, load_ruleset, log_files, safe_text,
-                     same_file, say, write_output)
+from .common import (EXIT_FINDINGS, EXIT_OK, check_log_path, check_output, echo_json, is_url, load_ruleset, log_files,
+                     safe_text, same_file, say, write_output)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -163,6 +163,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         raise click.UsageError("--pii says what the audit log keeps: add --audit DB")
     if pii_key_file and pii != "pseudonymise":
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
+    check_log_path("--audit", audit_db)
     if audit_db:
         for what, path in [("the case file", getattr(case, "name", None)), ("the ruleset", ruleset),
                            ("the --pii-key-file", pii_key_file)]:
@@ -318,6 +319,7 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     """
     from vedtak.cli.batch import BatchOptions, run_batch
     ctx = click.get_current_context()
+    check_log_path("--audit", audit_db)
     limits = parse_limits(limit_specs)
     if executor != "dask":
         for name, flag in (("partition_size", "--partition-size"), ("scheduler", "--scheduler")):

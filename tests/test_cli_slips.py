@@ -155,6 +155,18 @@ def test_docs_never_writes_over_the_ruleset(tmp_path):
     assert rs.read_bytes() == before
 
 
+@pytest.mark.parametrize("db", ["", ":memory:"])
+def test_an_audit_log_that_would_vanish_is_refused(tmp_path, db):
+    """--audit '' or :memory: would record decisions nowhere (or, for decide '', not at all): exit 2."""
+    message = f"Error: --audit needs a file path or a postgresql:// URL, not {db!r} (SQLite would keep that log nowhere)"
+    for args in (["decide", SG, STUDY_GRANT / "case.json", "--audit", db],
+                 ["run", SG, STUDY_GRANT / "cases.jsonl", "--audit", db, "--workers", 1]):
+        r = run(*args)
+        assert (r.exit_code, error_line(r)) == (USAGE, message)
+    r = run("audit", "verify", db)
+    assert (r.exit_code, error_line(r)) == (USAGE, message.replace("--audit", "DB"))
+
+
 # -- unwritable or missing output paths, checked before the run ------------------------------------
 
 def _missing(tmp_path) -> str:
