@@ -20,34 +20,13 @@ from vedtak.audit.verify import (KeyFileError, generate_key, load_checkpoint, lo
 from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
-from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, check_output, console, echo_json, is_url,
+from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, check_output, console, echo_json,
                      load_ruleset, log_files, safe_json, safe_text, say, write_output)
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _open(db: str):
     """An existing audit log; a path that is not one (missing, a directory, empty, another file) is a usage error."""
-    check_log_path("DB", db)
-    if not is_url(db):
-        shown = safe_text(db)
-        path = Path(db)
-        if not path.exists():
-            raise click.UsageError(f"no audit log at {shown}")
-        if path.is_dir():
-            raise click.UsageError(f"{shown} is a directory, not an audit log")
-        try:
-            with path.open("rb") as f:
-                header = f.read(len(SQLITE_HEADER))
-            wal = Path(db + "-wal")
-            pending = wal.is_file() and wal.stat().st_size > 0
-        except OSError as exc:
-            raise click.UsageError(f"cannot read the audit log {shown}: {exc.strerror or exc}") from None
-        if not header and not pending:
-            raise click.UsageError(f"{shown} is an empty file, not an audit log")
-        if header and header != SQLITE_HEADER:
-            raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
+    check_log_path("DB", db, existing=True)
     try:
         return open_store(db)
     except Exception as exc:  # a locked, corrupt or unreachable store: a message, not a traceback

@@ -113,11 +113,37 @@ def log_files(db: str | None) -> list[tuple[str, str]]:
     return [("the audit log", db)] + [(f"the audit log's {s} file", db + "-" + s) for s in ("wal", "journal", "shm")]
 
 
-def check_log_path(option: str, db: str | None) -> None:
-    """Refuse an audit log that would vanish: an empty path or :memory: (SQLite would keep it nowhere)."""
-    if db is not None and (not db.strip() or db.strip() == ":memory:"):
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_log_path(option: str, db: str | None, *, existing: bool = False) -> None:
+    """Refuse, as a usage error, an audit log path that is not one: empty or :memory: (SQLite would keep the
+    log nowhere), a directory, a file that is not a SQLite database, or with ``existing`` a missing or empty file.
+
+    ``option`` names the path in messages ("--audit"); "DB" (the argument) is left out of them.
+    """
+    if db is None or is_url(db):
+        return
+    if not db.strip() or db.strip() == ":memory:":
         raise click.UsageError(f"{option} needs a file path or a postgresql:// URL, not {db!r} (SQLite would keep "
                                "that log nowhere)")
+    shown = safe_text(db) if option == "DB" else f"{option} {safe_text(db)}"
+    if not os.path.lexists(db):
+        if existing:
+            raise click.UsageError(f"no audit log at {safe_text(db)}")
+        return
+    if os.path.isdir(db):
+        raise click.UsageError(f"{shown} is a directory, not an audit log")
+    try:
+        with open(db, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+        pending = os.path.isfile(db + "-wal") and os.path.getsize(db + "-wal") > 0
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the audit log {shown}: {exc.strerror or exc}") from None
+    if existing and not header and not pending:
+        raise click.UsageError(f"{shown} is an empty file, not an audit log")
+    if header and header != SQLITE_HEADER:
+        raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
 
 
 def same_file(a: str, b: str) -> bool:

@@ -163,7 +163,6 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         raise click.UsageError("--pii says what the audit log keeps: add --audit DB")
     if pii_key_file and pii != "pseudonymise":
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
-    check_log_path("--audit", audit_db)
     if audit_db:
         for what, path in [("the case file", getattr(case, "name", None)), ("the ruleset", ruleset),
                            ("the --pii-key-file", pii_key_file)]:
@@ -171,6 +170,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
                     same_file(f, path) for _, f in log_files(audit_db)):
                 raise click.UsageError(f"--audit {safe_text(audit_db)} names {what} {safe_text(path)}; "
                                        "give the audit log's own path")
+    check_log_path("--audit", audit_db)
     if backend == "durable":
         try:
             import durable.lang  # noqa: F401 - only to learn whether durable-rules is installed

@@ -167,6 +167,18 @@ def test_an_audit_log_that_would_vanish_is_refused(tmp_path, db):
     assert (r.exit_code, error_line(r)) == (USAGE, message.replace("--audit", "DB"))
 
 
+def test_a_file_that_is_not_an_audit_log_is_refused_as_one(tmp_path):
+    """--audit naming a file that is not a SQLite database, or a directory: exit 2, and the file is untouched."""
+    cases = tmp_path / "cases.jsonl"
+    shutil.copy(STUDY_GRANT / "cases.jsonl", cases)
+    before = cases.read_bytes()
+    r = run("run", SG, STUDY_GRANT / "cases.jsonl", "--audit", cases, "--workers", 1)
+    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {cases} is not an audit log (not a SQLite database)")
+    r = run("decide", SG, STUDY_GRANT / "case.json", "--audit", tmp_path)
+    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {tmp_path} is a directory, not an audit log")
+    assert cases.read_bytes() == before
+
+
 # -- unwritable or missing output paths, checked before the run ------------------------------------
 
 def _missing(tmp_path) -> str:
