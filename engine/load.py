@@ -222,7 +222,8 @@ def _check_windows(versions: list[tuple[RulesetModel, Source, YMap]], diags: lis
                                    f"version {cur.version} (from {cw.from_}) overlaps version {prev.version} "
                                    f"({psrc.path}, valid from {pw.from_}"
                                    + (f" to {pw.to})" if pw.to else " with no end)"),
-                                   hint=f"end version {prev.version} with `to: {cw.from_ - timedelta(days=1)}`"))
+                                   hint=f"end version {prev.version} with `to: {cw.from_ - timedelta(days=1)}`"
+                                   if cw.from_ > date.min else f"start version {cur.version} later"))
         elif pw.to + timedelta(days=1) < cw.from_:
             diags.append(csrc.diag(pos_of(craw, "valid"), "gap_between_versions",
                                    f"no version governs {pw.to + timedelta(days=1)} to "

@@ -538,6 +538,29 @@ def test_a_ruleset_path_that_is_no_regular_file_is_unreadable_not_a_hang(tmp_pat
         ("unreadable", "cannot read the file: not a regular file")]
 
 
+@pytest.mark.parametrize("first, second", [("{from: 0001-01-01, to: 9999-12-31}", "{from: 0001-01-01}"),
+                                           ("{from: 0001-01-01}", "{from: 9999-12-31}"),
+                                           ("{from: 0001-01-01, to: 9999-12-30}", "{from: 9999-12-31}")])
+def test_versions_at_the_ends_of_the_calendar_load_or_are_located(tmp_path, first, second):
+    """Two versions valid from 0001-01-01 overlapped with an OverflowError while writing the hint; at
+    the first and last days of the calendar, versions load or get a located overlapping_versions."""
+    folder = tmp_path / "versions"
+    folder.mkdir()
+    write(folder, BASE.replace("valid: {from: 2025-01-01}", f"valid: {first}").replace(
+        "2025-01-01: 8000", "0001-01-01: 8000"), "a.yaml")
+    write(folder, BASE.replace("valid: {from: 2025-01-01}", f"valid: {second}").replace('version: "1"', 'version: "2"')
+          .replace("2025-01-01: 8000", "0001-01-01: 8000"), "b.yaml")
+    try:
+        rs = vedtak.load(folder)
+    except RulesetError as exc:
+        assert [d.code for d in exc.diagnostics] == ["overlapping_versions"]
+        assert exc.diagnostics[0].file == str(folder / "b.yaml") and exc.diagnostics[0].line == 4
+    else:
+        assert vedtak.compile(rs).decide(dict(CASE, d="9999-12-31")).status in ("decided", "referred")
+    r = CliRunner().invoke(main, ["check", str(folder)])
+    assert r.exit_code in (0, 1) and (r.exception is None or isinstance(r.exception, SystemExit)), repr(r.exception)
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
@@ -726,6 +749,34 @@ def test_a_mutated_study_grant_loads_or_is_located(tmp_path, data):
         hostile = data.draw(st.sampled_from(
             ["2025-02-30", "2025-13-01", ".nan", "-.inf", "9" * 5000, "1" * 40, "&a", "*a", "*nosuch", "[", "{", "}",
              "!!python/object/apply:os.system", "!!binary", "!!set", "<<", "? x", "|", ">", "'", '"', "\t", "%YAML",
-             "---", "...", "~", "null", "0x" + "f" * 50, "a" * 1000, "\u202e", "\x00", "\ufeff"]), label="hostile")
+             "---", "...", "~", "null", "0x" + "f" * 50, "0001-01-01", "9999-12-31", "0000-01-01", "a" * 1000, "\u202e", "\x00", "\ufeff"]), label="hostile")
         text = STUDY_GRANT_TEXT[:token.start()] + hostile + STUDY_GRANT_TEXT[token.end():]
     _load_or_located(write(tmp_path, text))
+
+
+_DAYS = st.one_of(st.sampled_from(["0001-01-01", "0001-01-02", "2024-12-31", "2025-01-01", "9999-12-30", "9999-12-31",
+                                   "2025-02-30", "2024-02-29"]), st.dates().map(str))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(windows=st.lists(st.tuples(_DAYS, st.one_of(st.none(), _DAYS)), min_size=1, max_size=3))
+def test_any_set_of_version_windows_loads_or_is_located(tmp_path, windows):
+    """A directory of versions with random validity windows (the calendar's first and last days, impossible
+    dates, overlaps and gaps): load succeeds, or every diagnostic is located in one of the files."""
+    import shutil
+    COUNTED["mutations"] += 1
+    folder = tmp_path / "versions"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for i, (start, end) in enumerate(windows):
+        window = f"{{from: {start}" + (f", to: {end}}}" if end else "}")
+        write(folder, BASE.replace("valid: {from: 2025-01-01}", f"valid: {window}")
+              .replace('version: "1"', f'version: "{i}"').replace("2025-01-01: 8000", "0001-01-01: 8000"), f"v{i}.yaml")
+    try:
+        rs = vedtak.load(folder)
+    except RulesetError as exc:
+        assert exc.diagnostics
+        for d in exc.diagnostics:
+            assert Path(d.file).parent == folder and d.line >= 1 and d.column >= 1, d
+    else:
+        vedtak.compile(rs)
