@@ -210,17 +210,18 @@ def _under(path: str, withheld: str) -> bool:
 
 
 def stored_decision(decision: Decision, touched: list[str], withheld: list,
-                    policy: PiiPolicy) -> tuple[str, list[str], list[str]]:
-    """The decision JSON the log keeps, which parts of it are masked, and its reasons (for work items).
+                    policy: PiiPolicy) -> tuple[str, list[str], list[str] | None]:
+    """The decision JSON the log keeps, which parts of it are masked, and its masked reasons (for
+    work items; None when the reasons are stored as released).
 
     Under ``keep`` it is the released decision itself. Otherwise nothing in it repeats personal
     data: see the module docstring.
     """
     if policy.mode == "keep" or decision.period is None:
-        return decision.to_json(), [], decision.reasons
+        return decision.to_json(), [], None
     version = decision.period.version
     masked: list[str] = []
-    reasons = decision.reasons
+    reasons = None
     data = None
     if decision.status == "rejected":
         errors = []
@@ -248,7 +249,7 @@ def stored_decision(decision: Decision, touched: list[str], withheld: list,
             names = masked_names(version, rule)
             if names:
                 masked.append("reasons")
-                reasons = [_masked_because(decision, rule, names), *reasons[1:]]
+                reasons = [_masked_because(decision, rule, names), *decision.reasons[1:]]
         if masked:
             data = decision.to_dict()
             data["reasons"] = reasons
