@@ -21,6 +21,8 @@ import itertools
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,10 @@ class IncompleteRun(Exception):
     def __init__(self, run_id: str, missing: list[tuple[Partition, str]], summary: Summary):
         self.run_id, self.missing, self.summary = run_id, missing, summary
         super().__init__(f"run {run_id}: {len(missing)} partition{'s' if len(missing) != 1 else ''} not completed")
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def chain_name(run_id: str, index: int) -> str:
@@ -254,8 +260,17 @@ class DistributedRun:
         if self.scheduler:
             client = Client(self.scheduler, timeout="30s")
         else:
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+            # Ctrl-C reaches the whole process group: the worker processes started here inherit an
+            # ignored SIGINT, so that only this process stops the run (and then the cluster)
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+            try:
+                # the cluster's own log lines stay quiet (a worker's heartbeat error while an interrupted
+                # run shuts the cluster down is not news): failed partitions are reported by the driver
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.CRITICAL)
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
             client = Client(cluster)
         states: dict[int, dict] = {}
         failed: dict[int, str] = {}
