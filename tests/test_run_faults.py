@@ -215,6 +215,29 @@ def test_resume_after_a_complete_run_releases_every_recorded_decision(tmp_path):
     assert (tmp_path / "1.jsonl").read_text() == (tmp_path / "2.jsonl").read_text()
 
 
+def test_resume_releases_repeated_lines_as_first_recorded_and_rejects_a_changed_case(tmp_path):
+    """--resume over a finished run whose input repeats a line: the first copy is released as its
+    decision and the repeat as its duplicate_case_id rejection, exactly as first written, with nothing
+    recorded again; a case whose data changed since it was decided is an already_decided rejection."""
+    cases = generate(50, seed=26)
+    lines = cases[:10] + [cases[3]] + cases[10:]
+    path = write_jsonl(tmp_path / "cases.jsonl", lines)
+    db = tmp_path / "rep.db"
+    assert run(path, "--audit", db, "--workers", 1, "--batch-size", 7, "--out", tmp_path / "1.jsonl").exit_code == 1
+    n = len(records(db))
+    again = run(path, "--audit", db, "--workers", 1, "--batch-size", 7, "--out", tmp_path / "2.jsonl", "--resume")
+    assert again.exit_code == 1
+    assert len(records(db)) == n
+    assert (tmp_path / "1.jsonl").read_text() == (tmp_path / "2.jsonl").read_text()
+    changed = [dict(c, income=c["income"] + 1) if i == 5 else c for i, c in enumerate(cases)]
+    third = run(write_jsonl(tmp_path / "changed.jsonl", changed), "--audit", db, "--workers", 1, "--resume",
+                "--summary-json", tmp_path / "s.json")
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert third.exit_code == 1 and summary["rejected_by_error"] == {"already_decided": 1}
+    assert summary["resumed_from_log"] == len(cases) - 1
+    assert len(records(db)) == n + 1
+
+
 def test_redecide_records_decisions_that_name_the_records_they_supersede(tmp_path):
     """--redecide decides recorded cases again; each new record's decision names the record it
     supersedes, the superseded referral's work item is closed as superseded (one open item per
