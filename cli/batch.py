@@ -253,7 +253,11 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
     if o.out and Path(o.out).exists() and not Path(o.out).is_dir():
         raise click.UsageError(f"--out {o.out} is a file; with --executor dask it names a directory")
     try:
-        open_store(o.audit).close()
+        open_store(o.audit, timeout=o.lock_timeout).close()
+    except StoreError as exc:
+        say(f"{safe_text(str(exc))}; nothing was decided or recorded. Run the command again when the log is free.",
+            style="bold red", err=True)
+        sys.exit(EXIT_INCOMPLETE)
     except Exception as exc:
         raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
     progress = _progress(sys.stderr.isatty() and not o.log_json, "partitions")
@@ -267,9 +271,15 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
 
         run = DistributedRun(o.ruleset, o.cases, o.audit, out_dir=o.out, workers=workers, scheduler=o.scheduler,
                              resume=o.resume, chunk_size=o.batch_size, partition_bytes=parse_size(o.partition_size),
-                             fmt=o.fmt, pii=(o.pii, key), progress=advance, limits=o.limits)
+                             fmt=o.fmt, pii=(o.pii, key), progress=advance, limits=o.limits,
+                             lock_timeout=o.lock_timeout)
         try:
             summary = run.run()
+        except StoreError as exc:  # the driver's own writes: registering the run, its manifest
+            progress.stop()
+            say(f"{safe_text(str(exc))}; nothing of the failed write was recorded and the log is consistent. "
+                "Run the same command with --resume when the log can be written.", style="bold red", err=True)
+            sys.exit(EXIT_INCOMPLETE)
         except IncompleteRun as exc:
             progress.stop()
             _print_summary(exc.summary)

@@ -334,10 +334,6 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     if redecide and executor == "dask":
         raise click.UsageError("--redecide works with the local executor only (a partition cannot supersede "
                                "records on other chains); run it without --executor dask")
-    if executor == "dask":  # the partitions' workers open the log themselves, with neither of these
-        for name, flag in (("lock_timeout", "--lock-timeout"),):
-            if _given(ctx, name):
-                raise click.UsageError(f"{flag} applies only to a local run (--executor local)")
     try:
         run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size,
                                resume, fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,

@@ -88,7 +88,7 @@ def run_partition(task: dict) -> dict:
     """
     part = Partition.from_dict(task["partition"])
     chain = task["chain"]
-    store = open_store(task["audit"])
+    store = open_store(task["audit"], timeout=task.get("lock_timeout", 60.0))
     try:
         info = store.chain(chain)
         if info is None:
@@ -187,8 +187,9 @@ class DistributedRun:
                  partition_bytes: int = DEFAULT_PARTITION_BYTES, fmt: str | None = None,
                  pii: tuple[str, bytes | None] = ("keep", None), retries: int = 3,
                  progress: Callable[[int, int], None] | None = None, task: Callable[[dict], dict] = run_partition,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, lock_timeout: float = 60.0):
         self.ruleset_path, self.inputs = ruleset_path, inputs
+        self.lock_timeout = lock_timeout  # seconds a write waits for another writer's lock on the log
         self.audit = audit if audit.startswith(("postgresql://", "postgres://")) else os.path.abspath(audit)
         self.out_dir = os.path.abspath(out_dir) if out_dir else None
         self.workers, self.scheduler, self.resume = workers, scheduler, resume
@@ -211,7 +212,7 @@ class DistributedRun:
         started = time.perf_counter()
         parts = partitions(self.inputs, self.fmt, self.partition_bytes)
         run_key, spec = self._spec(parts)
-        store = open_store(self.audit)
+        store = open_store(self.audit, timeout=self.lock_timeout)
         try:
             run_id = store.unfinished_run(run_key) if self.resume else None
             if run_id is None:
@@ -234,7 +235,7 @@ class DistributedRun:
         if failed:
             summary.seconds = time.perf_counter() - started
             raise IncompleteRun(run_id, [(parts[i], why) for i, why in sorted(failed.items())], summary)
-        store = open_store(self.audit)
+        store = open_store(self.audit, timeout=self.lock_timeout)
         try:
             self.info.manifest_seq = self._finish(store, run_id, spec, summary)
             summary.duplicates_across_partitions = store.duplicate_cases(run_id)
@@ -248,7 +249,8 @@ class DistributedRun:
         return [{"partition": p.to_dict(), "chain": chain_name(run_id, p.index), "audit": self.audit,
                  "rulesets": [v.sha256 for v in self.plan.ruleset.versions], "ruleset_name": self.plan.ruleset.path,
                  "pii": self.pii[0], "pii_key": key.hex() if key else None, "out": self.out_dir,
-                 "chunk_size": self.chunk_size, "limits": self.limits.to_dict()} for p in parts]
+                 "chunk_size": self.chunk_size, "limits": self.limits.to_dict(), "lock_timeout": self.lock_timeout}
+                for p in parts]
 
     def _execute(self, run_id: str, parts: list[Partition]) -> tuple[dict[int, dict], dict[int, str]]:
         """Run every partition on the cluster; (summary state by partition, why by failed partition)."""

@@ -426,8 +426,9 @@ def test_durable_backend_without_durable_rules_is_a_usage_error(monkeypatch):
       "--workers", "2"], "--workers sets the local cluster's workers; a --scheduler's cluster has its own"),
     (["audit", "verify", "{tmp}/a.db", "--public-key", "{key}"],
      "--public-key verifies a --checkpoint: add --checkpoint FILE"),
-    (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--lock-timeout", "5"],
-     "--lock-timeout applies only to a local run (--executor local)"),
+    (["run", SG, "{cases}", "--audit", "{tmp}/a.db", "--executor", "dask", "--redecide"],
+     "--redecide works with the local executor only (a partition cannot supersede records on other chains); "
+     "run it without --executor dask"),
     (["replay", "{tmp}/a.db", "--json", "--limit", "5"],
      "--limit shortens the text report; --json lists every changed case"),
     (["audit", "show", "{tmp}/a.db", "1001", "--limit", "5"],
