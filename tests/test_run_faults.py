@@ -330,6 +330,9 @@ def test_two_runs_of_one_input_at_once_record_each_case_once(tmp_path, kind):
         assert all(json.loads(r.decision)["errors"][0]["code"] == "already_decided" for r in rejections)
         outs = [output_ids(tmp_path / f"out{i}.jsonl") for i in range(2)]
         assert outs[0] == outs[1] == [c["case_id"] for c in cases]
+        released = [[json.loads(line)["status"] != "rejected" for line in
+                     (tmp_path / f"out{i}.jsonl").read_text().splitlines()] for i in range(2)]
+        assert all(a != b for a, b in zip(*released)), "a case released as decided by both runs, or by neither"
     finally:
         if kind == "postgres":
             drop_database(db)
