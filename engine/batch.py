@@ -179,8 +179,8 @@ class BatchStopped(Exception):
         self.why, self.summary, self.recorded = why, summary, recorded
 
 
-class _StopReading(Exception):
-    """Ctrl-C while the run waited for input: no chunk is in flight, so it stops at once."""
+class _StopNow(Exception):
+    """Ctrl-C while the run waited for input or for the log's lock: stopping there loses nothing."""
 
 
 class _Seqs:
@@ -253,11 +253,11 @@ class Batch:
         started = time.perf_counter()
         self._stored_rulesets = False
         self._mine = _Seqs()  # what this run recorded or released: a case id seen again is a repeat
-        self._stop = self._reading = False
+        self._stop = self._at_once = False
         restore = self._catch_interrupts()
         try:
             self._run(summary, write_chunk)
-        except _StopReading:
+        except _StopNow:
             summary.seconds = time.perf_counter() - started
             raise BatchStopped("interrupted", f"interrupted after {summary.read:,} cases", summary,
                                self.recorded) from None
@@ -283,8 +283,10 @@ class Batch:
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = True
-            if self._reading:  # waiting for input (a terminal, a pipe): every chunk so far is out
-                raise _StopReading
+            # waiting for input (a terminal, a pipe) or for another process's lock on the log: every
+            # chunk so far is out, and the one being appended is rolled back
+            if self._at_once:
+                raise _StopNow
 
         previous = signal.signal(signal.SIGINT, stop)
         return lambda: signal.signal(signal.SIGINT, previous)
@@ -293,11 +295,11 @@ class Batch:
         """The input in chunks; while a chunk is being read, Ctrl-C stops the run at once."""
         chunks = _chunks(self.items(), self.chunk_size)
         while True:
-            self._reading = True
+            self._at_once = True
             try:
                 chunk = next(chunks, None)
             finally:
-                self._reading = False
+                self._at_once = False
             if chunk is None:
                 return
             yield chunk
@@ -350,7 +352,11 @@ class Batch:
                     s2.supersede_work_items(record, done[index][0])
             return to_record, close_superseded
 
-        done = store.append_prepared(prepare, rulesets)
+        self._at_once = True
+        try:
+            done = store.append_prepared(prepare, rulesets)
+        finally:
+            self._at_once = False
         self._stored_rulesets = True
         _, released, superseded, resumed = settled
         if done:

@@ -478,6 +478,73 @@ def test_a_log_locked_longer_than_the_timeout_at_the_start(tmp_path, executor):
         assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
 
 
+def test_ctrl_c_while_waiting_for_a_locked_log_stops_at_once(tmp_path):
+    """Waiting (up to a long --lock-timeout) for a log another process holds locked, the run still
+    hears Ctrl-C: exit 130, no traceback, nothing recorded."""
+    path = write_jsonl(tmp_path / "cases.jsonl", generate(50, seed=44))
+    db = tmp_path / "w.db"
+    open_store(str(db)).close()
+    holder = sqlite3.connect(str(db), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        proc = subprocess.Popen(cli(path, "--audit", db, "--workers", 1, "--lock-timeout", 600),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)  # a hang guard: without it the wait would last 600 s
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("vedtak run waiting for a locked log did not stop within 60 s of Ctrl-C")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 130 and "Traceback" not in err and "--resume" in err
+    assert records(db) == []
+
+
+def test_ctrl_c_while_a_batch_waits_for_the_log_lock_stops_it_between_chunks(tmp_path):
+    """In the middle of a run, another connection holds the log; SIGINT during the (long) wait stops
+    the batch as interrupted, with the chunks before it recorded and written out and the waiting
+    chunk not recorded at all."""
+    import threading
+
+    path = write_jsonl(tmp_path / "cases.jsonl", generate(600, seed=45))
+    db = str(tmp_path / "wait.db")
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    lines: list[str] = []
+
+    def interrupt_while_waiting() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # only while the batch's own handler is installed
+            handler = signal.getsignal(signal.SIGINT)
+            if holder.in_transaction and getattr(handler, "__name__", "") == "stop":
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    def lock_after_first_chunk(n: int) -> None:
+        if not holder.in_transaction:
+            holder.execute("BEGIN EXCLUSIVE")
+
+    sender = threading.Thread(target=interrupt_while_waiting)
+    sender.start()
+    try:
+        with AuditLog.open(db, timeout=600) as log:
+            batch = Batch(SG, [str(path)], log, chunk_size=200, progress=lock_after_first_chunk)
+            with pytest.raises(BatchStopped) as stopped:
+                batch.run(lines.append)
+    finally:
+        sender.join()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    assert stopped.value.why == "interrupted" and stopped.value.summary.read == 200 == len(lines)
+    assert verifies(db) and deciding_ids(db) == [json.loads(x)["case_id"] for x in lines]
+
+
 def test_a_log_locked_in_the_middle_of_a_run_stops_it_and_resume_completes(tmp_path):
     """The lock is taken by another connection after the first chunk: the next append waits the
     timeout, then the run stops (BatchStopped, why "log") having written out exactly what it

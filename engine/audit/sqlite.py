@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 
 from .record import GENESIS
@@ -33,7 +34,7 @@ class SQLiteStore(AuditStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("BEGIN IMMEDIATE")
+        self._begin_immediate()
         try:
             for stmt in SCHEMA:
                 self._db.execute(stmt)
@@ -64,13 +65,31 @@ class SQLiteStore(AuditStore):
             return ("io", f"the audit log {self.url} cannot be written ({text}: is its disk full?)")
         return None
 
+    def _begin_immediate(self) -> None:
+        """Take the database's write lock, waiting up to the timeout. The wait is a loop of short
+        waits, not one long one inside SQLite, so that Ctrl-C is heard while another process holds
+        the lock."""
+        deadline = time.monotonic() + self.timeout
+        self._db.execute(f"PRAGMA busy_timeout = {min(100, int(self.timeout * 1000))}")
+        try:
+            while True:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    name = getattr(exc, "sqlite_errorname", "") or ""
+                    if not (name.startswith("SQLITE_BUSY") or "locked" in str(exc)) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+
     def _begin_append(self) -> tuple[int, str]:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._begin_immediate()
         seq, hash_ = self._db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         return int(seq), hash_
 
     def _begin_chain_append(self, chain: str) -> tuple[int, str]:
-        self._db.execute("BEGIN IMMEDIATE")  # SQLite has one write lock: it serialises every chain
+        self._begin_immediate()  # SQLite has one write lock: it serialises every chain
         row = self._db.execute("SELECT seq, hash FROM audit_chains WHERE chain = ?", (chain,)).fetchone()
         if row is None:
             self._db.execute("ROLLBACK")
