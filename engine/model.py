@@ -171,9 +171,10 @@ class Expect(Frozen):
 
 
 def plain(value: Any) -> Any:
-    """YAML mappings and lists as plain dicts and lists, as a case from JSON would be."""
+    """YAML mappings and lists as plain dicts and lists, as a case from JSON would be: a key is always
+    text (YAML may write 2025-01-01 or 1 as a key; JSON cannot)."""
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -93,9 +93,20 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
     def construct_yaml_timestamp(self, node):
         try:
-            return super().construct_yaml_timestamp(node)
+            value = super().construct_yaml_timestamp(node)
         except (ValueError, OverflowError) as exc:  # 2025-02-30, 2025-13-01: no such day
             return self._refuse(node, "bad_date", f"{_short(node.value)} is not a date: {exc}")
+        if isinstance(value, datetime):  # a ruleset knows dates, not times of day
+            return self._refuse(node, "bad_date", f"{_short(node.value)} has a time of day; a ruleset "
+                                "holds dates (YYYY-MM-DD), or quote it as text")
+        return value
+
+    def construct_unsupported(self, node):
+        """!!binary, !!set, !!omap, !!pairs: YAML types that no ruleset value (nor JSON case) can be."""
+        self.problems.append((_value_pos(node), "invalid_value",
+                              f"the YAML type {node.tag.replace('tag:yaml.org,2002:', '!!')} is not supported "
+                              "in a ruleset"))
+        return Refused(node.tag)
 
     def construct_ymap(self, node):
         data = YMap()
@@ -141,6 +152,8 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_ylist)
 _Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _Loader.construct_unsupported)
 
 
 def _short(text: str, limit: int = 40) -> str:
