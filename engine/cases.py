@@ -251,6 +251,10 @@ def build_validator(schema: dict[str, FieldSpec]):
         if spec.max is not None:
             env[f"_max{i}"] = spec.max
             bounds += f" and {v} <= _max{i}"
+        # a whole number the engine cannot hold takes the careful path (out_of_range); a side the
+        # field's own bounds already close needs no check of its own
+        low, high = spec.min is None or spec.min <= -_BIG, spec.max is None or spec.max >= _BIG
+        held = f"-_BIG < {v} < _BIG" if low and high else f"-_BIG < {v}" if low else f"{v} < _BIG" if high else ""
         if t == "string":
             extra = ""
             if spec.one_of is not None:
@@ -263,12 +267,13 @@ def build_validator(schema: dict[str, FieldSpec]):
             conds.append(f"({null_ok}{v}.__class__ is _bool)")
             outs.append(f"{name!r}: {v}")
         elif t == "int":
-            conds.append(f"({null_ok}({v}.__class__ is _int and -_BIG < {v} < _BIG{bounds}))")
+            conds.append(f"({null_ok}({v}.__class__ is _int{' and ' + held if held else ''}{bounds}))")
             outs.append(f"{name!r}: {v}")
         elif t in ("decimal", "money"):
             # ints become exact Decimals; a number the engine cannot hold, and anything else, takes
             # the careful path (which rejects it as out_of_range)
-            lines.append(f"                if {v}.__class__ is _int: {v} = _D({v}) if -_BIG < {v} < _BIG else _bad")
+            lines.append(f"                if {v}.__class__ is _int: {v} = " + (f"_D({v}) if {held} else _bad" if held
+                                                                           else f"_D({v})"))
             lines.append(f"                elif {v}.__class__ is _dec and not _fits({v}): {v} = _bad")
             conds.append(f"({null_ok}({v}.__class__ is _dec{bounds}))")
             outs.append(f"{name!r}: {v}")

@@ -149,26 +149,33 @@ def parse_json(text: str, limits: Limits = DEFAULT, depth: int | None = None):
     checks run only on a line that could break a limit: one with more brackets than the depth
     limit, a possible surrogate escape, or more characters than a string or list may have.
     """
-    too_deep = f"nested deeper than the limit depth={limits.depth}"
-    depth = limits.depth if depth is None else depth
+    return _parse(text, limits, limits.depth if depth is None else depth,
+                  min(limits.string_chars, 2 * limits.list_items))
+
+
+_decode = json.JSONDecoder(parse_float=Decimal).decode  # made once: json.loads makes one per call
+_decode_big = json.JSONDecoder(parse_float=_big_float, parse_int=_big_int).decode
+
+
+def _parse(text: str, limits: Limits, depth: int, walk_above: int):
+    """:func:`parse_json` with its thresholds worked out (the fast path of a batch's lines)."""
     if text.count("{") + text.count("[") > depth and _too_deep(text, depth):
-        return None, too_deep
+        return None, f"nested deeper than the limit depth={limits.depth}"
     try:
         try:
-            value = json.loads(text, parse_float=Decimal)
+            value = _decode(text)
         except json.JSONDecodeError:
             raise
         except (ValueError, ArithmeticError):  # an int of 4 300+ digits, an exponent past any decimal
-            value = json.loads(text, parse_float=_big_float, parse_int=_big_int)
+            value = _decode_big(text)
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
         return None, f"not JSON: {exc.msg} at {at}"
     except RecursionError:
-        return None, too_deep
+        return None, f"nested deeper than the limit depth={limits.depth}"
     except (ValueError, ArithmeticError) as exc:  # pragma: no cover - the second reading keeps numbers
         return None, f"not JSON: {shown(str(exc), 80)}"
-    if len(text) > limits.string_chars or len(text) > 2 * limits.list_items or (
-            "\\u" in text and _LONE_ESCAPE.search(text)):
+    if len(text) > walk_above or ("\\u" in text and _LONE_ESCAPE.search(text)):
         why = problem(value, limits)
         if why:
             return None, why
@@ -188,26 +195,22 @@ def read_document(data: bytes, limits: Limits = DEFAULT):
 
 # -- JSON Lines and a JSON array -----------------------------------------------------------------
 
-def _lines(stream, limit: int) -> Iterator[tuple[bytes | None, int]]:
-    """(line, its length) for each line; (None, length) for a line longer than ``limit`` bytes,
-    which is skipped without holding it in memory."""
-    readline = stream.readline
-    while data := readline(limit + 1):
-        if len(data) <= limit or data.endswith(b"\n"):
-            yield data, len(data)
-            continue
-        size = len(data)
-        while (rest := readline(1 << 16)) and not rest.endswith(b"\n"):
-            size += len(rest)
-        yield None, size + len(rest.removesuffix(b"\n"))
+def _skip_line(readline, size: int) -> int:
+    """Read past the rest of a line that is over the limit, without holding it; its length."""
+    while (rest := readline(1 << 16)) and not rest.endswith(b"\n"):
+        size += len(rest)
+    return size + len(rest.removesuffix(b"\n"))
 
 
 def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -> Iterator[Item]:
     n = first_line - 1
-    for data, size in _lines(stream, limits.line_bytes):
+    depth, walk_above = limits.depth, min(limits.string_chars, 2 * limits.list_items)
+    limit, readline = limits.line_bytes, stream.readline
+    while data := readline(limit + 1):
         n += 1
-        if data is None:
-            yield Item(source, n, error=f"the line is {size:,} bytes, over the limit line_bytes={limits.line_bytes}")
+        if len(data) > limit and not data.endswith(b"\n"):
+            size = _skip_line(readline, len(data))
+            yield Item(source, n, error=f"the line is {size:,} bytes, over the limit line_bytes={limit}")
             continue
         if n == 1 and data.startswith(BOM):
             data = data[3:]
@@ -218,7 +221,7 @@ def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -
             continue
         if not text.strip():
             continue  # blank lines are not cases
-        raw, why = parse_json(text, limits)
+        raw, why = _parse(text, limits, depth, walk_above)
         if why is not None:
             yield Item(source, n, error=why)
         elif raw.__class__ is not dict:
