@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 import vedtak
-from vedtak.errors import RulesetError
+from vedtak.errors import MAX_DIAGNOSTICS, RulesetError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_INCOMPLETE = 3  # a distributed run left partitions undone; --resume finishes it
@@ -93,9 +93,11 @@ def load_ruleset(path: str):
     try:
         return vedtak.load(path)
     except RulesetError as exc:
-        for d in exc.diagnostics:
+        for d in exc.diagnostics[:MAX_DIAGNOSTICS]:  # the first hundred say what is wrong; the count says the rest
             say(d.format(), err=True)
         n = len(exc.diagnostics)
+        if n > MAX_DIAGNOSTICS:
+            say(f"... and {n - MAX_DIAGNOSTICS} more problems", err=True)
         say(f"{path}: {n} problem{'s' if n != 1 else ''}; the ruleset was not loaded", style="bold red", err=True)
         return None
 

@@ -585,6 +585,21 @@ def test_a_timestamp_with_a_time_of_day_is_a_bad_date(tmp_path):
     assert (d.line, d.column) == (4, 15) and "time of day" in d.message
 
 
+def test_thousands_of_problems_print_the_first_hundred_and_a_count(tmp_path):
+    """6 000 unknown names in one condition: load lists them all, `vedtak check` prints the first
+    MAX_DIAGNOSTICS, then how many more, then the total; the output stays small."""
+    from vedtak.errors import MAX_DIAGNOSTICS
+    path = write(tmp_path, BASE.replace("when: a > P", "when: " + " and ".join(["nosuch"] * 6000)))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    assert len(info.value.diagnostics) == 6000
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 1 and r.output.count("unknown_name") == MAX_DIAGNOSTICS
+    assert r.output.endswith(f"... and {6000 - MAX_DIAGNOSTICS} more problems\n"
+                             f"{path}: 6000 problems; the ruleset was not loaded\n")
+    assert len(r.output) < 100_000
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
