@@ -247,7 +247,7 @@ class Batch:
         if write_chunk is None:
             def write_chunk(text: str) -> None:
                 if write is not None:
-                    for line in text.splitlines():
+                    for line in text.split("\n")[:-1]:  # not splitlines: a string may hold U+2028
                         write(line)
         summary = Summary()
         started = time.perf_counter()

@@ -81,7 +81,7 @@ def head(db) -> int:
 def output_ids(path) -> list:
     text = path.read_text()
     assert text == "" or text.endswith("\n"), "the output ends in a partial line"
-    return [json.loads(line)["case_id"] for line in text.splitlines()]
+    return [json.loads(line)["case_id"] for line in text.split("\n")[:-1]]
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
@@ -698,3 +698,17 @@ def test_ctrl_c_during_a_distributed_run_stops_cleanly_and_resume_completes(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert verifies(db)
     assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases)
+
+
+def test_a_line_separator_inside_a_value_does_not_split_a_decision_line(tmp_path):
+    """Decisions are released one JSON per line; a U+2028 or U+0085 inside a value (JSON keeps them
+    raw) does not cut a decision in two, through the library's per-line writer or the --out file."""
+    case = dict(generate(1, seed=46)[0], case_id="A\u2028B\x85C")
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps(case, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines: list[str] = []
+    with AuditLog.open(str(tmp_path / "u.db")) as log:
+        Batch(SG, [str(path)], log).run(lines.append)
+    assert len(lines) == 1 and json.loads(lines[0])["case_id"] == case["case_id"]
+    run(path, "--audit", tmp_path / "v.db", "--workers", 1, "--out", tmp_path / "out.jsonl")
+    assert output_ids(tmp_path / "out.jsonl") == [case["case_id"]]
