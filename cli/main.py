@@ -195,7 +195,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
     else:
         plan = vedtak.compile(rs)
     try:
-        raw, why = read_document(case.read(), limits)
+        raw, why = read_document(case.read(limits.line_bytes + 1), limits)  # never more than the limit
         if why is not None:  # not recorded: there is no case to record
             raise CaseInputError(f"malformed_input: {why}")
         if audit_db:

@@ -110,8 +110,44 @@ def json_value(value: Any) -> Any:
 
 
 def canonical_json(obj: Any) -> str:
-    """UTF-8 JSON with sorted keys, no insignificant whitespace, decimals and dates as strings."""
-    return _canonical(obj)
+    """UTF-8 JSON with sorted keys, no insignificant whitespace, decimals and dates as strings.
+
+    A value nested deeper than Python's JSON encoder can go (only a library caller's own objects:
+    files are read within the depth limit) is cut at ``_MAX_NESTING`` levels, the cut part
+    replaced by a note, so that even that case can be recorded as the rejection it is.
+    """
+    try:
+        return _canonical(obj)
+    except RecursionError:
+        return _canonical(_cut(obj, _MAX_NESTING))
+
+
+_MAX_NESTING = 200
+
+
+def _cut(obj: Any, limit: int) -> Any:
+    """A copy of ``obj`` with every dict or list below ``limit`` levels replaced by a note (no recursion)."""
+    note = f"(nested deeper than {limit} levels: not kept)"
+    root: list = [None]
+    stack = [(obj, root, 0, 1)]
+    while stack:
+        value, parent, key, level = stack.pop()
+        if isinstance(value, dict):
+            if level > limit:
+                parent[key] = note
+                continue
+            copy: Any = {}
+            stack.extend((v, copy, str(k), level + 1) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            if level > limit:
+                parent[key] = note
+                continue
+            copy = [None] * len(value)
+            stack.extend((v, copy, i, level + 1) for i, v in enumerate(value))
+        else:
+            copy = value
+        parent[key] = copy
+    return root[0]
 
 
 def _storable_id(cid):

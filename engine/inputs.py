@@ -183,9 +183,10 @@ def _parse(text: str, limits: Limits, depth: int, walk_above: int):
 
 
 def read_document(data: bytes, limits: Limits = DEFAULT):
-    """One case given whole (``vedtak decide``): ``(value, None)`` or ``(None, why)``; never raises."""
+    """One case given whole (``vedtak decide``): ``(value, None)`` or ``(None, why)``; never raises.
+    A caller reading a stream need read no more than ``limits.line_bytes + 1`` bytes."""
     if len(data) > limits.line_bytes:
-        return None, f"the case is {len(data):,} bytes, over the limit line_bytes={limits.line_bytes}"
+        return None, f"the case is more than {limits.line_bytes:,} bytes, over the limit line_bytes={limits.line_bytes}"
     try:
         text = data.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -447,3 +447,27 @@ def test_hostile_lines_mixed_into_a_valid_file_never_stop_the_batch(hostile, pos
                 assert text == CLEAN[good]
         assert verifies(db)
         assert peak < 64 * 2 ** 20
+
+
+def test_decide_reads_no_more_than_the_line_limit_of_a_case(tmp_path):
+    """`vedtak decide` given a case over line_bytes (from a file or standard input) says so, exit 1."""
+    big = json.dumps({**GOOD[0], "note": "x" * 5000})
+    (tmp_path / "big.json").write_text(big)
+    for args, stdin in ([tmp_path / "big.json"], None), (["-"], big):
+        r = CliRunner().invoke(main, ["decide", str(STUDY_GRANT), *map(str, args), "--limit", "line_bytes=1000"],
+                               input=stdin, catch_exceptions=False)
+        assert r.exit_code == 1
+        assert "malformed_input: the case is more than 1,000 bytes, over the limit line_bytes=1000" in r.output
+
+
+def test_a_library_callers_case_nested_past_the_json_encoder_is_still_recorded(tmp_path, study_plan):
+    """A dict nested 5 000 deep given to plan.decide and log.decide is a rejection the log records
+    (the cut part noted) and verifies — no RecursionError."""
+    deep: object = 1
+    for _ in range(5000):
+        deep = {"a": [deep]}
+    case = {**GOOD[0], "x": deep}
+    assert study_plan.decide(case).status == "rejected"
+    with AuditLog.open(str(tmp_path / "deep.db")) as log:
+        assert log.decide(study_plan, case).status == "rejected"
+    assert verifies(tmp_path / "deep.db")
