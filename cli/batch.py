@@ -148,7 +148,13 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
         raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
     if o.out and Path(o.out).is_dir():
         raise click.UsageError(f"--out {o.out} is a directory; a local run writes one file")
-    with log, (_Output(o.out) if o.out else _Discard()) as sink:
+    try:
+        output = _Output(o.out) if o.out else _Discard()
+    except OSError as exc:  # checked before the run; a file system can still refuse
+        log.close()
+        raise click.ClickException(f"cannot write --out {safe_text(o.out)}: {exc.strerror or exc}; nothing was "
+                                   "decided or recorded") from None
+    with log, output as sink:
         progress = _progress(sys.stderr.isatty() and not o.log_json, "deciding")
         with progress:
             task = progress.add_task("cases", total=None)
