@@ -181,6 +181,12 @@ def _read_version(path: Path | Source, diags: list[Diagnostic]) -> tuple[Ruleset
         except TooLarge as exc:
             diags.append(Diagnostic(str(path), 1, 1, "too_large", str(exc)))
             return None
+        except UnicodeDecodeError as exc:  # located at the first byte that is not UTF-8
+            before = exc.object[: exc.start].decode("utf-8", "replace")
+            line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            diags.append(Diagnostic(str(path), line, col, "unreadable", f"the file is not UTF-8 text: byte "
+                                    f"0x{exc.object[exc.start]:02x} cannot be read", hint="save the file as UTF-8"))
+            return None
         except (OSError, UnicodeDecodeError) as exc:
             diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
             return None

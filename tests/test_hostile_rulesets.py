@@ -600,6 +600,18 @@ def test_thousands_of_problems_print_the_first_hundred_and_a_count(tmp_path):
     assert len(r.output) < 100_000
 
 
+def test_a_byte_that_is_not_utf8_is_located_and_a_bom_is_accepted(tmp_path):
+    """A Latin-1 byte in a ruleset file is `unreadable` at its line and column (not 0:0); a UTF-8
+    byte-order mark, as editors on Windows write it, loads."""
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(BASE.encode().replace(b"title: Hostile", b"title: Hostile \xe6"))
+    d = refused(path, "unreadable")
+    assert (d.line, d.column, d.message) == (2, 16, "the file is not UTF-8 text: byte 0xe6 cannot be read")
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    vedtak.load(bom)
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
