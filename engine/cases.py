@@ -29,6 +29,22 @@ class BigNumber(str):
     __slots__ = ()
 
 
+_NUMBER_LITERAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
+def unholdable(text: str) -> bool:
+    """Whether ``text`` is a number literal the engine cannot hold. A number field given such a
+    literal, as a JSON number (kept as :class:`BigNumber`) or as text (what the audit log keeps of
+    it, and what a replay reads), is out_of_range alike."""
+    text = text.strip()
+    if not _NUMBER_LITERAL.fullmatch(text):
+        return False
+    try:
+        return not number_in_range(Decimal(text))
+    except (InvalidOperation, ValueError):
+        return True
+
+
 def shown(text: str, limit: int = 40) -> str:
     """Text from a case as a message may quote it: lone surrogates escaped, long text shortened."""
     if len(text) > limit:
@@ -119,7 +135,7 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
                                     + _quoted(spec, f", got {shown(repr(value))}", "")))
         return None
     if t == "int":
-        if type(value) is int and not -_BIG < value < _BIG or type(value) is BigNumber or (
+        if type(value) is int and not -_BIG < value < _BIG or isinstance(value, str) and unholdable(value) or (
                 type(value) in (float, Decimal) and not number_in_range(Decimal(value))):
             _out_of_range(spec, value, path, errors)
             return None
@@ -130,12 +146,9 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
             return None
         return _bounded(spec, value, path, errors)
     if t in ("decimal", "money"):
-        if type(value) is BigNumber:
-            _out_of_range(spec, value, path, errors)
-            return None
         num = to_decimal(value)
-        if num is not None and not number_in_range(num):
-            _out_of_range(spec, num, path, errors)
+        if num is not None and not number_in_range(num) or num is None and isinstance(value, str) and unholdable(value):
+            _out_of_range(spec, value if num is None else num, path, errors)
             return None
         if num is None:
             errors.append(CaseError(path, "wrong_type", f"expected a number, got {_type_name(value)}"
