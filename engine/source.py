@@ -74,7 +74,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
     def _refuse(self, node, code: str, message: str):
         """Record a located problem with a scalar and keep its text, so that loading goes on."""
-        self.problems.append((_value_pos(node), code, message))
+        self.problems.append((_value_pos(node), code, message, min(len(str(node.value)), 80)))
         return Refused(node.value)
 
     def construct_yaml_float(self, node):  # exact: 0.05 is Decimal("0.05"), never a float
@@ -124,7 +124,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
                 key = str(key)
             if id(key_node) in explicit and key in seen:
                 kp = _value_pos(key_node)
-                self.problems.append((kp, "duplicate_key", f'key "{key}" appears twice in this mapping'))
+                self.problems.append((kp, "duplicate_key", f'key "{key}" appears twice in this mapping', len(str(key))))
             data[key] = self.construct_object(value_node, deep=True)
             data.key_pos[key] = _value_pos(key_node)
             if id(key_node) in explicit:
@@ -278,4 +278,4 @@ class Source:
                                     hint="write it as an escape inside a double-quoted string")]
         except yaml.YAMLError as exc:
             return None, [self.diag(None, "yaml_syntax", str(exc))]
-        return data, [self.diag(p, c, m) for p, c, m in problems]
+        return data, [self.diag(p, c, m, length=n) for p, c, m, *rest in problems for n in [rest[0] if rest else 1]]

@@ -108,6 +108,18 @@ def test_an_impossible_parameter_date_is_a_located_bad_date(tmp_path):
     assert d.message == "2025-02-30 is not a date: day is out of range for month"
 
 
+def test_check_prints_an_impossible_date_exactly(tmp_path):
+    """The whole `vedtak check` output for `values: {2025-02-30: 8000}`: location, code, message, the
+    line with a caret under the date, the summary; exit 1."""
+    path = write(tmp_path, BASE.replace("2025-01-01: 8000", "2025-02-30: 8000"))
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert (r.exit_code, r.output) == (1, (
+        f"{path}:16:16: bad_date: 2025-02-30 is not a date: day is out of range for month\n"
+        "      P: {values: {2025-02-30: 8000}}\n"
+        "                   ^^^^^^^^^^\n"
+        f"{path}: 1 problem; the ruleset was not loaded\n"))
+
+
 def test_an_impossible_validity_date_is_a_located_bad_date(tmp_path):
     """`valid: {from: 2025-13-01}` is one bad_date, not also a pydantic message about the same value."""
     path = write(tmp_path, BASE.replace("from: 2025-01-01", "from: 2025-13-01"))
