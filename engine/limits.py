@@ -13,6 +13,7 @@ from decimal import Decimal
 # takes at most 200 nested brackets, and the generated code nests about one bracket per level.
 MAX_DEPTH = 150  # levels of the syntax tree, a derived value counting as its own depth + 2 where used
 MAX_SIZE = 20_000  # syntax-tree nodes, a derived value counting as its own size where used
+MAX_VERSIONS = 200  # .yaml files in one ruleset directory
 MAX_PERIODS = 1_000  # spans of one version in which no parameter changes: each is compiled on its own
 MAX_COMPILED = 2_000_000  # syntax-tree nodes the compiler emits for one version: rules x periods
 DIGITS = 34  # a number literal's significant digits and integer digits (the decimal context's precision)

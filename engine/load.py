@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
 from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
-from .limits import DIGITS, MAX_COMPILED, MAX_PERIODS, clip, number_in_range
+from .limits import DIGITS, MAX_COMPILED, MAX_PERIODS, MAX_VERSIONS, clip, number_in_range
 from .model import FieldSpec, RulesetModel
 from .locate import model_errors, pos_of
 from .source import Pos, Source, TooLarge, YMap
@@ -271,6 +271,10 @@ def load(path: str | Path) -> Ruleset:
     files = _ruleset_files(path)
     if not files:
         raise RulesetError([Diagnostic(str(path), 0, 0, "not_found", "the directory holds no .yaml ruleset")])
+    if len(files) > MAX_VERSIONS:  # each version is read, checked and compiled: bound the work
+        raise RulesetError([Diagnostic(str(files[MAX_VERSIONS]), 1, 1, "too_large",
+                                       f"the directory holds {len(files)} .yaml files; a ruleset may have at most "
+                                       f"{MAX_VERSIONS} versions")])
     return _load_versions(files, str(path))
 
 

@@ -624,6 +624,17 @@ def test_a_byte_that_is_not_utf8_is_located_and_a_bom_is_accepted(tmp_path):
     vedtak.load(bom)
 
 
+def test_a_directory_of_too_many_versions_is_too_large(tmp_path):
+    """More than MAX_VERSIONS .yaml files in a ruleset directory are refused before any is read."""
+    from vedtak.limits import MAX_VERSIONS
+    for i in range(MAX_VERSIONS + 1):
+        (tmp_path / f"v{i:04d}.yaml").write_text("not: read")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(tmp_path)
+    [d] = info.value.diagnostics
+    assert (d.code, d.line, d.column) == ("too_large", 1, 1) and str(MAX_VERSIONS) in d.message
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
