@@ -585,8 +585,9 @@ def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], di
             isinstance(n, ast.Name) and n.id in derived for n in ast.walk(tree.body)) else ""
         if deepest is not None:
             checker.error(deepest, "too_deep", f"the {what} nests {depth} levels deep{inlined}; "
-                          f"the limit is {MAX_DEPTH}", hint="split it into derived values, or write a long sum "
-                          "as a sum of parts")
+                          f"the limit is {MAX_DEPTH}", hint="a derived value counts where it is used: make the "
+                          "chain of derived values shorter" if inlined else "split it into derived values, or "
+                          "write a long sum as a sum of parts")
         else:
             checker.error(tree.body, "too_large", f"the {what} has {size} parts{inlined}; the limit is "
                           f"{MAX_SIZE}", hint="derived values are copied where they are used: "
