@@ -91,7 +91,7 @@ def test_ctrl_c_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_p
     (the first run and interrupted resumes): each stops with exit 130, no worker traceback, a log that
     verifies, an output of complete lines all recorded, and a hint to --resume; the last --resume
     records every case exactly once and writes the whole output in input order."""
-    cases = generate(40000, seed=11)
+    cases = generate(30000, seed=11)
     path = write_jsonl(tmp_path / "cases.jsonl", cases)
     db, out = tmp_path / "c.db", tmp_path / "out.jsonl"
     cmd = cli(path, "--audit", db, "--out", out, "--workers", 2, "--batch-size", 500)
@@ -311,7 +311,7 @@ def test_two_runs_of_one_input_at_once_record_each_case_once(tmp_path, kind):
     else:
         db = str(tmp_path / "two.db")
     try:
-        cases = generate(8000, seed=25)
+        cases = generate(5000, seed=25)
         path = write_jsonl(tmp_path / "cases.jsonl", cases)
         open_store(db).close()  # created before both start, so that neither run creates it
         procs = [subprocess.Popen(cli(path, "--audit", db, "--workers", 1, "--batch-size", 100, "--out",
