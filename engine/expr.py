@@ -477,6 +477,13 @@ class _Checker:
                 if t is not None and t != INT:
                     self.error(a, "type_mismatch", f"date() needs whole numbers, not {t}")
                     return None
+            if None not in types and all(isinstance(a, ast.Constant) for a in args):  # date(2025, 2, 30)
+                try:
+                    date(*(a.value for a in args))  # type: ignore[attr-defined]
+                except (ValueError, OverflowError) as exc:
+                    self.error(node, "bad_literal", f"date({', '.join(self._segment(a) for a in args)}) is "
+                               f"not a date: {exc}")
+                    return None
             return DATE if None not in types else None
         self.error(node, "wrong_arguments", 'date() takes "YYYY-MM-DD" or year, month, day')
         return None

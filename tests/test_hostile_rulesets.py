@@ -635,6 +635,14 @@ def test_a_directory_of_too_many_versions_is_too_large(tmp_path):
     assert (d.code, d.line, d.column) == ("too_large", 1, 1) and str(MAX_VERSIONS) in d.message
 
 
+@pytest.mark.parametrize("literal", ["date(2025, 2, 30)", "date(2025, 13, 1)", "date(0, 1, 1)", 'date("2025-02-29")'])
+def test_an_impossible_date_literal_in_an_expression_is_refused_at_load(tmp_path, literal):
+    """An impossible date written in an expression, as text or as year, month, day, is a located
+    bad_literal at load, not an evaluation error in every case."""
+    d = refused(write(tmp_path, BASE.replace("when: a > P", f"when: d > {literal}")), "bad_literal")
+    assert d.line == 23 and "not a date" in d.message
+
+
 def test_a_nul_character_in_an_expression_is_a_syntax_error(tmp_path):
     """A NUL character in an expression (a ValueError from Python's parser) is a located syntax_error."""
     d = refused(write(tmp_path, BASE.replace("when: a > P", 'when: "a >\\0 P"')), "syntax_error")
