@@ -101,7 +101,7 @@ def _diagnostic_codes() -> set[str]:
                     arg = node.args[1]
                 elif name == "Diagnostic" and len(node.args) >= 4:
                     arg = node.args[3]
-            elif isinstance(node, ast.Tuple) and len(node.elts) == 3 and not isinstance(node.elts[0], ast.Constant) \
+            elif isinstance(node, ast.Tuple) and len(node.elts) in (3, 4) and not isinstance(node.elts[0], ast.Constant) \
                     and isinstance(node.elts[1], ast.Constant) \
                     and isinstance(node.elts[1].value, str) and re.fullmatch(r"[a-z]+_[a-z_]+", node.elts[1].value):
                 arg = node.elts[1]
