@@ -7,6 +7,7 @@ problem with its field path. Money and decimals become ``Decimal``, never float.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -54,6 +55,13 @@ def shown(text: str, limit: int = 40) -> str:
     return text
 
 
+def _as_text(value):
+    """A decimal or float as the text the audit log keeps of it (and a replay reads); else the value."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = Decimal(repr(value))
+    return str(value) if isinstance(value, Decimal) else value
+
+
 def number_text(value) -> str:
     """A number as a message shows it: in full when short, else abbreviated with its size."""
     if type(value) is int:
@@ -85,6 +93,8 @@ class CaseError:
 def _type_name(value) -> str:
     if value is None:
         return "null"
+    if value.__class__ is str and _NUMBER_LITERAL.fullmatch(value.strip()):
+        return "a number"  # the log keeps a decimal as its text: a replay must say what the run said
     return {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object", Decimal: "a number", BigNumber: "a number"}.get(type(value), type(value).__name__)
 
@@ -132,7 +142,7 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
             errors.append(CaseError(path, "wrong_type", "expected a date, got a date and time"))
         else:
             errors.append(CaseError(path, "bad_date", "expected a date as YYYY-MM-DD"
-                                    + _quoted(spec, f", got {shown(repr(value))}", "")))
+                                    + _quoted(spec, f", got {shown(repr(_as_text(value)))}", "")))
         return None
     if t == "int":
         if type(value) is int and not -_BIG < value < _BIG or isinstance(value, str) and unholdable(value) or (
@@ -141,7 +151,8 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
             return None
         if type(value) is not int:
             errors.append(CaseError(path, "wrong_type", f"expected a whole number, got {_type_name(value)}"
-                                    + (_quoted(spec, f" ({number_text(value)})", "") if isinstance(value, (float, Decimal))
+                                    + (_quoted(spec, f" ({number_text(_as_text(value))})", "")
+                                       if _type_name(value) == "a number"
                                        else "")))
             return None
         return _bounded(spec, value, path, errors)
@@ -219,13 +230,13 @@ def _record(schema: dict[str, FieldSpec], raw: dict, prefix: str, errors: list[C
             out[name] = None
             continue
         out[name] = _convert(spec, value, prefix + name, errors)
-    for name in raw:
-        if name not in schema:
-            import difflib
-            name = shown(str(name), 60)
-            close = difflib.get_close_matches(name, list(schema), n=1)
-            errors.append(CaseError(prefix + name, "unknown_field", "not a field of this ruleset's cases"
-                                    + (f'; did you mean "{close[0]}"?' if close else "")))
+    # in sorted order, as the log keeps the case (canonical JSON): a replay lists them alike
+    for name in sorted((n for n in raw if n not in schema), key=str):
+        import difflib
+        name = shown(str(name), 60)
+        close = difflib.get_close_matches(name, list(schema), n=1)
+        errors.append(CaseError(prefix + name, "unknown_field", "not a field of this ruleset's cases"
+                                + (f'; did you mean "{close[0]}"?' if close else "")))
     return out
 
 

@@ -29,6 +29,7 @@ from vedtak.batch import Batch
 from vedtak.cli.main import main
 from vedtak.input_limits import Limits, help_text
 from vedtak.inputs import header_problems, parse_json, read
+from vedtak.replay import replay
 
 from conftest import STUDY_GRANT
 
@@ -429,8 +430,8 @@ def _blank(line: bytes, first: bool) -> bool:
        first_hostile=st.booleans())
 def test_hostile_lines_mixed_into_a_valid_file_never_stop_the_batch(hostile, positions, first_hostile):
     """Any hostile lines mixed into 20 good cases: the batch finishes; read = the file's non-blank
-    lines; each good case gets the decision a clean run gives it; the log verifies; the run's
-    peak memory stays under 64 MB."""
+    lines; each good case gets the decision a clean run gives it; the log verifies and a replay
+    of it finds no difference; the run's peak memory stays under 64 MB."""
     lines: list[tuple[bytes, int | None]] = [(GOOD_LINES[i].encode(), i) for i in range(20)]
     for i, h in enumerate(hostile):
         at = 0 if first_hostile and i == 0 else positions[i] if i < len(positions) else len(lines)
@@ -451,6 +452,8 @@ def test_hostile_lines_mixed_into_a_valid_file_never_stop_the_batch(hostile, pos
             if good is not None:
                 assert text == CLEAN[good]
         assert verifies(db)
+        with open_store(str(db)) as store:
+            assert replay(store).differences == []
         assert peak < 64 * 2 ** 20
 
 
