@@ -479,3 +479,47 @@ def test_a_library_callers_case_nested_past_the_json_encoder_is_still_recorded(t
     with AuditLog.open(str(tmp_path / "deep.db")) as log:
         assert log.decide(study_plan, case).status == "rejected"
     assert verifies(tmp_path / "deep.db")
+
+
+def _csv_counts(line: bytes) -> bool:
+    """Whether a CSV line is read as a row (a non-blank row, or one that cannot be read)."""
+    text = line.decode("utf-8", "surrogateescape")
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        return True
+    try:
+        row = next(csv.reader([text]), [])
+    except csv.Error:
+        return True
+    return any(c.strip() for c in row)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile=st.lists(st.one_of(st.binary(max_size=40), _ANY_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+                                  st.lists(_ANY_TEXT, min_size=len(COLUMNS), max_size=len(COLUMNS)).map(
+                                      lambda cells: ",".join(["h" + cells[0], *cells[1:]])  # never a good id
+                                      .encode("utf-8", "surrogatepass"))),
+                        min_size=1, max_size=8),
+       positions=st.lists(st.integers(0, 12), max_size=8), bom=st.booleans())
+def test_hostile_rows_mixed_into_a_valid_csv_reject_only_themselves(hostile, positions, bom):
+    """Any rows (bytes that are not UTF-8, lone surrogates, control characters, wrong cells) mixed
+    into a valid CSV, with or without a BOM: read = the rows; every good row is decided as a clean
+    run decides it. (Quotes and line breaks are left out: an open quote rightly joins lines.)"""
+    good = GOOD[:12]
+    rows: list[tuple[bytes, int | None]] = []
+    for i, case in enumerate(good):
+        cells = [str(v).lower() if isinstance(v, bool) else str(v) for v in case.values()]
+        rows.append((",".join(cells).encode(), i))
+    for i, h in enumerate(hostile):
+        h = bytes(b for b in h if b not in b'"\r\n')
+        rows.insert(min(positions[i] if i < len(positions) else len(rows), len(rows)), (h, None))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.csv"
+        path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + ",".join(COLUMNS).encode() + b"\n"
+                         + b"\n".join(r for r, _ in rows) + b"\n")
+        summary, out, db = batch(Path(tmp), path)
+        kept = [g for r, g in rows if g is not None or _csv_counts(r)]
+        assert summary.read == len(kept) == len(out)
+        for text, g in zip(out, kept):
+            if g is not None:
+                assert text == CLEAN[g]
+        assert verifies(db)
