@@ -326,7 +326,7 @@ def test_a_line_far_over_the_limit_is_skipped_without_holding_it(tmp_path):
 
 HOSTILE_FILE_LINES = [GOOD_LINES[0], case_line(1, note="\ud800"), DEEP, case_line(2, income=Raw("7" * 5000)),
                       case_line(3, wealth=Raw("1e999999999")), case_line(4, wealth=Raw("1e999999999999999")),
-                      b"\xff\xfe not utf-8", "[" * 50_000, GOOD_LINES[5]]
+                      b"\xff\xfe not utf-8", "[" * 50_000, case_line(6, note="y" * 200), GOOD_LINES[5]]
 
 
 def test_vedtak_run_with_hostile_lines_finishes_without_a_traceback_and_resume_works(tmp_path):
@@ -351,9 +351,9 @@ def test_vedtak_run_with_hostile_lines_finishes_without_a_traceback_and_resume_w
 
 def test_a_dask_partition_decides_its_hostile_lines_as_a_local_run_does(tmp_path):
     """With --executor dask, partitions holding hostile lines finish at the first attempt and write
-    what a local run writes."""
+    what a local run writes; the workers read within the --limit given."""
     path = write_lines(tmp_path / "h.jsonl", HOSTILE_FILE_LINES * 3)
-    base = [sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path)]
+    base = [sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path), "--limit", "string_chars=100"]
     local = subprocess.run(base + ["--audit", str(tmp_path / "l.db"), "--out", str(tmp_path / "l.jsonl"),
                                    "--workers", "1"], capture_output=True, text=True, timeout=300)
     dist = subprocess.run(base + ["--audit", str(tmp_path / "d.db"), "--out", str(tmp_path / "parts"),
@@ -370,6 +370,8 @@ def test_a_dask_partition_decides_its_hostile_lines_as_a_local_run_does(tmp_path
             if json.loads(x)["status"] == "rejected"] == \
         [json.loads(x)["errors"][0]["code"] for x in local_out[:len(HOSTILE_FILE_LINES)]
          if json.loads(x)["status"] == "rejected"]
+    noted = json.loads(dist_out[HOSTILE_FILE_LINES.index(case_line(6, note="y" * 200))])
+    assert noted["errors"][0]["message"] == "a string of 200 characters at note, over the limit string_chars=100"
     assert verifies(tmp_path / "d.db")
 
 
