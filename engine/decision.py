@@ -60,7 +60,7 @@ def _json_default(value: Any) -> Any:
 
 _canonical_any = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                   default=_json_default).encode
-_enc_any_raw = json.JSONEncoder(ensure_ascii=False).encode
+_enc_any_raw = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _enc_str_raw = json.encoder.encode_basestring
 # A lone surrogate (from a library caller's string, or a JSON escape such as "\ud800") cannot be
 # written as UTF-8: canonical JSON writes it as its JSON escape, which reads back as the same string.

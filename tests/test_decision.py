@@ -66,6 +66,18 @@ def test_an_outcome_outside_automate_is_proposed_not_released(child_plan):
     assert d.reasons[-1].startswith('The outcome "review-needed" is not released automatically')
 
 
+def test_a_decision_with_several_reasons_is_canonical_json(child_plan):
+    """A decision with two or more reasons (an automation-policy referral) is written without
+    insignificant whitespace, byte for byte as the generic canonical JSON."""
+    raw = {"ref": "P", "decided_on": "2024-07-01", "birth_date": "1950-01-01", "resident": True,
+           "municipality": "oslo", "income": 1, "partner_income": 0,
+           "children": [{"birth_date": "2020-01-01", "disabled": False, "support": 0}]}
+    d = child_plan.decide(raw)
+    assert len(d.reasons) >= 2
+    assert d.to_json() == d.to_json_generic()
+    assert '","' in d.to_json() and '", "' not in d.to_json()
+
+
 RATIO_RULESET = """\
 ruleset: ratio
 title: Ratio
