@@ -14,6 +14,7 @@ log names its supervisors); every claim, release and assignment is kept with who
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -21,10 +22,13 @@ from decimal import Decimal, InvalidOperation
 from .audit.record import Entry, utc_now
 from .audit.store import AuditStore
 from .decision import ENGINE_VERSION, canonical_json
+from .cases import _NUMBER_LITERAL
+from .limits import DIGITS, clip, number_in_range
 from .load import load_text
 
 STATUSES = ("open", "claimed", "decided", "superseded")
 OPEN_STATUSES = ("open", "claimed")  # work still to do; decided and superseded items are closed
+_INT_LITERAL = re.compile(r"-?[0-9]+")  # ASCII digits only, as in case input
 KIND_WORDS = {"int": "a whole number", "decimal": "a number", "date": "a date (YYYY-MM-DD)",
               "bool": "true or false"}
 
@@ -143,17 +147,25 @@ def change_supervisors(store: AuditStore, name: str, *, add: bool, by: str) -> l
 
 
 def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem:
-    """Open a work item for a human review of the case's latest automated decision.
+    """Open a work item for a human review of the case's current decision: its latest decision,
+    automated or by a caseworker (an earlier review's decision among them). Deciding the item
+    confirms or overrides that decision.
 
     At most one review of a record is open at a time: asking again while one is open (or claimed)
-    is refused naming it (``review_open``). A review asked for after an earlier one was decided
-    says so in its reason, and its decision names the earlier one (``review.follows``)."""
+    is refused naming it (``review_open``). A review asked for after an earlier one of the case was
+    decided says so in its reason, and its decision names the earlier one (``review.follows``)."""
     _need(by, "who asks for the review (--by)")
     _need(reason, "why (--reason)")
-    decisions = [r for r in store.records(case_id) if r.kind == "decision"]
-    if not decisions:
-        raise QueueError("nothing_to_review", f"case {case_id} has no automated decision to review")
-    record = decisions[-1]
+    record = current_decision(store, case_id)
+    for r in store.records(record.case_id):  # a review of an earlier decision, still open, is the case's review
+        pending = [WorkItem.from_row(row) for row in store.review_rows((r.seq, r.chain))] \
+            if r.kind in DECIDING_KINDS and (r.seq, r.chain) != (record.seq, record.chain) else []
+        for item in pending:
+            if item.status in OPEN_STATUSES:
+                raise QueueError("review_open", f"a review of record {r.ref} (case {record.case_id}) is already "
+                                 f"open: work item {item.id}, {item.status}" + (f" by {item.assignee}" if item.assignee
+                                                                               else "")
+                                 + "; decide it before asking for another")
     recorded = json.loads(record.decision)
     stored = store.ruleset(record.ruleset_sha256) if record.ruleset_sha256 else None
     queue = "review"
@@ -174,10 +186,32 @@ def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem
     return get_item(store, item_id)
 
 
+DECIDING_KINDS = ("decision", "referral", "human")  # records that set or replace a case's decision
+
+
+def current_decision(store: AuditStore, case_id):
+    """The case's current decision: its latest automated decision or caseworker decision. A later
+    referral (a decision made again that a caseworker has still to decide) leaves none to review."""
+    records = [r for r in store.records(case_id) if r.kind in DECIDING_KINDS]
+    if not any(r.kind != "referral" for r in records):
+        raise QueueError("nothing_to_review", f"case {case_id} has no decision to review")
+    latest = records[-1]
+    if latest.kind == "referral":
+        raise QueueError("not_decided", f"case {case_id} has no decision to review: its latest record {latest.ref} "
+                         "is a referral still to be decided by a caseworker (vedtak queue list)")
+    return latest
+
+
 def earlier_review(store: AuditStore, record: tuple[int, str | None], before: int | None = None) -> WorkItem | None:
-    """The latest closed review of the record (seq, chain), of those opened before item ``before``."""
-    closed = [WorkItem.from_row(r) for r in store.review_rows(record)]
-    closed = [i for i in closed if i.status not in OPEN_STATUSES and (before is None or i.id < before)]
+    """The latest closed review of the case of the record (seq, chain), of those opened before item
+    ``before``: reviews of any of the case's decisions, automated or human, so that each review
+    names the one before it."""
+    found = store.record(*record)
+    targets = [record] if found is None else [(r.seq, r.chain) for r in store.records(found.case_id)
+                                              if r.kind in DECIDING_KINDS]
+    closed = [WorkItem.from_row(row) for target in dict.fromkeys(targets) for row in store.review_rows(target)]
+    closed = sorted((i for i in closed if i.status not in OPEN_STATUSES and (before is None or i.id < before)),
+                    key=lambda i: i.id)
     return closed[-1] if closed else None
 
 
@@ -277,16 +311,19 @@ def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: di
 
 
 def _parse(name: str, text: str, kind: str):
+    """A caseworker's value as its type, by the number rules of case input: ASCII digits only
+    (``int()`` and ``Decimal()`` also read ``٥``), and a number the engine holds exactly (at most
+    34 significant digits, below 10^34), never rounded."""
     try:
-        if kind == "int":
-            if not text.strip().lstrip("-").isdigit():
+        if kind in ("int", "decimal"):
+            literal = text.strip()
+            pattern = _INT_LITERAL if kind == "int" else _NUMBER_LITERAL
+            if not pattern.fullmatch(literal):
                 raise ValueError
-            return int(text)
-        if kind == "decimal":
-            value = Decimal(text.strip())
-            if not value.is_finite():
-                raise ValueError
-            return value
+            if not number_in_range(Decimal(literal)):
+                raise QueueError("bad_value", f'value {name}: "{clip(literal)}" is out of range: a number may have at '
+                                 f"most {DIGITS} significant digits and must be below 10^{DIGITS}")
+            return int(Decimal(literal)) if kind == "int" else Decimal(literal)
         if kind == "date":
             return date.fromisoformat(text.strip())
         if kind == "bool":
@@ -296,4 +333,4 @@ def _parse(name: str, text: str, kind: str):
         return text
     except (ValueError, InvalidOperation):
         article = KIND_WORDS[kind]
-        raise QueueError("bad_value", f'value {name}: "{text}" is not {article}') from None
+        raise QueueError("bad_value", f'value {name}: "{clip(text)}" is not {article}') from None

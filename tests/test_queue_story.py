@@ -104,10 +104,42 @@ def test_a_later_review_names_the_earlier_one(db):
         humans = [json.loads(r.decision) for r in store.records(4) if r.kind == "human"]
         assert "follows" not in humans[0]["review"]
         assert humans[1]["review"]["follows"] == {"work_item": first, "record": first_seq}
-        assert humans[1]["review"]["confirms"] is True and humans[0]["review"]["confirms"] is False
+        # the later review is of the case's current decision (the first review's deny), which grant overrides
+        assert humans[1]["review"]["of_record"] == first_seq
+        assert humans[1]["review"]["confirms"] is False and humans[0]["review"]["confirms"] is False
         assert verify(store).ok and replay(store).ok
     history = run("audit", "show", db, "4").output
     assert f"Follows the earlier review in work item {first} (decided in record {first_seq})" in history
+
+
+def test_a_second_review_is_of_the_decision_the_first_review_made(db):
+    """The reproduction: after a review overrode record N (grant → deny), a second review linked to
+    record N and "confirmed" grant. A review is of the case's current decision: the second one is of
+    the first review's record, and deciding deny again confirms it (grant would override it)."""
+    first = _item_id(_review(db, 4).output)
+    d1 = run("queue", "decide", db, first, "--outcome", "deny", "--by", "per", "--reason", "Income too high")
+    first_seq = int(d1.output.rstrip(")\n").split()[-1])
+    later = _review(db, 4, who="ola")
+    assert later.exit_code == 0, later.output
+    assert f"to review record {first_seq};" in later.output
+    second = _item_id(later.output)
+    assert [i.proposed["outcome"] for i in _items(db) if i.id == second] == ["deny"]
+    d2 = run("queue", "decide", db, second, "--outcome", "deny", "--by", "per", "--reason", "Still too high")
+    assert d2.exit_code == 0, d2.output
+    with open_store(db) as store:
+        humans = [json.loads(r.decision) for r in store.records(4) if r.kind == "human"]
+        assert humans[1]["review"] == {"of_record": first_seq, "confirms": True,
+                                       "follows": {"work_item": first, "record": first_seq}}
+        assert verify(store).ok
+
+
+def test_a_case_whose_latest_record_is_a_referral_has_nothing_to_review(db):
+    """A referred case has no decision yet: asking for a review says so (exit 1), naming no item."""
+    referred = next(i for i in _items(db, queue="general"))
+    r = _review(db, referred.case_id)
+    assert r.exit_code == 1
+    assert r.output.startswith(f"refused: case {referred.case_id} has no decision to review")
+    assert not [i for i in _items(db) if i.kind == "review" and i.case_id == referred.case_id]
 
 
 def test_two_review_requests_at_once_open_one_item(db):
@@ -313,15 +345,23 @@ def test_any_sequence_of_queue_operations_keeps_one_story(template, tmp_path, op
         for item in items:
             assert (item.assignee is None) == (item.status == "open") or item.status == "decided"
             if item.kind == "review" and item.status in queue_api.OPEN_STATUSES:
-                reviews.setdefault(item.record_seq, []).append(item.id)
+                reviews.setdefault(json.dumps(item.case_id), []).append(item.id)
         assert all(len(ids) == 1 for ids in reviews.values()), reviews
         humans = [r for r in store.records() if r.kind == "human"]
         closes = [json.loads(r.decision)["closes"]["work_item"] for r in humans]
         assert sorted(closes) == sorted(i.id for i in items if i.status == "decided")
         for record in humans:
             body = json.loads(record.decision)
-            if "review" in body:
-                earlier = [i for i in items if i.kind == "review" and i.record_seq == body["review"]["of_record"]
+            if "review" in body:  # of the case's current decision when it was decided, and compared with it
+                deciding = [r for r in store.records(body["case_id"])  # one chain here: seq is the order
+                            if r.kind in ("decision", "referral", "human") and r.seq < record.seq]
+                of = store.record(body["review"]["of_record"])
+                assert of is not None and of.kind in ("decision", "human")
+                was = json.loads(of.decision)
+                assert body["review"]["confirms"] == (was.get("outcome") == body["outcome"]
+                                                      and (was.get("values") or {}) == body["values"])
+                assert deciding and deciding[-1].seq == of.seq
+                earlier = [i for i in items if i.kind == "review" and i.case_id == body["case_id"]
                            and i.id < body["closes"]["work_item"]]
                 follows = body["review"].get("follows")
                 assert (follows["work_item"] if follows else None) == (earlier[-1].id if earlier else None)
