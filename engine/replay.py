@@ -55,7 +55,10 @@ class ReplayReport:
     replayed: int = 0
     skipped_human: int = 0
     skipped_manifests: int = 0
-    skipped_batch_rejections: int = 0  # an unreadable line or a repeated case id: nothing to re-decide
+    skipped_batch_rejections: int = 0  # rejected by the batch, not the rules (all three below): nothing to re-decide
+    skipped_unreadable: int = 0  # a line that held no case (malformed_input)
+    skipped_repeated: int = 0  # a case id repeated within a run (duplicate_case_id)
+    skipped_already_decided: int = 0  # a case decided earlier in the log, sent again (already_decided)
     skipped_other_rulesets: int = 0  # records of other rulesets than the one the replay is scoped to
     ruleset: str | None = None  # the ruleset id the replay is scoped to, if any
     differences: list[Difference] = field(default_factory=list)
@@ -73,6 +76,8 @@ class ReplayReport:
         data = {
             "replayed": self.replayed, "skipped_human": self.skipped_human,
             "skipped_batch_rejections": self.skipped_batch_rejections,
+            "skipped_unreadable": self.skipped_unreadable, "skipped_repeated": self.skipped_repeated,
+            "skipped_already_decided": self.skipped_already_decided,
             "skipped_other_rulesets": self.skipped_other_rulesets, "ruleset": self.ruleset,
             "differences": len(self.differences), "unreproducible": len(self.unreproducible),
             "changed": [{"seq": d.seq, "case_id": d.case_id, **({"chain": d.chain} if d.chain else {}),
@@ -192,6 +197,12 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
             # rejected by the batch, not by the rules: a line that held no case, or a case id seen
             # before in the run; the chain vouches for these records, there is nothing to re-decide
             report.skipped_batch_rejections += 1
+            if "malformed_input" in codes:
+                report.skipped_unreadable += 1
+            elif "duplicate_case_id" in codes:
+                report.skipped_repeated += 1
+            else:
+                report.skipped_already_decided += 1
             continue
         report.replayed += 1
         why = _unreproducible(record)
@@ -229,9 +240,10 @@ def _unreproducible(record: AuditRecordV1) -> str | None:
     if record.pii:
         info = json.loads(record.pii)
         verb = "pseudonymised" if info.get("mode") == "pseudonymise" else "dropped"
-        # a note with no fields: only the stored reasons were masked (a placeholder read personal data)
-        parts = info.get("fields") or ["the decision's reasons"]
-        return f"personal data was {verb} in the log ({', '.join(parts)})"
+        fields, masked = info.get("fields") or [], info.get("masked") or []
+        why = f"personal data was {verb} in the log" + (f" ({', '.join(fields)})" if fields else "")
+        # masked parts (values or reasons that read personal data) are stored as [personal data]
+        return why + (f"; the decision's {' and '.join(masked)} are stored masked" if masked else "")
     return None
 
 
@@ -256,6 +268,20 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
         if recorded.get("values"):
             lines += ["Values:"] + [f"  {k} = {v}" for k, v in recorded["values"].items()]
         return "\n".join(lines)
+    # a decision made again (run --redecide) names the record it supersedes; the rest is as decided
+    supersedes = [recorded.pop(k, None) for k in ("supersedes", "supersedes_chain")]
+    links = [f"Supersedes record {record_ref(*supersedes)}"] if supersedes[0] is not None else []
+    links += [f"Superseded by record {ref}" for ref in superseded_by(store, record)]
+    codes = {e.get("code") for e in recorded.get("errors") or [] if isinstance(e, dict)}
+    if record.kind == "rejection" and codes and codes <= BATCH_REJECTIONS:
+        # rejected by the batch, not by the rules (a line that held no case, a case id repeated in
+        # the run, a case decided earlier): there is nothing to re-decide, so no replay to claim
+        who = f"Case {record.case_id}: " if record.case_id is not None else ""
+        lines = [f"{who}rejected: {e.get('code')}: {e.get('message')}" for e in recorded["errors"]]
+        rs = recorded.get("ruleset")
+        if isinstance(rs, dict):
+            lines.append(f"Ruleset: {rs.get('id')} version {rs.get('version')} (sha256 {str(rs.get('sha256'))[:12]})")
+        return "\n".join(lines + links)
     why = _unreproducible(record)
     if why is None and record.ruleset_sha256:
         plan = _Plans(store).get(record.ruleset_sha256)
@@ -263,17 +289,33 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
             why = plan
         else:
             decision = plan.decide(json.loads(record.input, parse_float=Decimal))
-            # a decision made again (run --redecide) names the record it supersedes; the rest is as decided
-            supersedes = [recorded.pop(k) for k in ("supersedes", "supersedes_chain") if k in recorded]
             if json.loads(decision.to_json()) == recorded:
-                return decision.explain() + (f"\nSupersedes record {':'.join(map(str, supersedes[::-1]))}"
-                                             if supersedes else "")
+                return "\n".join([decision.explain(), *links])
             why = "re-deciding it today gives a different result (see vedtak replay)"
-    lines = [f"{label(recorded)}; rule {recorded.get('rule')}" + (f" ({recorded['basis']})" if recorded.get("basis")
-                                                                   else "")]
+    rule = recorded.get("rule")
+    lines = [label(recorded) + (f"; rule {rule}" if rule is not None else "")
+             + (f" ({recorded['basis']})" if recorded.get("basis") else "")]
+    if recorded.get("errors"):
+        lines += ["Errors:"] + [f"  {e.get('path') or 'case'}: {e.get('code')}: {e.get('message')}"
+                                for e in recorded["errors"] if isinstance(e, dict)]
     lines += ["Reasons:"] + [f"  {r}" for r in recorded.get("reasons") or []]
     if recorded.get("values"):
         lines += ["Values:"] + [f"  {k} = {v}" for k, v in recorded["values"].items()]
+    lines += links
     if why:
         lines.append(f"(shown as recorded; {why})")
     return "\n".join(lines)
+
+
+def superseded_by(store: AuditStore, record: AuditRecordV1) -> list[str]:
+    """The records that decided this record's case again (run --redecide), naming it as superseded."""
+    if record.kind not in ("decision", "referral") or record.case_id is None:
+        return []
+    found = []
+    for other in store.records(record.case_id):
+        if other.kind not in ("decision", "referral") or (other.seq, other.chain) == (record.seq, record.chain):
+            continue
+        named = json.loads(other.decision)
+        if named.get("supersedes") == record.seq and named.get("supersedes_chain") == record.chain:
+            found.append(other.ref)
+    return found

@@ -233,7 +233,8 @@ def test_pseudonymised_fields_are_keyed_hashes_and_replay_says_why_it_cannot_rep
                                                              "ages 18 to 30."]
         report = replay(store)
     assert report.unreproducible == [(1, case["case_id"],
-                                      "personal data was pseudonymised in the log (age)", None)]
+                                      "personal data was pseudonymised in the log (age); the decision's reasons are "
+                                      "stored masked", None)]
     assert problems(url) == []
 
 

@@ -28,7 +28,7 @@ from vedtak.replay import replay
 
 from audit_support import TABLES, fresh_url
 
-KEY = b"test-secret-key"
+KEY = b"test-secret-key-of-128-bits"  # a --pii-key-file holds at least 16 bytes
 MODES = ["drop", "pseudonymise"]
 
 # A small ruleset with a pii field of every type: date, string, string with one_of, int with
@@ -72,6 +72,12 @@ rules:
     when: age < 18
     decide: deny
     because: "Born {birth_date}, the applicant {name} is {age}."
+  - id: high-earner
+    basis: "test § 3a"
+    when: resident and income > LIMIT
+    decide: reduce
+    values: {declared: income, over: excess, doubled: "income * 2", rate: RATE}
+    because: "Declared {declared}, {over} over {LIMIT} (by {excess}); twice {doubled}; rate {rate}."
   - id: rich
     basis: "test § 3"
     when: income > LIMIT
@@ -191,7 +197,8 @@ REPRODUCTIONS = [
     ("unknown field like a pii field", valid_case(birth_dat="1961-02-03", nmae=MARKER), [MARKER, "1961-02-03"]),
     ("unknown item field", valid_case(children=[{"child_name": "x", "child_birth": "2020-01-02",
                                                  "child_nmae": MARKER}]), [MARKER]),
-    ("derived value in because", valid_case(income=MONEY), [MONEY, MONEY - 500000]),
+    ("derived value in because", valid_case(income=MONEY, resident=False), [MONEY, MONEY - 500000]),
+    ("rule values read pii", valid_case(income=MONEY), [MONEY, MONEY - 500000, MONEY * 2]),
 ]
 
 
@@ -245,7 +252,7 @@ def test_masked_reasons_keep_what_is_not_personal_and_replay_says_why(plan, tmp_
     where a placeholder reads a pii field or a value derived from one; the work item's reason is
     the masked text; replay names the record as one it cannot reproduce."""
     db = tmp_path / "audit.db"
-    case = valid_case(income=MONEY, age_years=44)
+    case = valid_case(income=MONEY, age_years=44, resident=False)
     with AuditLog.open(str(db), pii="drop") as log:
         released = log.decide(plan, case)
     assert released.reasons == [f"Income {MONEY} exceeds 500000 by {MONEY - 500000}; oslo, age 44."]
@@ -286,11 +293,12 @@ def test_evaluation_error_in_a_rule_reading_pii_keeps_no_details(plan, tmp_path)
     db = tmp_path / "audit.db"
     with AuditLog.open(str(db), pii="drop") as log:
         released = log.decide(plan, valid_case(age_years=0, lookup=True))
-    assert released.referral_reason == "evaluation-error" and "year 0" in released.reasons[0]
+    detail = released.reasons[0].split(": ", 1)[1]  # the message names the value: "year 0" or "date(0, 1, 1)"
+    assert released.referral_reason == "evaluation-error" and ("year 0" in detail or "date(0," in detail)
     with open_store(str(db)) as store:
         (record,) = list(store.records())
         (item,) = list_items(store)
-    assert "year 0" not in record.decision and "year 0" not in item.reason_text
+    assert detail not in record.decision and detail not in item.reason_text
     assert json.loads(record.decision)["reasons"] == [
         "Rule by-year could not be evaluated on this case; the details are not kept in the log, as they may "
         "repeat personal data."]
@@ -394,6 +402,9 @@ def hostile_case(draw, serial: int):
                 found.append(item["child_nmae"])
             items.append(item)
         case["children"] = items
+    income = case.get("income")
+    if type(income) is Decimal and income > 0:  # what rule high-earner's values compute from it
+        found += [income * 2, income - 500000]
     if draw(st.booleans()):
         case["lookup"] = draw(st.booleans())
     if draw(st.integers(0, 4)) == 0:  # a typo of a pii field's name, holding its value
@@ -587,3 +598,175 @@ def test_run_out_file_holds_the_decisions_as_decided_and_the_log_their_keyed_has
         (record,) = list(store.records())
     assert json.loads(record.pii)["released"] == "hmac-sha256:" + hmac.new(KEY, line.encode("utf-8"),
                                                                           hashlib.sha256).hexdigest()
+
+
+# -- rule values computed from personal data (review of round 2) ---------------------------------
+
+# The reviewer's ruleset: rule r copies a pii field into a value, computes one from a derived value
+# that reads it, and one from two pii fields; its reason quotes a derived value and a rule value.
+PIIVAL = """\
+ruleset: piival
+title: v
+version: "1"
+valid: {from: 2020-01-01}
+decision_date: d
+case_id: id
+automate: [yes]
+case:
+  id: {type: string}
+  d: {type: date}
+  income: {type: money, pii: true}
+  born: {type: date, pii: true}
+  name: {type: string, pii: true}
+  bonus: {type: money, optional: true, pii: true}
+parameters:
+  FEE: {unit: NOK, values: {2020-01-01: 250}}
+derive:
+  twice: income * 2
+rules:
+  - id: r
+    basis: "x"
+    when: income > 0
+    decide: yes
+    values:
+      amount: income
+      dbl: twice
+      age: years_between(born, d)
+      fee: FEE
+      name: "'standard'"
+    because: "ok {twice} {amount} fee {fee} {name}"
+  - id: b
+    basis: "z"
+    when: income == 0
+    decide: yes
+    values: {extra: bonus}
+    because: "bonus {extra}"
+otherwise: {refer: manual, basis: y, because: "other {name}"}
+"""
+PIIVAL_CASES = [
+    {"id": "V1", "d": "2025-01-01", "income": 7654321, "born": "1981-06-17", "name": "SECRETVV1"},
+    {"id": "V2", "d": "2025-01-01", "income": -5, "born": "1981-06-17", "name": "SECRETVV2"},
+    {"id": "V3", "d": "2025-01-01", "income": 0, "born": "1981-06-17", "name": "SECRETVV3"},
+]
+PIIVAL_SECRETS = ["7654321", "15308642", "1981-06-17", "SECRETVV1", "SECRETVV2", "SECRETVV3"]
+
+
+def _piival(tmp_path, automate: str) -> Path:
+    """The reviewer's piival.yaml (automate [yes]) or piiref.yaml (automate [])."""
+    path = tmp_path / "piival.yaml"
+    path.write_text(PIIVAL.replace("automate: [yes]", f"automate: {automate}"), encoding="utf-8")
+    return path
+
+
+def _run_piival(tmp_path, key_file, mode: str, automate: str):
+    """`vedtak run piival.yaml v.jsonl --audit pv.db --pii MODE --out`: the db, the output lines
+    by case id, the stored records by case id, the work items by case id."""
+    db, source, out = tmp_path / "pv.db", tmp_path / "v.jsonl", tmp_path / "pv.out"
+    source.write_text("".join(json.dumps(c) + "\n" for c in PIIVAL_CASES), encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(_piival(tmp_path, automate)), str(source), "--audit", str(db),
+                                       "--workers", "1", "--out", str(out), *pii_args(mode, key_file)])
+    assert result.exit_code in (0, 1), result.output
+    lines = {json.loads(line)["case_id"]: line for line in out.read_text(encoding="utf-8").splitlines()}
+    with open_store(str(db)) as store:
+        records = {r.case_id: r for r in store.records()}
+        items = {i.case_id: i for i in list_items(store)}
+        assert verify(store).problems == []
+    return db, lines, records, items
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("automate", ["[yes]", "[]"])
+def test_rule_values_read_from_pii_are_masked_in_the_log(mode, automate, key_file, tmp_path):
+    """The reviewer's repro (piival.yaml, and piiref.yaml with automate: []): values that copy a
+    pii field (amount), compute from a derived value that reads one (dbl) or from pii fields (age)
+    are stored as [personal data], and so is every placeholder naming them; values that read no
+    personal data (fee from a parameter, name a literal that shadows the pii field) stay as they
+    are; the work item's text and proposal are masked alike; --out has the decision as decided;
+    no secret is anywhere in the SQLite file."""
+    db, lines, records, items = _run_piival(tmp_path, key_file, mode, automate)
+    assert leaks(sqlite_bytes(db), PIIVAL_SECRETS) == []
+    released = json.loads(lines["V1"])
+    assert released["values"] == {"age": 43, "amount": "7654321", "dbl": "15308642", "fee": "250",
+                                  "name": "standard"}
+    assert released["reasons"][0] == "ok 15308642 7654321 fee 250 standard"
+    stored = json.loads(records["V1"].decision)
+    assert stored["values"] == {"age": "[personal data]", "amount": "[personal data]", "dbl": "[personal data]",
+                                "fee": "250", "name": "standard"}
+    assert stored["reasons"][0] == "ok [personal data] [personal data] fee 250 standard"
+    assert json.loads(records["V1"].pii)["masked"] == ["reasons", "values"]
+    if automate == "[]":
+        item = items["V1"]
+        assert item.proposed == {"outcome": "yes", "values": stored["values"]}
+        assert item.reason_text == " ".join(stored["reasons"])
+    else:
+        assert "V1" not in items
+    assert json.loads(records["V2"].decision)["reasons"] == ["other [personal data]"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_value_of_an_optional_pii_field_and_the_missing_list(mode, key_file, tmp_path):
+    """A value copying an optional pii field is masked when the field is given; when it is not,
+    the missing-data referral lists the field's name only (never a value), and the log stores it
+    so. The stored decision has no trace, and its parameters are the ruleset's."""
+    db, lines, records, items = _run_piival(tmp_path, key_file, mode, "[yes]")
+    missing = json.loads(records["V3"].decision)
+    assert missing["referral"] == {"fields": ["bonus"], "reason": "missing-data"} and missing["values"] == {}
+    assert "trace" not in missing and missing["parameters"] == {"FEE": "250"}
+    assert items["V3"].reason_text == "Missing data: rule b needs bonus, which the case does not give."
+    from vedtak.audit.log import make_entry
+    from vedtak.audit.pii import PiiPolicy
+    plan = vedtak.compile(vedtak.load(_piival(tmp_path, "[yes]")))
+    case = {**PIIVAL_CASES[2], "bonus": "4455667.89"}
+    entry = make_entry(plan.decide(_as_decided(case)), _as_decided(case), PiiPolicy(mode, KEY))
+    stored = json.loads(entry.decision)
+    assert stored["values"] == {"extra": "[personal data]"} and stored["reasons"] == ["bonus [personal data]"]
+    assert "4455667" not in entry.decision + entry.input and json.loads(entry.released)["values"]["extra"] == "4455667.89"
+
+
+def test_pseudonymised_masked_values_commit_to_the_released_line_and_replay_says_why(key_file, tmp_path):
+    """Under pseudonymise, a record with masked values keeps the keyed HMAC of exactly the line
+    --out was given; replay lists it as not reproducible and says its values are stored masked."""
+    import hashlib
+    import hmac
+    db, lines, records, _ = _run_piival(tmp_path, key_file, "pseudonymise", "[yes]")
+    note = json.loads(records["V1"].pii)
+    assert note["released"] == "hmac-sha256:" + hmac.new(KEY, lines["V1"].encode("utf-8"), hashlib.sha256).hexdigest()
+    with open_store(str(db)) as store:
+        report = replay(store)
+    why = {cid: text for _, cid, text, _ in report.unreproducible}
+    assert why["V1"] == ("personal data was pseudonymised in the log (income, born, name); the decision's "
+                         "reasons and values are stored masked")
+    assert report.differences == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shipped_omgjoring_ruleset_stores_no_value_computed_from_income(mode, key_file, tmp_path):
+    """The shipped studiestotte-omgjoring ruleset under --pii drop|pseudonymise: case S1-2023-14's
+    reduction (0.50 NOK, from which the exact income could be worked back) and the converted sum
+    are stored as [personal data], in the values and the reason; the gross sum, which reads no
+    personal data, stays; --out keeps the decision as decided. No stored decision of any case
+    repeats its income or a value computed from it."""
+    root = Path(__file__).resolve().parent.parent / "rulesets" / "studiestotte-omgjoring"
+    db, out = tmp_path / "so.db", tmp_path / "so.out"
+    result = CliRunner().invoke(main, ["run", str(root), str(root / "cases.jsonl"), "--audit", str(db),
+                                       "--workers", "1", "--out", str(out), *pii_args(mode, key_file)])
+    assert result.exit_code in (0, 1), result.output
+    released = {d["case_id"]: d for d in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert released["S1-2023-14"]["values"]["reduction"] == "0.50"
+    with open_store(str(db)) as store:
+        stored = {r.case_id: json.loads(r.decision) for r in store.records()}
+    s14 = stored["S1-2023-14"]
+    assert s14["values"] == {"converted": "[personal data]", "gross": "30000.00", "reduction": "[personal data]"}
+    assert "0.50" not in s14["reasons"][0] and "205580" not in s14["reasons"][0]
+    assert "reduces it by [personal data] NOK" in s14["reasons"][0]
+    cases = {c["student_id"]: c for c in map(json.loads, (root / "cases.jsonl").read_text().splitlines()) if c}
+    for cid, d in stored.items():
+        income = cases.get(cid, {}).get("income")
+        if d["status"] == "rejected" or income is None:
+            continue
+        texts = " ".join(d["reasons"]) + " " + json.dumps(d["values"])
+        for known in [d["decision_date"], *map(format_value, map(Decimal, d["parameters"].values()))]:
+            texts = texts.replace(known, "")  # an income may equal the limit the reason quotes
+        assert format_value(Decimal(str(income))) not in texts, cid
+        for name in ("reduction", "converted"):
+            assert d["values"].get(name, "[personal data]") == "[personal data]", cid

@@ -17,31 +17,34 @@ KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "re
 PRIORITY = {"evaluation-error": 2, "missing-data": 1}
 
 
-def work_item(decision: Decision, version, reasons: list[str] | None = None) -> tuple:
+def work_item(decision: Decision, version, reasons: list[str] | None = None, values: dict | None = None) -> tuple:
     """The work item a referral or rejection opens: queue, reason code and text, proposal, priority.
 
-    ``reasons`` are the reasons as the log stores them (without personal data), when they differ
-    from the decision's own."""
+    ``reasons`` and ``values`` are the reasons and values as the log stores them (without personal
+    data), when they differ from the decision's own."""
     text = " ".join(decision.reasons if reasons is None else reasons)
     if decision.status == "rejected":
         queue = version.model.review_queue if version is not None else "review"
         return (queue, "invalid-input", text, None, 1)
     proposed = None
     if decision.outcome is not None:
-        proposed = canonical_json({"outcome": decision.outcome, "values": decision.values})
+        proposed = canonical_json({"outcome": decision.outcome,
+                                   "values": decision.values if values is None else values})
     reason = decision.referral_reason or "rule"
     return (decision.queue, reason, text, proposed, PRIORITY.get(reason, 0))
 
 
-def open_store(db: str, *, timeout: float = 60.0) -> AuditStore:
+def open_store(db: str, *, timeout: float = 60.0, read_only: bool = False) -> AuditStore:
     """Open (creating if need be) the audit store at ``db``: a SQLite path or a postgresql:// URL.
     ``timeout``: how many seconds a write waits for another process's lock on the log before it
-    fails with :class:`~vedtak.audit.store.StoreError`."""
+    fails with :class:`~vedtak.audit.store.StoreError`. ``read_only``: open an existing log to read
+    it only; opening writes nothing and waits for no writer (a log whose schema must be created or
+    upgraded first is a StoreError with reason "upgrade")."""
     if db.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
-        return PostgresStore(db, timeout=timeout)
+        return PostgresStore(db, timeout=timeout, read_only=read_only)
     from .sqlite import SQLiteStore
-    return SQLiteStore(db, timeout=timeout)
+    return SQLiteStore(db, timeout=timeout, read_only=read_only)
 
 
 def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
@@ -51,15 +54,15 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
     if pii.mode == "keep" or (type(raw) is dict and {e.code for e in decision.errors} == {"malformed_input"}):
         # a line the batch could not read is recorded as the reader's note of where it was and
         # why (source, line, error), never with its content: there is nothing personal to remove
-        kept, note, stored, reasons, released = raw, None, decision.to_json(), None, None
+        kept, note, stored, reasons, values, released = raw, None, decision.to_json(), None, None, None
     else:
         # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
         kept, touched, withheld = pii.scrub_input(version.model.case if version else {}, raw)
-        stored, masked, reasons = stored_decision(decision, touched, withheld, pii)
+        stored, masked, reasons, values = stored_decision(decision, touched, withheld, pii)
         released = decision.to_json() if masked else None
         note = pii.note(touched, masked, released or "")
     day = decision.decision_date
-    item = None if decision.status == "decided" else work_item(decision, version, reasons)
+    item = None if decision.status == "decided" else work_item(decision, version, reasons, values)
     kind = KIND_OF_STATUS[decision.status]
     if version is None:
         return Entry(kind, decision.case_id, canonical_json(kept), stored, None, None, None, None,

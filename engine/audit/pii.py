@@ -10,9 +10,9 @@ value afterwards:
   list that holds pii item fields but is not a list, of a list item that is not an object,
   and the whole of a case that is not a JSON object.
 * :func:`stored_decision` builds the decision JSON the log keeps from a scrubbed decision:
-  a ``because`` text's placeholders that read personal data (a pii field, or a derived value
-  computed from one) are rendered as ``[personal data]`` (a rule's own values are the decision
-  and are stored as released; a ruleset should not copy a pii field into one); the details of an
+  a rule's ``values`` computed from personal data (a pii field, or a derived value computed
+  from one) are stored as ``[personal data]``, and so are a ``because`` text's placeholders that
+  read personal data (such a field, derived value or rule value); the details of an
   evaluation error in a rule that reads personal data are not kept; a rejection's messages
   never repeat the value they are about (validation never quotes a pii value; an error about
   a value the input scrub removed is reduced to a message without it, as a second guard).
@@ -135,7 +135,7 @@ def holds_pii(spec) -> bool:
 
 # -- the stored decision ----------------------------------------------------------------------
 
-_READS: dict[int, tuple] = {}  # id(version) -> (version, personal fields, {rule index: masked names})
+_READS: dict[int, tuple] = {}  # id(version) -> (version, personal fields, {rule index: (values, names)})
 
 
 def _personal(version) -> tuple[frozenset[str], dict]:
@@ -146,20 +146,33 @@ def _personal(version) -> tuple[frozenset[str], dict]:
     return cached[1], cached[2]
 
 
-def masked_names(version, rule) -> frozenset[str]:
-    """The placeholders of a rule's ``because`` text whose value is read from personal data."""
+def _rule_masks(version, rule) -> tuple[frozenset[str], frozenset[str]]:
+    """A rule's values computed from personal data, and its ``because`` placeholders that read
+    personal data: a pii field, a value derived from one, or one of those rule values."""
     personal, per_rule = _personal(version)
-    names = per_rule.get(rule.index)
-    if names is None:
-        out = set()
+    masks = per_rule.get(rule.index)
+    if masks is None:
+        values = frozenset(n for n, expr in rule.values.items()
+                           if version.fields_read(expr.names, loads=True) & personal)
+        names = set()
         for n in rule.because.names:
             n = n.strip()
-            # a rule's own values are the decision, stored in its ``values`` as released: masking
-            # them in the text would hide nothing
-            if n not in rule.values and version.fields_read((n,), loads=True) & personal:
-                out.add(n)
-        names = per_rule[rule.index] = frozenset(out)
-    return names
+            # a placeholder naming a rule value reads that value (it shadows a field of that name)
+            if n in values or (n not in rule.values and version.fields_read((n,), loads=True) & personal):
+                names.add(n)
+        masks = per_rule[rule.index] = (values, frozenset(names))
+    return masks
+
+
+def masked_values(version, rule) -> frozenset[str]:
+    """The names of a rule's ``values`` whose expression reads personal data (directly or through
+    derived values): the log stores them as ``[personal data]``."""
+    return _rule_masks(version, rule)[0]
+
+
+def masked_names(version, rule) -> frozenset[str]:
+    """The placeholders of a rule's ``because`` text whose value is read from personal data."""
+    return _rule_masks(version, rule)[1]
 
 
 def rule_reads_pii(version, rule) -> bool:
@@ -210,18 +223,19 @@ def _under(path: str, withheld: str) -> bool:
 
 
 def stored_decision(decision: Decision, touched: list[str], withheld: list,
-                    policy: PiiPolicy) -> tuple[str, list[str], list[str] | None]:
-    """The decision JSON the log keeps, which parts of it are masked, and its masked reasons (for
-    work items; None when the reasons are stored as released).
+                    policy: PiiPolicy) -> tuple[str, list[str], list[str] | None, dict | None]:
+    """The decision JSON the log keeps, which parts of it are masked, and its masked reasons and
+    values (for work items; None when stored as released).
 
     Under ``keep`` it is the released decision itself. Otherwise nothing in it repeats personal
     data: see the module docstring.
     """
     if policy.mode == "keep" or decision.period is None:
-        return decision.to_json(), [], None
+        return decision.to_json(), [], None, None
     version = decision.period.version
     masked: list[str] = []
     reasons = None
+    values = None
     data = None
     if decision.status == "rejected":
         errors = []
@@ -250,9 +264,17 @@ def stored_decision(decision: Decision, touched: list[str], withheld: list,
             if names:
                 masked.append("reasons")
                 reasons = [_masked_because(decision, rule, names), *decision.reasons[1:]]
+            personal = masked_values(version, rule)
+            released = decision.values
+            if personal & released.keys():
+                masked.append("values")
+                values = {k: MASK if k in personal else v for k, v in released.items()}
         if masked:
             data = decision.to_dict()
-            data["reasons"] = reasons
+            if reasons is not None:
+                data["reasons"] = reasons
+            if values is not None:
+                data["values"] = values
     if data is None:
-        return decision.to_json(), [], reasons
-    return canonical_json(data), masked, reasons
+        return decision.to_json(), [], reasons, values
+    return canonical_json(data), masked, reasons, values
