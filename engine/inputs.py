@@ -30,6 +30,7 @@ BOM = codecs.BOM_UTF8  # what Excel's "CSV UTF-8" writes first: accepted and ski
 _LONE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape that may be a lone surrogate
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)  # a string (skipped) or a bracket
 _SURROGATE_BYTES = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape keeps them
 _MAX_INT_DIGITS = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
 
@@ -153,8 +154,65 @@ def parse_json(text: str, limits: Limits = DEFAULT, depth: int | None = None):
                   min(limits.string_chars, 2 * limits.list_items))
 
 
-_decode = json.JSONDecoder(parse_float=Decimal).decode  # made once: json.loads makes one per call
-_decode_big = json.JSONDecoder(parse_float=_big_float, parse_int=_big_int).decode
+_decoder = json.JSONDecoder(parse_float=Decimal)  # made once: json.loads makes one per call
+_decoder_big = json.JSONDecoder(parse_float=_big_float, parse_int=_big_int)
+_decode, _raw_decode = _decoder.decode, _decoder.raw_decode
+_decode_big, _raw_decode_big = _decoder_big.decode, _decoder_big.raw_decode
+
+
+class _Twice(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_twice(pairs: list) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Twice(k)
+            seen.add(k)
+    return value
+
+
+_decode_pairs = json.JSONDecoder(parse_float=_big_float, parse_int=_big_int, object_pairs_hook=_no_twice).decode
+
+
+def _keys(value) -> int:
+    """How many keys the objects in ``value`` hold, all levels together."""
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        if v.__class__ is dict:
+            n += len(v)
+            stack.extend(x for x in v.values() if x.__class__ in (dict, list))
+        elif v.__class__ is list:
+            stack.extend(x for x in v if x.__class__ in (dict, list))
+    return n
+
+
+def _duplicate_key(text: str, value) -> str | None:
+    """Why ``value``, decoded from ``text``, is not what the text says: a key given twice in one object
+    (JSON keeps only the last). Cheap for a case without one: every key is followed by a colon, so a
+    text with no more colons than the value has keys cannot repeat one; only other texts are decoded
+    again, noting every key."""
+    colons = text.count(":")
+    if colons <= (len(value) if value.__class__ is dict else 0) or colons <= _keys(value):
+        return None
+    try:
+        _decode_pairs(text)
+    except _Twice as exc:
+        return f"the key {shown(str(exc.key), 60)} appears twice in one object: a case gives each field once"
+    except (ValueError, ArithmeticError, RecursionError):  # pragma: no cover - the text was decoded before
+        return None
+    return None
+
+
+def _message(exc: json.JSONDecodeError, where: str) -> str:
+    """The decoder's message with its location (its own messages may end in "at")."""
+    return f"{exc.msg}{'' if exc.msg.endswith(' at') else ' at'} {where}"
 
 
 def _parse(text: str, limits: Limits, depth: int, walk_above: int):
@@ -170,7 +228,7 @@ def _parse(text: str, limits: Limits, depth: int, walk_above: int):
             value = _decode_big(text)
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
-        return None, f"not JSON: {exc.msg} at {at}"
+        return None, f"not JSON: {_message(exc, at)}"
     except RecursionError:
         return None, f"nested deeper than the limit depth={limits.depth}"
     except (ValueError, ArithmeticError) as exc:  # pragma: no cover - the second reading keeps numbers
@@ -179,7 +237,8 @@ def _parse(text: str, limits: Limits, depth: int, walk_above: int):
         why = problem(value, limits)
         if why:
             return None, why
-    return value, None
+    why = _duplicate_key(text, value)
+    return (None, why) if why else (value, None)
 
 
 def read_document(data: bytes, limits: Limits = DEFAULT):
@@ -232,31 +291,98 @@ def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -
 
 
 def _json_array(source: str, stream, limits: Limits = DEFAULT) -> Iterator[Item]:
-    data = stream.read().removeprefix(BOM)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        yield Item(source, 1, error=f"not UTF-8 text (byte {exc.start + 1}); no case in this file was read")
-        return
-    # the array itself is one level: each case may nest as deep as a line of JSON Lines may
-    items, why = parse_json(text, Limits(**{**limits.to_dict(), "string_chars": len(text) + 1,
-                                            "list_items": len(text) + 1}), limits.depth + 1)
-    if why is not None:
-        at = re.search(r"at line (\d+) ", why)
-        yield Item(source, int(at.group(1)) if at else 1, error=f"{why}; no case in this file was read")
-        return
-    if not isinstance(items, list):
+    """The cases of a JSON array file, read element by element: an element that cannot be read (too
+    deep, a lone surrogate, a byte that is not UTF-8, a duplicate key) rejects that item only; a
+    syntax error that leaves the rest unreadable rejects the items from there on, in one problem."""
+    text = stream.read().removeprefix(BOM).decode("utf-8", "surrogateescape")
+    depth, walk_above = limits.depth, min(limits.string_chars, 2 * limits.list_items)
+    pos = _skip_ws(text, 0)
+    if text[pos:pos + 1] != "[":
         yield Item(source, 1, error="a JSON file of cases holds an array of objects")
         return
-    check = len(text) > limits.string_chars or len(text) > 2 * limits.list_items or (
-        "\\u" in text and _LONE_ESCAPE.search(text))
-    for n, raw in enumerate(items, 1):
-        if not isinstance(raw, dict):
-            yield Item(source, n, error=f"item {n} is not a JSON object")
-        elif check and (why := problem(raw, limits)):
-            yield Item(source, n, error=why)
-        else:
-            yield Item(source, n, raw)
+    pos, n = _skip_ws(text, pos + 1), 0
+    if text[pos:pos + 1] == "]":
+        pos = _skip_ws(text, pos + 1)
+    else:
+        while True:
+            n += 1
+            raw, why, end = _element(text, pos, limits, depth, walk_above)
+            if end is None:
+                yield Item(source, n, error=f"item {n}: {why}; the items from {n} on were not read")
+                return
+            if why is not None:
+                yield Item(source, n, error=f"item {n}: {why}")
+            elif raw.__class__ is not dict:
+                yield Item(source, n, error=f"item {n} is not a JSON object")
+            else:
+                yield Item(source, n, raw)
+            pos = _skip_ws(text, end)
+            sep = text[pos:pos + 1]
+            if sep == "]":
+                pos = _skip_ws(text, pos + 1)
+                break
+            if sep != ",":
+                got = "the end of the file" if not sep else f"{shown(sep)!r}"
+                yield Item(source, n + 1, error=f"item {n + 1}: not JSON: expected ',' or ']' after item {n}, got "
+                                                f"{got}, at {_at(text, pos)}; the items from {n + 1} on were not read")
+                return
+            pos = _skip_ws(text, pos + 1)
+    if pos < len(text):
+        yield Item(source, n + 1, error=f"not JSON: text after the array's closing ']', at {_at(text, pos)}")
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()
+
+
+def _at(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line} column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def _element(text: str, pos: int, limits: Limits, depth: int, walk_above: int):
+    """One element of an array at ``pos``: ``(value, why, end)``; ``end`` is None when the text from
+    ``pos`` on cannot be read."""
+    try:
+        try:
+            value, end = _raw_decode(text, pos)
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, ArithmeticError):  # an int of 4 300+ digits, an exponent past any decimal
+            value, end = _raw_decode_big(text, pos)
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON: {_message(exc, _at(text, exc.pos))}", None
+    except RecursionError:
+        end = _element_end(text, pos)
+        return None, f"nested deeper than the limit depth={limits.depth}", end
+    span = text[pos:end]
+    if span.count("{") + span.count("[") > depth and _too_deep(span, depth):
+        return None, f"nested deeper than the limit depth={limits.depth}", end
+    if not span.isascii() and _SURROGATE_BYTES.search(span):
+        return None, f"not UTF-8 text at {_at(text, pos + _SURROGATE_BYTES.search(span).start())}", end
+    why = _duplicate_key(span, value)
+    if why is None and (len(span) > walk_above or ("\\u" in span and _LONE_ESCAPE.search(span))):
+        why = problem(value, limits)
+    return (None, why, end) if why else (value, None, end)
+
+
+def _element_end(text: str, pos: int) -> int | None:
+    """Where the element nested too deep for the decoder at ``pos`` ends (its brackets closed), or None."""
+    depth = 0
+    for m in _TOKEN.finditer(text, pos):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return m.end()
+            if depth < 0:
+                return None
+    return None
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -264,22 +390,55 @@ def _json_array(source: str, stream, limits: Limits = DEFAULT) -> Iterator[Item]
 _TOO_LONG = "\udfff"  # stands in for a line over the limit (no decoding yields this surrogate)
 
 
-def _csv_lines(text, limit: int, bad: list) -> Iterator[str]:
-    """The lines of a decoded CSV stream, each at most ``limit`` characters: a longer line is
-    replaced by a marker row without being held in memory. ``bad`` collects the numbers of
-    lines holding bytes that are not UTF-8."""
-    readline = text.readline
-    n = 0
-    while line := readline(limit + 1):
-        n += 1
-        if len(line) > limit and not line.endswith(("\n", "\r")):
-            while (rest := readline(1 << 16)) and not rest.endswith(("\n", "\r")):
-                pass
-            yield _TOO_LONG + "\n"
-            continue
+class _Lines:
+    """The lines of a decoded CSV stream as csv.reader takes them, each at most ``limit`` characters
+    (a longer line is replaced by a marker row without being held in memory). The lines of the
+    record being read are kept with their numbers, so that a record whose quoted field is never
+    closed — the file ends inside it, or it runs past ``limit`` characters — can be rejected at the
+    line where it starts and the file read on from the next line."""
+
+    def __init__(self, text, limit: int):
+        self._readline, self._limit = text.readline, limit
+        self.n = 0  # the number of the last line read from the stream
+        self.again: list[tuple[int, str]] = []  # lines to give again (reversed), after an unclosed quote
+        self.held: list[tuple[int, str]] = []  # the lines of the record being read
+        self.size = 0
+        self.unclosed = ""  # why the record being read ended inside a quoted field, if it did
+        self.bad = False  # whether a line of the record holds bytes that are not UTF-8
+
+    def start(self) -> None:
+        """A new record begins."""
+        self.held, self.size, self.unclosed, self.bad = [], 0, "", False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.held and (self.unclosed or self.size > self._limit):  # inside a quoted field, over the limit
+            self.unclosed = self.unclosed or f"not closed within line_bytes={self._limit} characters"
+            raise StopIteration
+        if self.again:
+            n, line = self.again.pop()
+        else:
+            line = self._readline(self._limit + 1)
+            if not line:
+                if self.held:  # csv asks for more of a record: the file ends inside a quoted field
+                    self.unclosed = "never closed"
+                raise StopIteration
+            self.n = n = self.n + 1
+            if len(line) > self._limit and not line.endswith(("\n", "\r")):
+                while (rest := self._readline(1 << 16)) and not rest.endswith(("\n", "\r")):
+                    pass
+                line = _TOO_LONG + "\n"
         if not line.isascii() and _SURROGATE_BYTES.search(line):
-            bad.append(n)
-        yield line
+            self.bad = True
+        self.held.append((n, line))
+        self.size += len(line)
+        return line
+
+    def reread(self) -> None:
+        """Read the lines of the record being read again, from its second one."""
+        self.again.extend(reversed(self.held[1:]))
 
 
 def _not_utf8(row: list[str]) -> str:
@@ -288,18 +447,19 @@ def _not_utf8(row: list[str]) -> str:
         if m:
             at = len(cell[:m.start()].encode("utf-8", "surrogateescape")) + 1
             return f"not UTF-8 text (column {i}, byte {at} of the cell); only this row was not read"
-    return "not UTF-8 text"  # pragma: no cover - the row held the line's bad byte
+    return "not UTF-8 text; only this row was not read"
 
 
 def _csv(source: str, stream, schema: dict[str, FieldSpec], header: list[str] | None = None,
          first_line: int = 1, limits: Limits = DEFAULT) -> Iterator[Item]:
     """CSV rows as typed cases; ``header`` and ``first_line`` are given when reading a row range
     (a partition) of a file whose header was read before. Each row is decoded on its own: a byte
-    that is not UTF-8 rejects that row only."""
+    that is not UTF-8 rejects that row only; a quoted field never closed rejects the record where
+    it opens, and the rows after it are still read."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig" if first_line == 1 else "utf-8",
                             errors="surrogateescape", newline="")
-    bad: list[int] = []
-    reader = csv.reader(_csv_lines(text, limits.line_bytes, bad))
+    lines = _Lines(text, limits.line_bytes)
+    reader = csv.reader(lines)
     shift = first_line - 1
     if header is None:
         try:
@@ -309,28 +469,40 @@ def _csv(source: str, stream, schema: dict[str, FieldSpec], header: list[str] | 
         except csv.Error as exc:
             yield Item(source, 1, error=f"not CSV: {exc}; no case in this file was read")
             return
-        if bad or header == [_TOO_LONG]:
-            why = "not UTF-8 text" if bad else f"over the limit line_bytes={limits.line_bytes}"
+        if lines.bad or lines.unclosed or header == [_TOO_LONG]:
+            why = ("not UTF-8 text" if lines.bad else f"a quoted field {lines.unclosed}" if lines.unclosed
+                   else f"over the limit line_bytes={limits.line_bytes}")
             yield Item(source, 1, error=f"the header is {why}; no case in this file was read")
             return
         header = [h.strip() for h in header]
-    last = reader.line_num
     while True:
+        lines.start()
         try:
             row = next(reader)
+            error = None
         except StopIteration:
-            return
+            if not lines.unclosed:
+                return
+            row, error = None, ""
         except csv.Error as exc:
-            last = reader.line_num
-            yield Item(source, shift + reader.line_num, error=f"not CSV: {exc}")
+            row, error = None, f"not CSV: {exc}"
+        if lines.unclosed:  # reject where the quote opens; read on from the line after
+            n = shift + lines.held[0][0]
+            yield Item(source, n, error=f"a quoted field opened here is {lines.unclosed}")
+            lines.reread()
+            reader = csv.reader(lines)
             continue
-        n = shift + reader.line_num
-        first, last = last + 1, reader.line_num
+        if not lines.held:  # pragma: no cover - csv reads a line for every record
+            return
+        n = shift + lines.held[-1][0]
+        if error is not None:
+            yield Item(source, n, error=error)
+            reader = csv.reader(lines)
+            continue
         if row == [_TOO_LONG]:
             yield Item(source, n, error=f"the line is over the limit line_bytes={limits.line_bytes} (characters)")
             continue
-        if bad and bad[-1] >= first:
-            del bad[:]
+        if lines.bad:
             yield Item(source, n, error=_not_utf8(row))
             continue
         if not row or all(not c.strip() for c in row):

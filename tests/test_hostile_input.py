@@ -150,13 +150,14 @@ DEEP = '{"a":' * 10_000 + "1" + "}" * 10_000
 
 
 def test_json_nested_10000_deep_is_malformed_input_in_json_lines_a_json_array_and_decide(tmp_path):
-    """10 000 levels of nesting: a rejected line (JSON Lines), a rejected file (JSON array), exit 1
-    from decide — never a RecursionError."""
+    """10 000 levels of nesting: a rejected line (JSON Lines), a rejected item of a JSON array (the
+    others are decided), exit 1 from decide — never a RecursionError."""
     summary, _, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [GOOD_LINES[0], DEEP, GOOD_LINES[1]]))
     assert summary.read == 3 and problems(summary) == {2: ("malformed_input", "nested deeper than the limit depth=32")}
     (tmp_path / "a.json").write_text("[" + GOOD_LINES[0] + "," + DEEP + "]")
     summary, _, _ = batch(tmp_path, tmp_path / "a.json", db="b.db")
-    assert summary.read == 1 and summary.rejected == {"malformed_input": 1}
+    assert summary.read == 2 and summary.rejected == {"malformed_input": 1} and sum(summary.decided.values()) == 1
+    assert problems(summary) == {2: ("malformed_input", "item 2: nested deeper than the limit depth=32")}
     (tmp_path / "deep.json").write_text(DEEP)
     r = cli("decide", STUDY_GRANT, tmp_path / "deep.json")
     assert (r.exit_code, r.output.strip()) == (1, f"{tmp_path / 'deep.json'}: malformed_input: nested deeper than "
