@@ -21,8 +21,9 @@ from vedtak.errors import RulesetError
 from vedtak.input_limits import Limits
 from vedtak.inputs import header_problems
 
-from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, cell, check_output, console, load_ruleset,
-                     log_files, safe_text, same_file, say)
+from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, cell,
+                     check_output, console, load_ruleset, log_files, read_pii_key, safe_json, safe_text, same_file,
+                     say)
 
 
 @dataclass
@@ -72,14 +73,17 @@ def _preflight(o: BatchOptions, rs) -> None:
     if o.pii_key_file:
         protected.append(("the --pii-key-file", o.pii_key_file))
     dask = o.executor == "dask"
-    check_output("--out", o.out, protected, directory=dask)
+    if o.out == "-" and dask:
+        raise click.UsageError("--out - writes decisions to standard output, which a local run does; with "
+                               "--executor dask, --out names a directory of part files")
+    check_output("--out", None if o.out == "-" else o.out, protected, directory=dask)
     if dask and o.out:
         for what, path in inputs:
             if (os.path.dirname(os.path.realpath(path)) == os.path.realpath(o.out)
                     and Path(path).name.startswith("part-") and Path(path).suffix == ".jsonl"):
                 raise click.UsageError(f"--out {safe_text(o.out)} would hold the partition output file "
                                        f"{safe_text(path)}, which is {what}; choose another directory")
-    summary_protected = protected + ([] if dask or not o.out else [("the --out file", o.out)])
+    summary_protected = protected + ([] if dask or not o.out or o.out == "-" else [("the --out file", o.out)])
     check_output("--summary-json", o.summary_json, summary_protected)
 
 
@@ -94,7 +98,7 @@ def run_batch(o: BatchOptions) -> None:
         raise click.UsageError("standard input (-) can be read only once")
     if o.scheduler and o.executor != "dask":
         raise click.UsageError("--scheduler needs --executor dask")
-    key = Path(o.pii_key_file).read_bytes().strip() if o.pii_key_file else None
+    key = read_pii_key(o.pii_key_file)
     try:
         PiiPolicy(o.pii, key)
     except ValueError as exc:
@@ -119,7 +123,7 @@ def run_batch(o: BatchOptions) -> None:
         summary = _run_local(o, workers, key, logger)
     if logger is not None:
         logger.info("run_finished", **{k: v for k, v in summary.to_dict().items() if k != "problems"})
-    _print_summary(summary)
+    _print_summary(summary, err=o.out == "-")  # --out -: standard output holds the decisions only
     if o.summary_json:
         try:  # checked before the run, but a disk can fill up meanwhile
             Path(o.summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -146,10 +150,10 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
         sys.exit(EXIT_INCOMPLETE)
     except Exception as exc:  # an unreachable server, a file that is not a database: a message, not a traceback
         raise click.ClickException(f"cannot open the audit log {o.audit}: {exc}") from None
-    if o.out and Path(o.out).is_dir():
+    if o.out and o.out != "-" and Path(o.out).is_dir():
         raise click.UsageError(f"--out {o.out} is a directory; a local run writes one file")
     try:
-        output = _Output(o.out) if o.out else _Discard()
+        output = _StandardOutput() if o.out == "-" else _Output(o.out) if o.out else _Discard()
     except OSError as exc:  # checked before the run; a file system can still refuse
         log.close()
         raise click.ClickException(f"cannot write --out {safe_text(o.out)}: {exc.strerror or exc}; nothing was "
@@ -173,7 +177,7 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
             except BatchStopped as exc:
                 progress.stop()
                 stopped = exc
-        _print_summary(stopped.summary)
+        _print_summary(stopped.summary, err=o.out == "-")
         _report_stop(o, stopped, sink, logger)
 
 
@@ -188,11 +192,11 @@ def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
             Path(o.summary_json).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         except OSError:
             pass  # the disk that stopped the run may hold it too; the message below says what matters
-    if exc.why == "interrupted":
-        say(f"interrupted after {done:,} cases: each is recorded in the audit log"
+    if exc.why in ("interrupted", "terminated"):  # Ctrl-C, SIGTERM
+        say(f"{exc.why} after {done:,} cases: each is recorded in the audit log"
             + (" and written out" if o.out else "") + ". Run the same command with --resume to continue.",
             style="bold red", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED if exc.why == "interrupted" else EXIT_TERMINATED)
     if exc.why == "output":
         cut = "it holds the first" if sink.cut_ok else "it may end in a partial line after the first"
         why = getattr(exc.__cause__, "strerror", None) or str(exc.__cause__ or exc)
@@ -307,7 +311,37 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
 
 
 MAX_SHOWN = 50
-EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)
+
+
+class _StandardOutput:
+    """--out -: the decisions on standard output, one committed chunk at a time (flushed, so that a reader
+    sees each chunk once it is recorded). On a terminal, characters that would move the cursor or recolour
+    the screen are written as JSON escapes (the same JSON value); piped, the bytes are those of a file."""
+
+    lines = 0
+    cut_ok = True  # a pipe cannot be cut back: a failed write may leave part of a line
+
+    def write_chunk(self, text: str) -> None:
+        out = sys.stdout
+        if out.isatty():
+            text = safe_json(text)
+        try:
+            buffer = getattr(out, "buffer", None)
+            if buffer is not None:
+                buffer.write(text.encode("utf-8"))
+            else:  # pragma: no cover - a text stream without bytes underneath
+                out.write(text)
+            out.flush()
+        except OSError:
+            self.cut_ok = False
+            raise
+        self.lines += text.count("\n")
+
+    def __enter__(self) -> "_StandardOutput":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 class _Discard:
@@ -327,7 +361,7 @@ class _Discard:
         pass
 
 
-def _print_summary(s: Summary) -> None:
+def _print_summary(s: Summary, err: bool = False) -> None:
     for source, line, code, message in s.problems:
         say(safe_text(f"{source}:{line}: {code}: {message}"), err=True)  # data may hold control characters
     if s.n_rejected > len(s.problems):
@@ -355,4 +389,4 @@ def _print_summary(s: Summary) -> None:
     rate = s.read / s.seconds if s.seconds else 0.0
     table.add_row("automation rate", f"{100 * s.n_decided / s.read:.1f} %" if s.read else "-")
     table.add_row("time", f"{s.seconds:.2f} s ({rate:,.0f} cases/s)")
-    console().print(table)
+    console(err).print(table)

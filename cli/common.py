@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import unicodedata
 
 import click
@@ -15,6 +16,7 @@ from vedtak.errors import MAX_DIAGNOSTICS, RulesetError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_INCOMPLETE = 3  # a distributed run left partitions undone; --resume finishes it
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # as a shell reports a command ended by SIGINT, SIGTERM (128 + n)
 
 ROW_ID = click.IntRange(1, 2**63 - 1)  # a work item's or record's number: what a SQL INTEGER holds
 
@@ -133,6 +135,7 @@ def check_log_path(option: str, db: str | None, *, existing: bool = False) -> No
     if not os.path.lexists(db):
         if existing:
             raise click.UsageError(f"no audit log at {safe_text(db)}")
+        check_directory(shown, os.path.dirname(os.path.abspath(db)))  # the log is created there
         return
     if os.path.isdir(db):
         raise click.UsageError(f"{shown} is a directory, not an audit log")
@@ -146,6 +149,9 @@ def check_log_path(option: str, db: str | None, *, existing: bool = False) -> No
         raise click.UsageError(f"{shown} is an empty file, not an audit log")
     if header and header != SQLITE_HEADER:
         raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
+    if not existing:  # a command that writes the log: SQLite writes the file and a journal beside it
+        probe_file(shown, db)
+        probe_directory(shown, os.path.dirname(os.path.abspath(db)))
 
 
 def same_file(a: str, b: str) -> bool:
@@ -175,6 +181,7 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
         if directory:
             if not os.access(path, os.W_OK | os.X_OK):
                 raise click.UsageError(f"{option} {shown}: the directory is not writable")
+            probe_directory(f"{option} {shown}", path)
             return
         raise click.UsageError(f"{option} {shown} is a directory; give a file path")
     if directory and os.path.exists(path):
@@ -182,15 +189,76 @@ def check_output(option: str, path: str | None, protected=(), *, directory: bool
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
             raise click.UsageError(f"{option} {shown}: the file is not writable")
+        probe_file(f"{option} {shown}", path)
         return
     parent = os.path.dirname(os.path.realpath(path))  # a dangling symbolic link is written through to its target
     while directory and not os.path.lexists(parent) and os.path.dirname(parent) != parent:
         parent = os.path.dirname(parent)  # an output directory is made with its missing parents
+    check_directory(f"{option} {shown}", parent)
+
+
+def check_directory(label: str, parent: str) -> None:
+    """Refuse, as a usage error, a directory that is missing, not one, or in which no file can be created.
+    ``label`` starts the message: the option and the path given ("--out x.jsonl")."""
     if not os.path.isdir(parent):
         what = "is not a directory" if os.path.exists(parent) else "does not exist"
-        raise click.UsageError(f"{option} {shown}: {safe_text(parent)} {what}")
+        raise click.UsageError(f"{label}: the directory {safe_text(parent)} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise click.UsageError(f"{option} {shown}: cannot create a file in {safe_text(parent)} (permission denied)")
+        raise click.UsageError(f"{label}: cannot create a file in {safe_text(parent)} (permission denied)")
+    probe_directory(label, parent)
+
+
+def probe_directory(label: str, folder: str) -> None:
+    """Create and remove a file in ``folder``: what the file system really allows, which permissions alone
+    do not tell (/proc, a read-only mount, a full quota; root passes every permission check)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vedtak-probe-", dir=folder)
+    except OSError as exc:
+        raise click.UsageError(f"{label}: cannot create a file in {safe_text(folder)} "
+                               f"({(exc.strerror or str(exc)).lower()})") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # pragma: no cover - a file just made in a folder that allows it can be removed
+        pass
+
+
+def probe_file(label: str, path: str) -> None:
+    """Open an existing regular file for writing, without changing it: a read-only mount or an immutable
+    file refuses here. Anything else (a device, a pipe: opening one may wait for a reader) is not opened."""
+    if not os.path.isfile(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as exc:
+        raise click.UsageError(f"{label}: the file cannot be written "
+                               f"({(exc.strerror or str(exc)).lower()})") from None
+
+
+MIN_PII_KEY_BYTES = 16  # 128 bits: a shorter secret lets anyone holding the log guess pseudonymised values back
+MAX_PII_KEY_BYTES = 64 * 1024
+MAKE_PII_KEY = "make one with: head -c 32 /dev/urandom > pii.key"
+
+
+def read_pii_key(path: str | None) -> bytes | None:
+    """The secret in a --pii-key-file (surrounding whitespace aside), or a usage error: unreadable, over
+    64 KiB (not a key; /dev/zero would never end), or under 16 bytes (128 bits), saying how to make one."""
+    if path is None:
+        return None
+    shown = safe_text(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PII_KEY_BYTES + 1)
+    except OSError as exc:
+        raise click.UsageError(f"--pii-key-file {shown}: cannot read it: {exc.strerror or exc}") from None
+    if len(data) > MAX_PII_KEY_BYTES:
+        raise click.UsageError(f"--pii-key-file {shown} holds more than {MAX_PII_KEY_BYTES // 1024} KiB: not a "
+                               f"key file; {MAKE_PII_KEY}")
+    key = data.strip()
+    if len(key) < MIN_PII_KEY_BYTES:
+        raise click.UsageError(f"--pii-key-file {shown} holds {len(key)} byte{'s' if len(key) != 1 else ''} of key; "
+                               f"a key needs at least {MIN_PII_KEY_BYTES} bytes (128 bits) of secret: {MAKE_PII_KEY}")
+    return key
 
 
 def write_output(option: str, path: str, text: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -19,8 +21,9 @@ from vedtak.examples import run_examples
 
 from .audit import audit, replay
 from .queue import queue
-from .common import (EXIT_FINDINGS, EXIT_OK, check_log_path, check_output, echo_json, is_url, load_ruleset, log_files,
-                     safe_text, same_file, say, write_output)
+from .common import (EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, check_log_path, check_output,
+                     echo_json, is_url, load_ruleset, log_files, read_pii_key, safe_text, same_file, say,
+                     write_output)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -38,8 +41,44 @@ def parse_limits(specs: tuple[str, ...]) -> Limits:
         raise click.BadParameter(str(exc), param_hint="--limit") from None
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived while a command ran: unwound like Ctrl-C (``finally`` blocks run), then exit 143.
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception`` takes it for a fault."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _stopped(message: str, code: int) -> None:
+    say(message, style="bold red", err=True)
+    sys.exit(code)
+
+
 class _Commands(click.Group):
-    """The command group; a reader of standard output that goes away (`| head`) ends a command quietly."""
+    """The command group. A reader of standard output that goes away (`| head`) ends a command quietly;
+    Ctrl-C ends any command with "interrupted" and exit 130, SIGTERM with "terminated" and exit 143,
+    never click's "Aborted!" or a traceback (a batch run handles both itself, between two chunks)."""
+
+    def main(self, *args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+            if signal.getsignal(signal.SIGINT) is vedtak._quit_while_starting:  # the modules are imported
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            _stopped("interrupted", EXIT_INTERRUPTED)
+        except Terminated:
+            _stopped("terminated", EXIT_TERMINATED)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -50,6 +89,10 @@ class _Commands(click.Group):
             except (OSError, ValueError):
                 pass
             sys.exit(EXIT_FINDINGS)
+        except KeyboardInterrupt:
+            _stopped("interrupted", EXIT_INTERRUPTED)
+        except Terminated:
+            _stopped("terminated", EXIT_TERMINATED)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +105,9 @@ def main() -> None:
     `vedtak decide`.
 
     Exit codes: 0 ok, 1 findings (problems in a ruleset, failed examples, an invalid
-    case), 2 usage errors.
+    case), 2 usage errors, 3 a run stopped early (the log or the output full, the log
+    locked too long, partitions left undone: --resume finishes it), 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM).
     """
 
 
@@ -171,6 +216,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
                 raise click.UsageError(f"--audit {safe_text(audit_db)} names {what} {safe_text(path)}; "
                                        "give the audit log's own path")
     check_log_path("--audit", audit_db)
+    pii_key = read_pii_key(pii_key_file)  # before anything is read or opened
     if backend == "durable":
         try:
             import durable.lang  # noqa: F401 - only to learn whether durable-rules is installed
@@ -200,7 +246,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
             raise CaseInputError(f"malformed_input: {why}")
         if audit_db:
             from vedtak.audit import AuditLog
-            key = Path(pii_key_file).read_bytes().strip() if pii_key_file else None
+            key = pii_key
             try:
                 log = AuditLog.open(audit_db, pii=pii, pii_key=key)
             except ValueError as exc:
@@ -338,10 +384,12 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
         run_batch(BatchOptions(ruleset, list(cases), audit_db, out, workers, executor, scheduler, partition_size,
                                resume, fmt, batch_size, summary_json, log_json, pii, pii_key_file, redecide=redecide,
                                lock_timeout=lock_timeout, limits=limits))
-    except KeyboardInterrupt:  # before the run started, or a second Ctrl-C: what was written out is recorded
-        say("interrupted: every decision written out is recorded in the audit log. Run the same command with "
-            "--resume to continue.", style="bold red", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as exc:  # before the run started, or a second signal: what was
+        # written out is recorded
+        what, code = ("terminated", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("interrupted",
+                                                                                          EXIT_INTERRUPTED)
+        _stopped(f"{what}: every decision written out is recorded in the audit log. Run the same command with "
+                 "--resume to continue.", code)
 
 
 main.add_command(audit)

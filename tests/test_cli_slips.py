@@ -189,11 +189,11 @@ def test_run_output_paths_are_checked_before_the_run(tmp_path, cases):
     """--out or --summary-json in a missing directory, or --out a directory: exit 2 and no log is created."""
     db = tmp_path / "a.db"
     for args, message in [
-        (["--out", _missing(tmp_path)], f"Error: --out {_missing(tmp_path)}: {tmp_path / 'no-such-dir'} does not exist"),
+        (["--out", _missing(tmp_path)], f"Error: --out {_missing(tmp_path)}: the directory {tmp_path / 'no-such-dir'} does not exist"),
         (["--summary-json", _missing(tmp_path)],
-         f"Error: --summary-json {_missing(tmp_path)}: {tmp_path / 'no-such-dir'} does not exist"),
+         f"Error: --summary-json {_missing(tmp_path)}: the directory {tmp_path / 'no-such-dir'} does not exist"),
         (["--out", tmp_path], f"Error: --out {tmp_path} is a directory; give a file path"),
-        (["--out", cases / "x"], f"Error: --out {cases / 'x'}: {cases} is not a directory"),
+        (["--out", cases / "x"], f"Error: --out {cases / 'x'}: the directory {cases} is not a directory"),
     ]:
         r = run("run", SG, cases, "--audit", db, "--workers", 1, *args)
         assert (r.exit_code, error_line(r)) == (USAGE, message)
@@ -222,10 +222,10 @@ def test_other_output_paths_are_checked_before_writing(tmp_path, db, keys):
     missing = _missing(tmp_path)
     parent = tmp_path / "no-such-dir"
     for args, message in [
-        (["docs", SG, "-o", missing], f"Error: -o {missing}: {parent} does not exist"),
-        (["audit", "checkpoint", db, "--key", keys[0], "-o", missing], f"Error: -o {missing}: {parent} does not exist"),
-        (["audit", "export", db, "-o", missing], f"Error: -o {missing}: {parent} does not exist"),
-        (["audit", "keygen", "--out", missing], f"Error: --out {missing}.key: {parent} does not exist"),
+        (["docs", SG, "-o", missing], f"Error: -o {missing}: the directory {parent} does not exist"),
+        (["audit", "checkpoint", db, "--key", keys[0], "-o", missing], f"Error: -o {missing}: the directory {parent} does not exist"),
+        (["audit", "export", db, "-o", missing], f"Error: -o {missing}: the directory {parent} does not exist"),
+        (["audit", "keygen", "--out", missing], f"Error: --out {missing}.key: the directory {parent} does not exist"),
         (["audit", "keygen", "--out", tmp_path], f"Error: --out {tmp_path} is a directory; give a prefix such as "
                                                  f"{tmp_path / 'audit'}"),
         (["audit", "keygen", "--out", keys[0]], f"Error: --out {keys[0]}: give the prefix alone; keygen adds .key and "

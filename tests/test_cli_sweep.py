@@ -105,7 +105,7 @@ def _file_params():
 def valid(tmp_path, db, keys, checkpoint):
     """A valid value for every file parameter, and the extra arguments some of them need."""
     pii_key = tmp_path / "pii.key"
-    pii_key.write_text("a secret")
+    pii_key.write_text("a secret of at least 16 bytes")
     return {"case": str(STUDY_GRANT / "case.json"), "cases": str(STUDY_GRANT / "cases.jsonl"),
             "prefix": str(tmp_path / "fresh"), "key": keys[0], "checkpoint": checkpoint, "public_key": keys[1],
             "pii_key_file": str(pii_key), "out": str(tmp_path / "out.new"), "summary_json": str(tmp_path / "s.json")}

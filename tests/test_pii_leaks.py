@@ -770,3 +770,41 @@ def test_shipped_omgjoring_ruleset_stores_no_value_computed_from_income(mode, ke
         assert format_value(Decimal(str(income))) not in texts, cid
         for name in ("reduction", "converted"):
             assert d["values"].get(name, "[personal data]") == "[personal data]", cid
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resumed_run_releases_masked_decisions_as_decided(mode, key_file, tmp_path):
+    """`vedtak run --resume` over cases already in the log releases each one as it was decided
+    (the same line the first run wrote), never the log's masked copy; nothing is recorded twice."""
+    db, lines, records, _ = _run_piival(tmp_path, key_file, mode, "[yes]")
+    again = tmp_path / "again.out"
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "piival.yaml"), str(tmp_path / "v.jsonl"),
+                                       "--audit", str(db), "--workers", "1", "--out", str(again), "--resume",
+                                       *pii_args(mode, key_file)])
+    assert result.exit_code in (0, 1), result.output
+    resumed = {json.loads(line)["case_id"]: line for line in again.read_text(encoding="utf-8").splitlines()}
+    assert resumed == lines and "7654321" in resumed["V1"]
+    with open_store(str(db)) as store:
+        assert len(list(store.records())) == len(records)
+    assert leaks(sqlite_bytes(db), PIIVAL_SECRETS) == []
+
+
+def test_as_released_gives_the_stored_text_unless_the_same_decision_masked(plan):
+    """The release helper of resume: a masked record decided again from the same input gives the
+    released text (with the record's supersedes keys); a record that is not masked, or whose masked
+    text the new decision does not reproduce, is released as stored. (Resume only pairs a record
+    with a case of the same stored input: under pseudonymise that input holds the keyed pseudonyms,
+    so the case is the same; under drop the log cannot tell a changed pii value, see README.)"""
+    from vedtak.audit.log import as_released, make_entry
+    from vedtak.audit.pii import PiiPolicy
+    case = valid_case(income=MONEY)
+    entry = make_entry(plan.decide(case), case, PiiPolicy("drop"))
+    assert entry.released is not None and str(MONEY) in entry.released and str(MONEY) not in entry.decision
+    assert as_released(entry.decision, entry) == entry.released
+    superseding = json.loads(entry.decision) | {"supersedes": 4, "supersedes_chain": "p/1"}
+    assert json.loads(as_released(json.dumps(superseding), entry)) == json.loads(entry.released) | {
+        "supersedes": 4, "supersedes_chain": "p/1"}
+    other = make_entry(plan.decide(valid_case(income=MONEY, resident=False)), case, PiiPolicy("drop"))
+    assert other.released is not None and as_released(entry.decision, other) == entry.decision
+    plain = make_entry(plan.decide(valid_case(resident="x")), valid_case(resident="x"), PiiPolicy("drop"))
+    assert plain.released is None and as_released(plain.decision, plain) == plain.decision
