@@ -24,11 +24,12 @@ from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, c
                      load_ruleset, log_files, safe_json, safe_text, say, write_output)
 
 
-def _open(db: str):
-    """An existing audit log; a path that is not one (missing, a directory, empty, another file) is a usage error."""
+def _open(db: str, *, read_only: bool = False):
+    """An existing audit log; a path that is not one (missing, a directory, empty, another file) is a usage error.
+    ``read_only`` for commands that only read: opening writes nothing and waits for no writer."""
     check_log_path("DB", db, existing=True)
     try:
-        return open_store(db)
+        return open_store(db, read_only=read_only)
     except Exception as exc:  # a locked, corrupt or unreachable store: a message, not a traceback
         raise click.ClickException(f"cannot open the audit log {db}: {exc}") from None
 
@@ -63,7 +64,7 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
     key = Path(public_key).read_bytes() if public_key else None
     if key is not None:
         _read_key("--public-key", public_key, load_public_key)
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         report = verify(store, checkpoint=cp, public_key=key)
     if as_json:
         echo_json(json.dumps(report.to_dict(), sort_keys=True))
@@ -103,7 +104,7 @@ def show(db: str, case_id: str | None, limit: int) -> None:
     if case_id is not None and _given(click.get_current_context(), "limit"):
         raise click.UsageError("--limit sets how many latest records to list without CASE_ID; a case shows all "
                                "its records")
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         if case_id is None:
             seq, _ = store.head()
             from vedtak.replay import label
@@ -138,17 +139,46 @@ def export(db: str, out: str) -> None:
     """
     if out != "-":
         check_output("-o", out, log_files(db))
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
+        target, part = _export_paths(out)
         try:  # a full disk is a message, also when it shows only as the file is closed
-            with open(out, "w", encoding="utf-8") if out != "-" else nullcontext(sys.stdout) as sink:
+            with (_export_file(part) if part else open(target, "w", encoding="utf-8") if out != "-"
+                  else nullcontext(sys.stdout)) as sink:
                 for record in store.records():
                     sink.write(safe_json(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"),
                                                     ensure_ascii=False)))
                     sink.write("\n")
+            if part:
+                os.replace(part, target)
+                part = None
         except OSError as exc:
             if out == "-" and isinstance(exc, BrokenPipeError):
                 raise  # the reader went away (| head): the command group ends quietly
-            raise click.ClickException(f"cannot write -o {safe_text(out)}: {exc.strerror or exc}") from None
+            raise click.ClickException(f"cannot write -o {safe_text(out)}: {exc.strerror or exc}; "
+                                       + ("nothing was written" if part else "the output may be partial")) from None
+        finally:  # Ctrl-C, SIGTERM or a fault: no partial export is left, and a file -o named is untouched
+            if part:
+                try:
+                    os.unlink(part)
+                except OSError:
+                    pass
+
+
+def _export_paths(out: str) -> tuple[str, str | None]:
+    """Where an export goes, and the temporary file beside it that is renamed into place once complete
+    (None: written as it goes, to standard output or to a device or pipe that cannot be replaced)."""
+    if out == "-":
+        return out, None
+    target = os.path.realpath(out)  # a symbolic link's target is replaced, not the link
+    if os.path.exists(target) and not os.path.isfile(target):
+        return target, None
+    folder, name = os.path.split(target)
+    return target, os.path.join(folder, f".{name}.{os.getpid()}.part")
+
+
+def _export_file(path: str):
+    """A new file only this export writes: created, never opened through a link another process made."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8")
 
 
 def _read_key(option: str, path: str, load):
@@ -205,7 +235,7 @@ def checkpoint(db: str, key: str, out: str) -> None:
     """
     private = _read_key("--key", key, load_private_key)[0]
     check_output("-o", out, log_files(db) + [("the --key file", key)])
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         cp = sign_checkpoint(store, private)
     write_output("-o", out, json.dumps(cp, sort_keys=True, indent=2) + "\n")
     say(f"signed record {cp['seq']} ({cp['hash'][:16]}) into {out}")
@@ -240,7 +270,7 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
         if rs is None:
             sys.exit(EXIT_USAGE)
         plan = vedtak.compile(rs)
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         try:
             report = replay_log(store, against=plan, ruleset_id=ruleset_id)
         except ReplayScopeError as exc:
@@ -267,8 +297,11 @@ def _print_replay(report, limit: int) -> None:
     say(f"replayed {report.replayed} records {what}: {len(report.differences)} "
         f"{'changed' if report.against else 'differences'}, {len(report.unreproducible)} not reproducible"
         + (f", {report.skipped_human} human decisions not re-evaluated" if report.skipped_human else "")
-        + (f", {report.skipped_batch_rejections} unreadable lines and repeated case ids not re-evaluated"
-           if report.skipped_batch_rejections else "")
+        + "".join(f", {n} {one if n == 1 else many} not re-evaluated" for n, one, many in (
+            (report.skipped_unreadable, "unreadable line", "unreadable lines"),
+            (report.skipped_repeated, "repeated case id", "repeated case ids"),
+            (report.skipped_already_decided, "rejection of a case already decided earlier",
+             "rejections of cases already decided earlier")) if n)
         + (f", {report.skipped_other_rulesets} records of other rulesets left out" if report.skipped_other_rulesets
            else ""),
         style="bold" if report.ok or report.against else "bold red")

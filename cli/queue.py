@@ -42,7 +42,7 @@ def list_cmd(db: str, queue_name: str | None, status: str | None, show_all: bool
 
     Example: vedtak queue list decisions.db --queue general --status open
     """
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         items = list_items(store, queue=queue_name, status=status, open_only=not show_all)
     if as_json:
         echo_json(canonical_json([i.to_dict() for i in items]))
@@ -67,7 +67,7 @@ def show(db: str, item_id: int) -> None:
 
     Example: vedtak queue show decisions.db 3
     """
-    with _open(db) as store:
+    with _open(db, read_only=True) as store:
         try:
             item = get_item(store, item_id)
         except QueueError as exc:
@@ -228,11 +228,12 @@ def decide_cmd(db: str, item_id: int, outcome: str, values: tuple[str, ...], by:
 @click.option("--by", required=True, help="Who asks for the review (a caseworker on the person's behalf).")
 @click.option("--reason", required=True, help="Why a human review is asked for.")
 def review(db: str, case_id: str, by: str, reason: str) -> None:
-    """Ask for a human review of a case's automated decision (GDPR Art. 22(3)).
+    """Ask for a human review of a case's current decision (GDPR Art. 22(3)).
 
-    Opens a work item; deciding it confirms or overrides the automated decision. At most one
-    review of a record is open at a time: a second request while one is open is refused,
-    naming it; a later review names the earlier one.
+    The current decision is the case's latest one, automated or by a caseworker (an earlier
+    review's among them). Opens a work item; deciding it confirms or overrides that decision.
+    At most one review of a case is open at a time: a second request while one is open is
+    refused, naming it; a later review names the earlier one.
 
     Example: vedtak queue review decisions.db 1001 --by kari --reason "The applicant disputes the income"
     """

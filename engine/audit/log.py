@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 
 from ..compile import Plan
@@ -32,6 +33,22 @@ def work_item(decision: Decision, version, reasons: list[str] | None = None, val
                                    "values": decision.values if values is None else values})
     reason = decision.referral_reason or "rule"
     return (decision.queue, reason, text, proposed, PRIORITY.get(reason, 0))
+
+
+def as_released(stored: str, entry: Entry) -> str:
+    """A decision recorded earlier, to release again (resuming a run), as it was released: ``stored``
+    is its decision JSON from the log, ``entry`` the entry of the same case decided again now.
+
+    When the log keeps the decision masked (personal data), the same input decided again by the
+    same ruleset version gives exactly the stored masked text, and with it the text released then:
+    that is released, never the masked copy. Otherwise the stored text is."""
+    if entry.released is None:
+        return stored
+    recorded = json.loads(stored)
+    extra = {k: recorded.pop(k) for k in ("supersedes", "supersedes_chain") if k in recorded}
+    if canonical_json(recorded) != entry.decision:
+        return stored
+    return canonical_json({**json.loads(entry.released), **extra}) if extra else entry.released
 
 
 def open_store(db: str, *, timeout: float = 60.0, read_only: bool = False) -> AuditStore:

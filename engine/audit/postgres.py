@@ -7,10 +7,11 @@ UPDATE), so the chain stays unbroken however many append at once.
 from __future__ import annotations
 
 import itertools
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 from .record import GENESIS
-from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore
+from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, read_only_refusal, schema_problem
 
 _names = itertools.count()
 
@@ -20,18 +21,39 @@ class PostgresStore(AuditStore):
 
     placeholder = "%s"
 
-    def __init__(self, url: str, *, timeout: float = 60.0):
+    def __init__(self, url: str, *, timeout: float = 60.0, read_only: bool = False):
         import psycopg  # imported here so that SQLite users need no PostgreSQL client library
 
         self.url = url
         self.timeout = timeout
+        self.read_only = read_only
         self._db = psycopg.connect(url, autocommit=False)
         self._reader = psycopg.connect(url, autocommit=False)
         try:
-            self._create(timeout)
+            if read_only:  # no DDL, no advisory lock, no write: a reader never waits for a writer
+                self._db.read_only = self._reader.read_only = True
+                self._check_schema()
+            else:
+                self._create(timeout)
         except psycopg.Error as exc:
             self._db.rollback()
             raise self._as_store_error(exc) from exc
+
+    def _check_schema(self) -> None:
+        with self._db.cursor() as cur:
+            cur.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'i') AND pg_table_is_visible(oid)")
+            present = {row[0] for row in cur.fetchall()}
+            version = None
+            if "audit_meta" in present:
+                cur.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                row = cur.fetchone()
+                version = None if row is None else row[0]
+        self._db.rollback()
+        problem = schema_problem(version, present)
+        if problem is not None:
+            self.close()
+            raise read_only_refusal(urlsplit(self.url)._replace(netloc=urlsplit(self.url).netloc.rpartition("@")[2])
+                                    .geturl(), problem)  # shown without user name or password
 
     def _create(self, timeout: float) -> None:
         with self._db.cursor() as cur:

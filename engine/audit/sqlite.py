@@ -2,40 +2,95 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from .record import GENESIS
-from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, StoreError
+from .store import (MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, StoreError, read_only_refusal,
+                    schema_problem)
+
+# Errors of a read-only connection that cannot set up the readers' shared memory (the -shm file
+# beside the log): it cannot be created or grown, e.g. on a full disk or a read-only directory.
+_NO_SHARED_MEMORY = ("SQLITE_IOERR_SHM", "SQLITE_READONLY_CANTINIT", "SQLITE_READONLY_CANTLOCK", "SQLITE_CANTOPEN")
 
 
 class SQLiteStore(AuditStore):
     """An audit log in one SQLite file. Several processes may append: each append takes the
-    database's write lock first (BEGIN IMMEDIATE), so the chain stays unbroken."""
+    database's write lock first (BEGIN IMMEDIATE), so the chain stays unbroken.
 
-    def __init__(self, path: str, *, timeout: float = 60.0, synchronous: str = "FULL"):
+    ``read_only``: open an existing log for reading only (verify, show, export, replay, queue
+    list): nothing is written, not even at open, so that a reader never waits for a writer's lock
+    (in WAL mode readers and the one writer do not block each other) and works on a full disk.
+    A log whose schema must first be created or upgraded is a :class:`StoreError` ("upgrade").
+    """
+
+    def __init__(self, path: str, *, timeout: float = 60.0, synchronous: str = "FULL", read_only: bool = False):
         self.url = str(path)
         self.timeout = timeout
+        self.read_only = read_only
         try:
-            self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._open(synchronous)
+            if read_only:
+                self._open_read_only()
+            else:
+                self._db = sqlite3.connect(self.url, timeout=timeout, isolation_level=None, check_same_thread=False)
+                self._open(synchronous)
         except sqlite3.Error as exc:
             found = self._fault(exc)
             if found is None:
                 raise
             raise StoreError(*found) from exc
 
+    def _schema(self) -> str | None:
+        """Why the log is not at the current schema, or None; a read, taking no write lock."""
+        present = {name for (name,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+        version = None
+        if "audit_meta" in present:
+            row = self._db.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'").fetchone()
+            version = None if row is None else row[0]
+        return schema_problem(version, present)
+
+    def _open_read_only(self) -> None:
+        uri = "file:" + quote(os.path.abspath(self.url)) + "?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            problem = self._schema()
+        except sqlite3.OperationalError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if not name.startswith(_NO_SHARED_MEMORY):
+                raise
+            # No shared memory for readers (a full disk: the -shm file cannot be made). Read without
+            # it: the write-ahead log's index is then built in this process's memory, and the file is
+            # read without locks (a writer could not commit on this disk either).
+            self._db.close()
+            self._db = sqlite3.connect(uri + "&vfs=unix-none", uri=True, timeout=self.timeout,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            problem = self._schema()
+        if problem is not None:
+            self._db.close()
+            raise read_only_refusal(self.url, problem)
+
     def _open(self, synchronous: str = "FULL") -> None:
-        # Records are about 2 KB: with 64 KB pages they are stored without overflow pages, which
-        # makes appending several times faster (measured in benchmarks/bench_audit.py). It only
-        # takes effect when the file is created.
-        self._db.execute("PRAGMA page_size=65536")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            # Records are about 2 KB: with 64 KB pages they are stored without overflow pages, which
+            # makes appending several times faster (measured in benchmarks/bench_audit.py). It only
+            # takes effect when the file is created.
+            self._db.execute("PRAGMA page_size=65536")
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
         self._db.execute("PRAGMA foreign_keys=ON")
+        # A writer takes the write lock at open, so that a log another process holds is reported before
+        # anything is decided; with the schema current it then writes nothing (a full disk is found
+        # by the first append). Readers (read_only) take no lock at all.
         self._begin_immediate()
         try:
+            if self._schema() is None:
+                self._db.execute("COMMIT")
+                return
             for stmt in SCHEMA:
                 self._db.execute(stmt)
             found = self._db.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'").fetchone()

@@ -9,6 +9,7 @@ either all of a transaction or none of it.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -96,11 +97,38 @@ SCHEMA = [
 # Upgrading a version 1 log: the only change to an existing table.
 MIGRATE_FROM_1 = ["ALTER TABLE audit_work_items ADD COLUMN record_chain TEXT"]
 
+# Every table and index the schema makes: a log that has them all, at SCHEMA_VERSION, is opened
+# without any DDL or write (so that reading never waits for a writer's lock, nor needs disk space).
+SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", "\n".join(SCHEMA)))
+
+
+def schema_problem(version: str | None, present: set[str]) -> str | None:
+    """Why a log with this ``schema_version`` and these tables and indexes is not at the current
+    schema (it must be created or upgraded first), or None when it is."""
+    if "audit_meta" not in present or "audit_records" not in present:
+        return "none"
+    if version != str(SCHEMA_VERSION):
+        return f"has schema version {version or 'unknown'} and needs an upgrade to version {SCHEMA_VERSION}"
+    missing = [name for name in SCHEMA_OBJECTS if name not in present]
+    return f"lacks {', '.join(missing)} and needs an upgrade" if missing else None
+
+
+def read_only_refusal(name: str, problem: str) -> "StoreError":
+    """The error of a reading command that met a log it could only read after creating or upgrading
+    its schema (``problem`` from :func:`schema_problem`; ``name``: the log as the user gave it)."""
+    if problem == "none":
+        return StoreError("upgrade", f"{name} holds no audit log (none of its tables): reading commands "
+                                     "do not create one")
+    return StoreError("upgrade", f"the audit log {name} {problem}, which reading commands do not make: open "
+                                 "it once with a command that writes to it (vedtak run or decide with --audit, "
+                                 f"or vedtak queue supervisors {name}, which only lists), then read it")
+
 
 class StoreError(Exception):
     """The log could not be written or read: the disk is full, another process held the log
     locked longer than the timeout, or an I/O error. The transaction in progress was rolled
-    back, so the log is exactly as it was before it. ``reason`` is "full", "locked" or "io"."""
+    back, so the log is exactly as it was before it. ``reason`` is "full", "locked" or "io"; or
+    "upgrade" when a log opened read-only needs its schema created or upgraded first."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
