@@ -13,14 +13,16 @@ import collections
 import dataclasses
 import itertools
 import json
+import contextlib
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .audit.log import AuditLog, PiiPolicy, make_entry
+from .audit.log import AuditLog, PiiPolicy, as_released, make_entry
 from .audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_ruleset
 from .cases import CaseError
 from .compile import Plan, compile as compile_plan
@@ -119,10 +121,21 @@ class Summary:
 _worker: dict = {}
 
 
-def _init_worker(ruleset_path: str, pii_mode: str, pii_key: bytes | None) -> None:
+def _init_worker(ruleset_path: str, pii_mode: str, pii_key: bytes | None, ending=None) -> None:
     # Ctrl-C reaches the whole process group: the main process stops the run between two chunks
-    # and ends the workers itself, so a worker must not die of it halfway through a chunk.
+    # and ends the workers itself, so a worker must not die of it halfway through a chunk. So with
+    # a SIGTERM sent to the group (kill -TERM -PGID, a service manager): a worker that died of it
+    # while holding one of the pool's queue locks would leave the main process waiting forever.
+    # SIGTERM ends a worker only once the main process has set ``ending`` (the pool ends its
+    # workers with SIGTERM), and then as the default action does: at once and quietly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_term(signum, frame) -> None:
+        if ending is None or ending.value:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
     _worker["plan"] = compile_plan(load(ruleset_path))
     _worker["pii"] = PiiPolicy(pii_mode, pii_key)
 
@@ -169,7 +182,8 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 class BatchStopped(Exception):
-    """A run that stopped before its end: interrupted (Ctrl-C, ``why`` "interrupted"), or the audit log
+    """A run that stopped before its end: interrupted (Ctrl-C, ``why`` "interrupted"; SIGTERM,
+    "terminated"), or the audit log
     ("log") or the output ("output") could not be written. Every case counted in ``summary`` is
     recorded and written out; the log is consistent, and resuming the run (``resume=True``)
     releases what is recorded and decides the rest."""
@@ -179,8 +193,17 @@ class BatchStopped(Exception):
         self.why, self.summary, self.recorded = why, summary, recorded
 
 
+@contextlib.contextmanager
+def _finally(then: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        then()
+
+
 class _StopNow(Exception):
-    """Ctrl-C while the run waited for input or for the log's lock: stopping there loses nothing."""
+    """Ctrl-C while the run waited for input or for the log's lock (or SIGTERM while it waited for a
+    worker): stopping there loses nothing."""
 
 
 class _Seqs:
@@ -254,12 +277,13 @@ class Batch:
         self._stored_rulesets = False
         self._mine = _Seqs()  # what this run recorded or released: a case id seen again is a repeat
         self._stop = self._at_once = False
+        self._why = "interrupted"
         restore = self._catch_interrupts()
         try:
             self._run(summary, write_chunk)
         except _StopNow:
             summary.seconds = time.perf_counter() - started
-            raise BatchStopped("interrupted", f"interrupted after {summary.read:,} cases", summary,
+            raise BatchStopped(self._why, f"{self._why} after {summary.read:,} cases", summary,
                                self.recorded) from None
         except StoreError as exc:
             summary.seconds = time.perf_counter() - started
@@ -274,22 +298,30 @@ class Batch:
         return summary
 
     def _catch_interrupts(self) -> Callable[[], None]:
-        """Until the returned function is called, a first SIGINT asks the run to stop after the
-        chunk in flight (so that what is recorded is also written out); a second one stops at once."""
+        """Until the returned function is called, a first SIGINT or SIGTERM asks the run to stop after
+        the chunk in flight (so that what is recorded is also written out); a second one stops at once.
+        After SIGTERM the run does not wait for a worker's chunk either: a service manager may have
+        sent the signal to every process of the group, and a worker that died takes its chunk along."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
+        owner = os.getpid()
+
         def stop(signum, frame) -> None:
+            if os.getpid() != owner:  # a worker just forked, before its own handlers are set
+                return
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = True
+            if signum == signal.SIGTERM:
+                self._why = "terminated"
             # waiting for input (a terminal, a pipe) or for another process's lock on the log: every
             # chunk so far is out, and the one being appended is rolled back
             if self._at_once:
                 raise _StopNow
 
-        previous = signal.signal(signal.SIGINT, stop)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(signum, handler) for signum, handler in previous.items()]
 
     def _read_chunks(self) -> Iterator[list[Item]]:
         """The input in chunks; while a chunk is being read, Ctrl-C stops the run at once."""
@@ -306,7 +338,15 @@ class Batch:
 
     def _check_stop(self, summary: Summary) -> None:
         if self._stop:
-            raise BatchStopped("interrupted", f"interrupted after {summary.read:,} cases", summary, self.recorded)
+            raise BatchStopped(self._why, f"{self._why} after {summary.read:,} cases", summary, self.recorded)
+
+    def _result(self, result) -> list:
+        """A worker's decided chunk; after SIGTERM, none (the run stops at once: nothing of it is recorded)."""
+        while not result.ready():
+            if self._why == "terminated":
+                raise _StopNow
+            result.wait(0.1)
+        return result.get()
 
     def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         if self.workers <= 1:
@@ -316,7 +356,9 @@ class Batch:
                 self._check_stop(summary)
             return
         ctx = mp.get_context("fork")
-        with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii)) as pool:
+        ending = ctx.RawValue("b", 0)  # set when the pool may end its workers (read in their SIGTERM handler)
+        with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii, ending)) \
+                as pool, _finally(lambda: setattr(ending, "value", 1)):
             pending: collections.deque = collections.deque()
             for chunk in self._read_chunks():
                 pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
@@ -324,12 +366,12 @@ class Batch:
                 # waiting for more input (a slow stream, standard input)
                 while len(pending) > 2 * self.workers or (pending and pending[0][1].ready()):
                     done_chunk, result = pending.popleft()
-                    self._commit(done_chunk, result.get(), summary, write_chunk)
+                    self._commit(done_chunk, self._result(result), summary, write_chunk)
                     self._check_stop(summary)
                 self._check_stop(summary)
             while pending:
                 done_chunk, result = pending.popleft()
-                self._commit(done_chunk, result.get(), summary, write_chunk)
+                self._commit(done_chunk, self._result(result), summary, write_chunk)
                 self._check_stop(summary)
 
     def _commit(self, chunk: list[Item], decided: list, summary: Summary, write_chunk: Callable[[str], None]) -> None:
@@ -390,8 +432,8 @@ class Batch:
         taken: set = set()
         seen: set = set()
 
-        def release(record: PriorRecord) -> None:
-            text = decision_of(record.body)
+        def release(record: PriorRecord, entry) -> None:
+            text = as_released(decision_of(record.body), entry)  # as decided: the log's copy may be masked
             released.append((text, info_of(text)))
             resumed.append(record)
             taken.add((record.chain, record.seq))
@@ -412,14 +454,14 @@ class Batch:
             if repeat:  # this run has decided (or released) this case id already
                 found = self._resumable(records, entry, None, taken, repeat=True) if self.resume else None
                 if found is not None:
-                    release(found)
+                    release(found, entry)
                 else:
                     keep(*self._duplicate(item, entry))
                 continue
             active = next((r for r in reversed(records) if r.kind in ("decision", "referral")), None)
             found = self._resumable(records, entry, active, taken, repeat=False) if self.resume else None
             if found is not None:
-                release(found)
+                release(found, entry)
             elif active is None:
                 keep(entry, info)
             elif self.redecide:
@@ -459,15 +501,20 @@ def _codes(record: PriorRecord) -> set:
 def already_decided(plan: Plan, item: Item, entry, earlier: PriorRecord, pii: PiiPolicy) -> tuple:
     """A case this ruleset has already decided or referred in the log, met again in another run:
     rejected, naming the earlier record, and opening no work item. Returns its entry and info."""
+    raw = item.raw if item.raw is not None else {}
+    decision = already_decided_decision(plan, raw, entry.case_id, earlier)
+    return dataclasses.replace(make_entry(decision, raw, pii), work_item=None), outcome_info(decision)
+
+
+def already_decided_decision(plan: Plan, raw, case_id, earlier: PriorRecord) -> Decision:
+    """The rejection of a case id this ruleset already decided or referred (``earlier``) in the log."""
     period = plan._periods[-1]
     field_name = plan.ruleset.latest.model.case_id
     what = "decided" if earlier.kind == "decision" else "referred"
     error = CaseError(field_name, "already_decided",
-                      f"case id {entry.case_id} was {what} before in this log (record {earlier.ref}); "
+                      f"case id {case_id} was {what} before in this log (record {earlier.ref}); "
                       "it is not decided again")
-    raw = item.raw if item.raw is not None else {}
-    decision = Decision((period.rejected, raw, None, (error,)))
-    return dataclasses.replace(make_entry(decision, raw, pii), work_item=None), outcome_info(decision)
+    return Decision((period.rejected, raw, None, (error,)))
 
 
 def superseding(entry, earlier: PriorRecord):

@@ -808,3 +808,23 @@ def test_as_released_gives_the_stored_text_unless_the_same_decision_masked(plan)
     assert other.released is not None and as_released(entry.decision, other) == entry.decision
     plain = make_entry(plan.decide(valid_case(resident="x")), valid_case(resident="x"), PiiPolicy("drop"))
     assert plain.released is None and as_released(plain.decision, plain) == plain.decision
+
+
+def test_dask_resume_releases_masked_decisions_as_decided(tmp_path):
+    """`vedtak run --executor dask --resume` after a partition stopped part-way: the cases its
+    chain had recorded are released again as decided (the values as computed), never as the
+    log's masked copy, and the log still holds no secret."""
+    from pii_dist_support import stop_after_first_chunk
+    from vedtak.distributed import DistributedRun, IncompleteRun
+    source = tmp_path / "v.jsonl"
+    source.write_text("".join(json.dumps(c) + "\n" for c in PIIVAL_CASES), encoding="utf-8")
+    ruleset, db, parts = str(_piival(tmp_path, "[yes]")), str(tmp_path / "d.db"), tmp_path / "parts"
+    options = dict(out_dir=str(parts), workers=1, chunk_size=1, pii=("drop", None))
+    with pytest.raises(IncompleteRun):
+        DistributedRun(ruleset, [str(source)], db, retries=0, task=stop_after_first_chunk, **options).run()
+    summary = DistributedRun(ruleset, [str(source)], db, resume=True, **options).run()
+    assert summary.resumed == 1
+    lines = [json.loads(line) for f in sorted(parts.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    v1 = next(d for d in lines if d["case_id"] == "V1")
+    assert v1["values"]["amount"] == "7654321" and v1["reasons"][0].startswith("ok 15308642 7654321")
+    assert leaks(sqlite_bytes(Path(db)), PIIVAL_SECRETS) == []

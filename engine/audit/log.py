@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 
@@ -9,7 +10,7 @@ from ..compile import Plan
 from ..decision import Decision, canonical_json
 from .pii import PII_MODES, PiiPolicy, stored_decision  # noqa: F401 - PII_MODES, PiiPolicy: re-exported
 from .record import Entry
-from .store import AuditStore, case_key, stored_ruleset
+from .store import AuditStore, PriorRecord, case_key, stored_ruleset
 
 KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "rejection"}
 
@@ -138,6 +139,40 @@ class AuditLog:
         decision = plan.decide(raw)
         self.record(plan, [(raw, decision)])
         return decision
+
+    def decide_once(self, plan: Plan, raw, *, redecide: bool = False) -> tuple[Decision, PriorRecord | None]:
+        """Decide one case and commit its record, as a batch run does with a case id this ruleset
+        (any version) already decided or referred in the log: it is rejected (``already_decided``,
+        naming the earlier record, opening no work item); with ``redecide`` it is decided again
+        and the new record names the one it supersedes, whose open work items are closed. The
+        check and the append happen under the log's append lock. Returns the decision (as
+        recorded, once committed) and the record it supersedes, if any.
+
+        >>> decision, superseded = log.decide_once(plan, case)   # doctest: +SKIP
+        """
+        from ..batch import already_decided_decision, superseding  # late: the batch module imports this one
+        decision = plan.decide(raw)
+        entry = self.entry(decision, raw)
+        key = case_key(entry.case_id)
+        outcome: list = [decision, None]
+
+        def prepare(store: AuditStore) -> tuple:
+            prior = store.prior_records([entry.case_id], plan.id) if key is not None else []
+            active = next((r for r in reversed(prior) if r.key == key and r.kind in ("decision", "referral")), None)
+            if active is None:
+                outcome[:] = [decision, None]
+                return [entry], None
+            if redecide:
+                outcome[:] = [decision, active]
+                return [superseding(entry, active)], lambda s, done: s.supersede_work_items(active, done[0][0])
+            rejection = already_decided_decision(plan, raw, entry.case_id, active)
+            outcome[:] = [rejection, None]
+            return [dataclasses.replace(self.entry(rejection, raw), work_item=None)], None
+
+        rulesets = self._new_rulesets(plan)
+        self.store.append_prepared(prepare, rulesets)
+        self._stored.update(r.sha256 for r in rulesets)
+        return outcome[0], outcome[1]
 
     def decide_many(self, plan: Plan, raws: Iterable, *, skip_recorded: bool = False) -> Iterator[Decision]:
         """Decide cases in batches of ``batch_size``; each batch is committed, then its decisions yielded.
