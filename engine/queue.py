@@ -4,8 +4,9 @@ Every referral (and every rejected case, which a person can correct) opens a wor
 the audit store, in the same transaction as its record. A caseworker claims an item and
 decides it; the decision is an audit record of kind ``human`` — who, when, why, and the
 item and record it closes — appended to the chain in the same transaction that closes the
-item. A person may also ask for a human review of an automated decision: at most one review of
-a record is open at a time, and a later review's decision names the one before it.
+item. A person may also ask for a human review of the case's current decision (its latest,
+automated or by a caseworker): at most one review of a case is open at a time, and a later
+review's decision names the one before it.
 
 A claimed item can be released by its holder, or given to someone else by a supervisor (the
 log names its supervisors); every claim, release and assignment is kept with who and when.
