@@ -292,3 +292,30 @@ def test_replay_names_each_kind_of_batch_rejection_it_does_not_re_evaluate(tmp_p
     text = invoke("replay", only).output
     assert f"{len(cases)} rejections of cases already decided earlier not re-evaluated" in text
     assert "unreadable" not in text and "repeated" not in text
+
+
+def test_reading_commands_do_not_wait_for_a_postgresql_writer(tmp_path):
+    """With the log on PostgreSQL, another connection holding the chain head's row lock and the
+    schema row in an open transaction does not hold up the reading commands (they used to wait on
+    the schema upsert at open); a database with no audit tables is refused and left without any."""
+    from audit_support import fresh_url, raw
+    import psycopg
+
+    url = fresh_url("postgres", tmp_path)
+    assert invoke("queue", "list", url).exit_code == 1
+    assert raw(url, "SELECT to_regclass('audit_records')") == [(None,)]
+    cases = generate(20, seed=7)
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    assert invoke("run", SG, path, "--audit", url, "--workers", 1).exit_code == 0
+    holder = psycopg.connect(url)
+    try:
+        holder.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        holder.execute("UPDATE audit_meta SET value = value")
+        for args, shown in reading_commands(url, cases[0]["case_id"]):
+            r = subprocess.run(cli(*args), capture_output=True, text=True, timeout=HANG_GUARD)
+            assert r.returncode == 0, (args, r.stderr[-2000:])
+            assert shown in r.stdout, (args, r.stdout[-2000:])
+    finally:
+        holder.rollback()
+        holder.close()
