@@ -828,3 +828,55 @@ def test_dask_resume_releases_masked_decisions_as_decided(tmp_path):
     v1 = next(d for d in lines if d["case_id"] == "V1")
     assert v1["values"]["amount"] == "7654321" and v1["reasons"][0].startswith("ok 15308642 7654321")
     assert leaks(sqlite_bytes(Path(db)), PIIVAL_SECRETS) == []
+
+
+# value expressions for the generated rulesets: (expression, whether it reads personal data)
+VALUE_EXPRS = [("income", True), ("income * 2", True), ("twice", True), ("twice + FEE", True),
+               ("years_between(born, d)", True), ("name", True), ("FEE * 3", False), ("'plain'", False),
+               ("d", False), ("max(FEE, income)", True), ("known(bonus)", True), ("FEE if income > 0 else 0", True)]
+
+
+@st.composite
+def value_rulesets(draw):
+    """A piival-like ruleset whose one rule has 1-4 generated values, each reading personal data
+    or not, and a reason naming some of them and some fields; and the names that read pii."""
+    picks = draw(st.lists(st.sampled_from(range(len(VALUE_EXPRS))), min_size=1, max_size=4))
+    values = {f"v{i}": VALUE_EXPRS[k] for i, k in enumerate(picks)}
+    named = draw(st.lists(st.sampled_from(sorted(values) + ["twice", "income", "name", "FEE", "d"]), max_size=5))
+    because = "r " + " ".join("{" + n + "}" for n in named)
+    body = "".join(f"      {n}: \"{expr}\"\n" for n, (expr, _) in values.items())
+    text = PIIVAL.replace('''      amount: income
+      dbl: twice
+      age: years_between(born, d)
+      fee: FEE
+      name: "'standard'"
+''', body).replace('because: "ok {twice} {amount} fee {fee} {name}"', f'because: "{because}"')
+    return text, {n for n, (_, personal) in values.items() if personal}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@settings(PROPERTY, max_examples=25)
+@given(ruleset=value_rulesets(), income=big_money, name=markers(), born=birth_dates,
+       bonus=st.one_of(st.none(), big_money))
+def test_property_generated_values_from_pii_are_masked(mode, ruleset, income, name, born, bonus):
+    """For generated rulesets whose values read pii fields directly, through a derived value or
+    with parameters, or read none: the log stores exactly the values that read personal data as
+    [personal data] and the others as released, and holds no personal value (nor income * 2)."""
+    text, personal = ruleset
+    case = {"id": "G1", "d": "2025-01-01", "income": income, "born": born.isoformat(), "name": name}
+    if bonus is not None:
+        case["bonus"] = bonus
+    with tempfile.TemporaryDirectory() as tmp:
+        path, db = Path(tmp) / "g.yaml", Path(tmp) / "g.db"
+        path.write_text(text, encoding="utf-8")
+        plan = vedtak.compile(vedtak.load(path))
+        with AuditLog.open(str(db), pii=mode, pii_key=KEY) as log:
+            (released,) = log.decide_many(plan, [_as_decided(case)])
+        with open_store(str(db)) as store:
+            (record,) = list(store.records())
+        assert leaks(sqlite_bytes(db), [income, income * 2, name, born, *([bonus] if bonus else [])]) == []
+    stored = json.loads(record.decision)
+    as_released = json.loads(released.to_json())["values"]
+    assert {n for n, v in stored["values"].items() if v == "[personal data]"} == personal
+    assert {n: v for n, v in stored["values"].items() if n not in personal} == \
+        {n: v for n, v in as_released.items() if n not in personal}
