@@ -113,7 +113,12 @@ def show(db: str, case_id: str | None, limit: int) -> None:
             rows = []
             for record in store.records_from(max(1, seq - limit + 1)):
                 d = json.loads(record.decision)
-                rows.append((record.seq, record.recorded_at, record.kind, record.case_id, label(d), str(d.get("rule"))))
+                result = label(d)
+                if d.get("status") == "rejected":  # what was wrong, as codes: invalid_type, already_decided, ...
+                    codes = sorted({str(e.get("code")) for e in d.get("errors") or [] if isinstance(e, dict)})
+                    result += f": {', '.join(codes)}" if codes else ""
+                rows.append((record.seq, record.recorded_at, record.kind, record.case_id, result,
+                             "" if d.get("rule") is None else str(d["rule"])))
             print_table(("seq", "recorded at", "kind", "case", "result", "rule"), rows)
             return
         records = [r for cid in _case_ids(case_id) for r in store.records(cid)]

@@ -319,3 +319,16 @@ def test_reading_commands_do_not_wait_for_a_postgresql_writer(tmp_path):
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_the_latest_records_list_names_rejections_by_code_and_never_prints_none(tmp_path):
+    """`audit show DB` (the latest records) gives a rejection's result with its error codes
+    ("rejected: already_decided") and leaves the rule column empty where a record has no rule
+    (rejections, a caseworker's decision), instead of printing "None"."""
+    db, cases = make_log(tmp_path, n=3)
+    invoke("run", SG, tmp_path / "cases.jsonl", "--audit", db, "--workers", 1)
+    rows = [line.split("\t") for line in invoke("audit", "show", db, "--limit", 3).output.splitlines()]
+    assert rows[0] == ["seq", "recorded at", "kind", "case", "result", "rule"]
+    assert [r[2:] for r in rows[1:]] == [["rejection", str(c["case_id"]), "rejected: already_decided", ""]
+                                         for c in cases]
+    assert "None" not in invoke("audit", "show", db).output
