@@ -84,7 +84,9 @@ def _preflight(o: BatchOptions, rs) -> None:
                 raise click.UsageError(f"--out {safe_text(o.out)} would hold the partition output file "
                                        f"{safe_text(path)}, which is {what}; choose another directory")
     summary_protected = protected + ([] if dask or not o.out or o.out == "-" else [("the --out file", o.out)])
-    check_output("--summary-json", o.summary_json, summary_protected)
+    if o.summary_json == "-" and o.out == "-":
+        raise click.UsageError("--out - and --summary-json - both name standard output: give one of them a file")
+    check_output("--summary-json", None if o.summary_json == "-" else o.summary_json, summary_protected)
 
 
 def run_batch(o: BatchOptions) -> None:
@@ -123,8 +125,10 @@ def run_batch(o: BatchOptions) -> None:
         summary = _run_local(o, workers, key, logger)
     if logger is not None:
         logger.info("run_finished", **{k: v for k, v in summary.to_dict().items() if k != "problems"})
-    _print_summary(summary, err=o.out == "-")  # --out -: standard output holds the decisions only
-    if o.summary_json:
+    _print_summary(summary, err=_stdout_taken(o))  # --out - or --summary-json -: stdout holds that only
+    if o.summary_json == "-":
+        click.echo(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    elif o.summary_json:
         try:  # checked before the run, but a disk can fill up meanwhile
             Path(o.summary_json).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
         except OSError as exc:
@@ -132,6 +136,12 @@ def run_batch(o: BatchOptions) -> None:
                                        f"{exc.strerror or exc}; every decision is recorded in the audit log and "
                                        "the summary above is complete") from None
     sys.exit(EXIT_FINDINGS if summary.n_rejected or summary.duplicates_across_partitions else EXIT_OK)
+
+
+def _stdout_taken(o: BatchOptions) -> bool:
+    """Whether standard output holds the decisions (--out -) or the summary JSON (--summary-json -),
+    so that the summary table goes to standard error."""
+    return o.out == "-" or o.summary_json == "-"
 
 
 def _progress(show: bool, what: str) -> Progress:
@@ -177,7 +187,7 @@ def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summ
             except BatchStopped as exc:
                 progress.stop()
                 stopped = exc
-        _print_summary(stopped.summary, err=o.out == "-")
+        _print_summary(stopped.summary, err=_stdout_taken(o))
         _report_stop(o, stopped, sink, logger)
 
 
@@ -189,7 +199,11 @@ def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
     if o.summary_json:  # what the run did before it stopped, and why it stopped
         data = dict(exc.summary.to_dict(), stopped={"why": exc.why, "message": str(exc), "recorded": exc.recorded})
         try:
-            Path(o.summary_json).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+            if o.summary_json == "-":
+                click.echo(text, nl=False)
+            else:
+                Path(o.summary_json).write_text(text)
         except OSError:
             pass  # the disk that stopped the run may hold it too; the message below says what matters
     if exc.why in ("interrupted", "terminated"):  # Ctrl-C, SIGTERM
@@ -292,7 +306,7 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
             sys.exit(EXIT_INCOMPLETE)
         except IncompleteRun as exc:
             progress.stop()
-            _print_summary(exc.summary)
+            _print_summary(exc.summary, err=_stdout_taken(o))
             say(f"run {exc.run_id} is incomplete: {len(exc.missing)} of {run.info.partitions} partitions were not "
                 "completed:", style="bold red", err=True)
             for part, why in exc.missing:

@@ -190,12 +190,17 @@ def test(rulesets: tuple[str, ...], verbose: bool) -> None:
               help="With --audit: what the log keeps of fields marked pii.")
 @click.option("--pii-key-file", type=click.Path(exists=True, dir_okay=False),
               help="With --pii pseudonymise: a file holding the secret key for the keyed pseudonyms.")
+@click.option("--redecide", is_flag=True, help="With --audit: decide again a case id this ruleset already decided or "
+              "referred in the log; the new record names the one it supersedes. (Without it such a case is "
+              "rejected as already_decided.)")
 @click.option("--limit", "limit_specs", multiple=True, metavar="NAME=VALUE", help=limit_help())
 def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_db: str | None, pii: str,
-           pii_key_file: str | None, limit_specs: tuple[str, ...]) -> None:
+           pii_key_file: str | None, limit_specs: tuple[str, ...], redecide: bool = False) -> None:
     """Decide one case (a JSON file, or - for standard input) and explain the decision.
 
-    With --audit, the decision is committed to the audit log before it is shown.
+    With --audit, the decision is committed to the audit log before it is shown. A case id
+    this ruleset already decided or referred in that log is rejected (already_decided,
+    naming the earlier record) unless --redecide decides it again, superseding that record.
     Exits 1 when the case is rejected as invalid input.
 
     Example: vedtak decide rulesets/study-grant case.json --audit decisions.db
@@ -206,6 +211,8 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
         raise click.UsageError("--trace shows the evaluation trace in the JSON output: add --json")
     if not audit_db and _given(ctx, "pii"):
         raise click.UsageError("--pii says what the audit log keeps: add --audit DB")
+    if redecide and not audit_db:
+        raise click.UsageError("--redecide supersedes a decision recorded in an audit log: add --audit DB")
     if pii_key_file and pii != "pseudonymise":
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")
     if audit_db:
@@ -254,17 +261,26 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
             except Exception as exc:  # a directory, a file that is not a database, a locked or unreachable store
                 raise click.ClickException(f"cannot open the audit log {safe_text(audit_db)}: {exc}") from None
             with log:
-                decision = log.decide(plan, raw)
+                decision, superseded = log.decide_once(plan, raw, redecide=redecide)
         else:
-            decision = plan.decide(raw)
+            decision, superseded = plan.decide(raw), None
     except CaseInputError as exc:
         say(f"{getattr(case, 'name', '<stdin>')}: {exc}", style="bold red", err=True)
         sys.exit(EXIT_FINDINGS)
     if as_json:
-        echo_json(decision.to_json(trace=trace))
+        text = decision.to_json(trace=trace)
+        if superseded is not None:  # as the log records it, and as run --redecide writes it out
+            data = json.loads(text)
+            data["supersedes"] = superseded.seq
+            if superseded.chain is not None:
+                data["supersedes_chain"] = superseded.chain
+            text = vedtak.canonical_json(data)
+        echo_json(text)
     else:
         style = {"decided": "bold green", "referred": "bold yellow", "rejected": "bold red"}[decision.status]
         lines = decision.explain().split("\n")  # not splitlines(): a case id may hold U+2028
+        if superseded is not None:
+            lines.append(f"Supersedes record {safe_text(superseded.ref)}")
         say(lines[0], style=style)
         for line in lines[1:]:
             say(line)
@@ -304,7 +320,8 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
 @click.argument("cases", nargs=-1, required=True)
 @click.option("--audit", "audit_db", required=True, metavar="DB",
               help="The audit log (SQLite path or postgresql:// URL); every decision is recorded here first.")
-@click.option("--out", type=click.Path(), help="Write one decision JSON per line, in input order (with --executor "
+@click.option("--out", type=click.Path(), help="Write one decision JSON per line, in input order; - for standard "
+              "output, the summary then on standard error (with --executor "
               "dask: a directory, one part-NNNNN.jsonl per partition).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes deciding cases (default: the machine's cores; with --executor dask, the "
@@ -329,7 +346,8 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
               help="The input format (default: from the file name, or the first character for stdin).")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000),
               help="Cases per audit transaction.")
-@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here (- for "
+              "standard output).")
 @click.option("--log-json", is_flag=True, help="Structured JSON logs (structlog) on standard error.")
 @click.option("--pii", type=click.Choice(["keep", "pseudonymise", "drop"]), default="keep", show_default=True,
               help="What the log keeps of fields marked pii.")

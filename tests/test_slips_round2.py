@@ -336,3 +336,18 @@ def test_a_caseworkers_money_value_follows_the_same_rules(tmp_path, value, ok):
         assert Decimal(humans[0]["values"]["amount"]) == Decimal(value)
     else:
         assert r.exit_code == 1 and r.output.startswith("refused: value amount: ") and humans == []
+
+
+def test_summary_json_dash_writes_the_summary_to_standard_output(tmp_path, cases):
+    """`--summary-json -` writes the summary JSON to standard output (the table goes to standard error);
+    with `--out -` too, both would want standard output: exit 2, no log."""
+    proc = subprocess.run([*VEDTAK, "run", SG, str(cases), "--audit", str(tmp_path / "a.db"), "--summary-json", "-",
+                           "--workers", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["read"], summary["decided"]) == (300, 262) and "automation rate" in proc.stderr
+    assert not (tmp_path / "-").exists()
+    r = run("run", SG, cases, "--audit", tmp_path / "b.db", "--summary-json", "-", "--out", "-")
+    assert (r.exit_code, error_line(r)) == (USAGE, "Error: --out - and --summary-json - both name standard output: "
+                                                   "give one of them a file")
+    assert not (tmp_path / "b.db").exists()
