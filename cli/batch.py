@@ -211,6 +211,12 @@ def _report_stop(o: BatchOptions, exc: BatchStopped, sink, logger) -> None:
             + (" and written out" if o.out else "") + ". Run the same command with --resume to continue.",
             style="bold red", err=True)
         sys.exit(EXIT_INTERRUPTED if exc.why == "interrupted" else EXIT_TERMINATED)
+    if exc.why == "output" and o.out == "-":  # the reader went away (| head) or its disk is full
+        why = getattr(exc.__cause__, "strerror", None) or str(exc.__cause__ or exc)
+        say(f"cannot write the decisions to standard output: {safe_text(why)}; {sink.lines:,} complete decisions "
+            f"were written before, and the audit log holds every decision of this run ({exc.recorded:,} records). "
+            "Run the same command with --resume to write every decision again.", style="bold red", err=True)
+        sys.exit(EXIT_INCOMPLETE)
     if exc.why == "output":
         cut = "it holds the first" if sink.cut_ok else "it may end in a partial line after the first"
         why = getattr(exc.__cause__, "strerror", None) or str(exc.__cause__ or exc)

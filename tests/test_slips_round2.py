@@ -351,3 +351,27 @@ def test_summary_json_dash_writes_the_summary_to_standard_output(tmp_path, cases
     assert (r.exit_code, error_line(r)) == (USAGE, "Error: --out - and --summary-json - both name standard output: "
                                                    "give one of them a file")
     assert not (tmp_path / "b.db").exists()
+
+
+def test_out_dash_to_a_reader_that_goes_away_says_how_to_finish(tmp_path, study_plan):
+    """`run --out - | head -1`: the reader goes away after one line. The run stops (exit 3) saying that
+    standard output could not be written, every decision of the run is in the log, and --resume
+    writes every decision again (each case once, as first decided)."""
+    cases = tmp_path / "many.jsonl"
+    base = json.loads((STUDY_GRANT / "case.json").read_text())
+    cases.write_text("".join(json.dumps(dict(base, case_id=i)) + "\n" for i in range(3000)))  # far over a pipe's buffer
+    args = [*VEDTAK, "run", SG, str(cases), "--audit", str(tmp_path / "a.db"), "--out", "-", "--workers", "1",
+            "--batch-size", "100"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 3, err
+    assert json.loads(first)["case_id"] == 0
+    assert "cannot write the decisions to standard output: Broken pipe;" in err and "Traceback" not in err
+    assert err.rstrip().endswith("Run the same command with --resume to write every decision again.")
+    again = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(line)["case_id"] for line in again.stdout.splitlines()] == list(range(3000))
+    with open_store(str(tmp_path / "a.db")) as store:
+        assert verify(store).ok
