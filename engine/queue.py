@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from .audit.pii import MASK, masked_values
 from .audit.record import Entry, utc_now
 from .audit.store import AuditStore
 from .decision import ENGINE_VERSION, canonical_json
@@ -233,10 +234,15 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
     source = store.record(item.record_seq, item.record_chain) if item.record_seq else None
     if source is None:
         raise QueueError("no_record", f"the record behind work item {item_id} is missing from the log")
-    typed = _check_decision(store, source.ruleset_sha256, outcome, values)
+    typed, version = _check_decision(store, source.ruleset_sha256, outcome, values)
     original = json.loads(source.decision)
+    # under --pii drop or pseudonymise the log keeps a value the ruleset computes from personal data
+    # masked: so too when a caseworker gives it
+    mode = json.loads(source.pii).get("mode") if source.pii else "keep"
+    masked = _personal_values(version, outcome) if mode != "keep" else frozenset()
+    stored = {n: (MASK if n in masked else v) for n, v in json.loads(canonical_json(typed)).items()}
     body = {
-        "status": "decided", "outcome": outcome, "values": typed, "decided_by": by, "reason": reason,
+        "status": "decided", "outcome": outcome, "values": stored, "decided_by": by, "reason": reason,
         "decided_at": utc_now(), "closes": {"work_item": item_id, "record": item.record_seq,
                                             **({"chain": item.record_chain} if item.record_chain else {})},
         "rule": None, "basis": "caseworker decision", "queue": None, "case_id": source.case_id,
@@ -244,8 +250,9 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
     }
     if item.kind == "review":
         body["review"] = {"of_record": item.record_seq, **({"chain": item.record_chain} if item.record_chain else {}),
-                          "confirms": original.get("outcome") == outcome and (original.get("values") or {})
-                          == json.loads(canonical_json(typed))}
+                          "confirms": original.get("outcome") == outcome and (original.get("values") or {}) == stored}
+        if body["review"]["confirms"] and MASK in stored.values():  # values the log does not keep: not known
+            body["review"]["confirms"] = None
         earlier = earlier_review(store, (item.record_seq, item.record_chain), before=item_id)
         if earlier is not None:  # the story of the case: this review follows that one
             body["review"]["follows"] = {"work_item": earlier.id, "record": earlier.decided_seq}
@@ -290,7 +297,12 @@ def _outcome_values(version, outcome: str) -> dict[str, str]:
     return wanted
 
 
-def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: dict[str, str]) -> dict:
+def _personal_values(version, outcome: str) -> frozenset[str]:
+    """The values of ``outcome`` that a rule deciding it computes from personal data."""
+    return frozenset(n for rule in version.rules if rule.decide == outcome for n in masked_values(version, rule))
+
+
+def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: dict[str, str]) -> tuple:
     stored = store.ruleset(sha) if sha else None
     if stored is None:
         raise QueueError("no_ruleset", "the ruleset of this case is not stored in the log")
@@ -308,7 +320,7 @@ def _check_decision(store: AuditStore, sha: str | None, outcome: str, values: di
     if missing:
         raise QueueError("missing_value", f'outcome "{outcome}" needs a value for {", ".join(missing)} '
                          f"(--value {missing[0]}=...)")
-    return {name: _parse(name, values[name], kind) for name, kind in wanted.items()}
+    return {name: _parse(name, values[name], kind) for name, kind in wanted.items()}, version
 
 
 def _parse(name: str, text: str, kind: str):

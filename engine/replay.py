@@ -259,7 +259,9 @@ def explain_record(store: AuditStore, record: AuditRecordV1) -> str:
         review = recorded.get("review")
         if review:
             lines.append(f"Review of record {review['of_record']}: "
-                         + ("confirms the automated decision" if review["confirms"] else "overrides it"))
+                         + ("confirms the automated decision" if review["confirms"] else "overrides it"
+                            if review["confirms"] is not None else "confirms its outcome (its values are "
+                            "kept masked in the log: whether they match is not known)"))
             follows = review.get("follows")
             if follows:
                 lines.append(f"Follows the earlier review in work item {follows.get('work_item')} "
