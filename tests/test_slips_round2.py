@@ -375,3 +375,13 @@ def test_out_dash_to_a_reader_that_goes_away_says_how_to_finish(tmp_path, study_
     assert [json.loads(line)["case_id"] for line in again.stdout.splitlines()] == list(range(3000))
     with open_store(str(tmp_path / "a.db")) as store:
         assert verify(store).ok
+
+
+def test_a_log_that_cannot_be_created_says_why_not_disk_full(tmp_path):
+    """Past the command's checks (a library caller, or a directory removed meanwhile), a log SQLite
+    cannot open or create is a StoreError asking about its directory, not "is its disk full?"."""
+    from vedtak.audit.store import StoreError
+    with pytest.raises(StoreError) as caught:
+        AuditLog.open(str(tmp_path / "gone" / "u.db"))
+    assert "cannot be opened or created" in str(caught.value) and "does its directory exist" in str(caught.value)
+    assert "disk full" not in str(caught.value)

@@ -116,7 +116,13 @@ class SQLiteStore(AuditStore):
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
             return ("locked", f"the audit log {self.url} is locked by another process, longer than the "
                               f"{self.timeout:g} s timeout ({text})")
-        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")) or "disk I/O" in text:
+        if name.startswith("SQLITE_CANTOPEN"):  # a directory gone or made unwritable after the command's checks
+            return ("io", f"the audit log {self.url} cannot be opened or created ({text}): does its directory "
+                          "exist, and may this user write there?")
+        if name.startswith("SQLITE_READONLY"):
+            return ("io", f"the audit log {self.url} cannot be written ({text}): is it, its directory or its file "
+                          "system read-only?")
+        if name.startswith("SQLITE_IOERR") or "disk I/O" in text:
             return ("io", f"the audit log {self.url} cannot be written ({text}: is its disk full?)")
         return None
 
