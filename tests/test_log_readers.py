@@ -332,3 +332,19 @@ def test_the_latest_records_list_names_rejections_by_code_and_never_prints_none(
     assert [r[2:] for r in rows[1:]] == [["rejection", str(c["case_id"]), "rejected: already_decided", ""]
                                          for c in cases]
     assert "None" not in invoke("audit", "show", db).output
+
+
+def test_supersession_is_shown_for_records_kept_without_personal_data(tmp_path):
+    """With --pii drop a record cannot be re-derived, so `audit show` shows it as recorded: the
+    superseded record still says "Superseded by record M" and the new one "Supersedes record N"."""
+    cases = generate(4, seed=8)
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    db = tmp_path / "p.db"
+    assert invoke("run", SG, path, "--audit", db, "--workers", 1, "--pii", "drop").exit_code == 0
+    assert invoke("run", SG, path, "--audit", db, "--workers", 1, "--pii", "drop", "--redecide").exit_code == 0
+    for i, case in enumerate(cases):
+        blocks = invoke("audit", "show", db, case["case_id"]).output.split("Record ")
+        assert "shown as recorded; personal data was dropped" in blocks[1]
+        assert f"Superseded by record {len(cases) + i + 1}" in blocks[1]
+        assert f"Supersedes record {i + 1}" in blocks[2] and "Superseded by" not in blocks[2]
