@@ -8,14 +8,30 @@ import sys
 import click
 
 from vedtak.audit.record import record_ref
+from vedtak.cases import LONE_SURROGATE
 from vedtak.decision import canonical_json
 from vedtak.queue import (STATUSES, QueueError, accepted, assign, change_supervisors, claim, decide, describe_kind,
                           earlier_review, get_item, list_items, release, request_review)
 from vedtak.replay import explain_record
 
 from .audit import _case_ids, _open
-from .common import EXIT_FINDINGS, ROW_ID, console, echo_json, safe_json, say
+from .common import EXIT_FINDINGS, ROW_ID, console, echo_json, safe_json, safe_text, say
 from .tables import print_table
+
+
+class _Text(click.ParamType):
+    """Text a caseworker types, as it goes into the log: UTF-8 only. A byte that is not UTF-8 in an
+    argument (Python keeps it as a lone surrogate) is a usage error here, not a traceback at the log."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.isascii() and LONE_SURROGATE.search(value):
+            self.fail(f"{safe_text(value)!s} holds a byte that is not UTF-8 text; type it again as UTF-8", param, ctx)
+        return value
+
+
+TEXT = _Text()
 
 
 def _fail(exc: QueueError) -> None:
@@ -30,7 +46,7 @@ def queue() -> None:
 
 @queue.command("list")
 @click.argument("db")
-@click.option("--queue", "queue_name", help="Only this queue.")
+@click.option("--queue", "queue_name", type=TEXT, help="Only this queue.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only items with this status.")
 @click.option("--all", "show_all", is_flag=True, help="Closed items (decided, superseded) too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
@@ -109,7 +125,7 @@ def show(db: str, item_id: int) -> None:
 @queue.command("claim")
 @click.argument("db")
 @click.argument("item_id", type=ROW_ID)
-@click.option("--by", required=True, help="The caseworker taking the item.")
+@click.option("--by", type=TEXT, required=True, help="The caseworker taking the item.")
 def claim_cmd(db: str, item_id: int, by: str) -> None:
     """Take an open work item; of two caseworkers claiming at once, one wins.
 
@@ -126,7 +142,7 @@ def claim_cmd(db: str, item_id: int, by: str) -> None:
 @queue.command("release")
 @click.argument("db")
 @click.argument("item_id", type=ROW_ID)
-@click.option("--by", required=True, help="The caseworker holding the item (or a supervisor).")
+@click.option("--by", type=TEXT, required=True, help="The caseworker holding the item (or a supervisor).")
 def release_cmd(db: str, item_id: int, by: str) -> None:
     """Put a claimed work item back in its queue, open for anyone to claim.
 
@@ -145,8 +161,8 @@ def release_cmd(db: str, item_id: int, by: str) -> None:
 @queue.command("assign")
 @click.argument("db")
 @click.argument("item_id", type=ROW_ID)
-@click.option("--to", "to", required=True, help="The caseworker who gets the item.")
-@click.option("--by", required=True, help="The supervisor assigning it (named with `queue supervisors`).")
+@click.option("--to", "to", type=TEXT, required=True, help="The caseworker who gets the item.")
+@click.option("--by", type=TEXT, required=True, help="The supervisor assigning it (named with `queue supervisors`).")
 def assign_cmd(db: str, item_id: int, to: str, by: str) -> None:
     """Give an open or claimed work item to a caseworker, as a supervisor; it is then claimed by them.
 
@@ -162,9 +178,9 @@ def assign_cmd(db: str, item_id: int, to: str, by: str) -> None:
 
 @queue.command("supervisors")
 @click.argument("db")
-@click.option("--add", "add", metavar="NAME", help="Name a supervisor.")
-@click.option("--remove", "remove", metavar="NAME", help="Un-name a supervisor.")
-@click.option("--by", help="Who makes the change (a supervisor, once one is named).")
+@click.option("--add", "add", type=TEXT, metavar="NAME", help="Name a supervisor.")
+@click.option("--remove", "remove", type=TEXT, metavar="NAME", help="Un-name a supervisor.")
+@click.option("--by", type=TEXT, help="Who makes the change (a supervisor, once one is named).")
 def supervisors_cmd(db: str, add: str | None, remove: str | None, by: str | None) -> None:
     """List the log's supervisors, who may assign work items; or name or un-name one.
 
@@ -195,11 +211,11 @@ def supervisors_cmd(db: str, add: str | None, remove: str | None, by: str | None
 @queue.command("decide")
 @click.argument("db")
 @click.argument("item_id", type=ROW_ID)
-@click.option("--outcome", required=True, help="One of the ruleset's outcomes.")
-@click.option("--value", "values", multiple=True, metavar="NAME=VALUE",
+@click.option("--outcome", type=TEXT, required=True, help="One of the ruleset's outcomes.")
+@click.option("--value", "values", type=TEXT, multiple=True, metavar="NAME=VALUE",
               help="A value of the outcome, typed as the ruleset types it; repeat for each.")
-@click.option("--by", required=True, help="The caseworker deciding.")
-@click.option("--reason", required=True, help="The grounds for the decision, as the person concerned will read them.")
+@click.option("--by", type=TEXT, required=True, help="The caseworker deciding.")
+@click.option("--reason", type=TEXT, required=True, help="The grounds for the decision, as the person concerned will read them.")
 def decide_cmd(db: str, item_id: int, outcome: str, values: tuple[str, ...], by: str, reason: str) -> None:
     """Decide a work item by hand; the decision is appended to the audit chain.
 
@@ -224,9 +240,9 @@ def decide_cmd(db: str, item_id: int, outcome: str, values: tuple[str, ...], by:
 
 @queue.command("review")
 @click.argument("db")
-@click.argument("case_id")
-@click.option("--by", required=True, help="Who asks for the review (a caseworker on the person's behalf).")
-@click.option("--reason", required=True, help="Why a human review is asked for.")
+@click.argument("case_id", type=TEXT)
+@click.option("--by", type=TEXT, required=True, help="Who asks for the review (a caseworker on the person's behalf).")
+@click.option("--reason", type=TEXT, required=True, help="Why a human review is asked for.")
 def review(db: str, case_id: str, by: str, reason: str) -> None:
     """Ask for a human review of a case's current decision (GDPR Art. 22(3)).
 

@@ -24,7 +24,7 @@ from .audit.pii import MASK, masked_values
 from .audit.record import Entry, utc_now
 from .audit.store import AuditStore
 from .decision import ENGINE_VERSION, canonical_json
-from .cases import _NUMBER_LITERAL
+from .cases import _NUMBER_LITERAL, LONE_SURROGATE
 from .limits import DIGITS, clip, number_in_range
 from .load import load_text
 
@@ -270,6 +270,15 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
 def _need(value: str, what: str) -> None:
     if not value or not value.strip():
         raise QueueError("missing_argument", f"say {what}")
+    _text(value, what)
+
+
+def _text(value: str, what: str) -> None:
+    """Text that goes into the log is Unicode the log can store: no lone surrogate (what Python makes
+    of a byte that is not UTF-8 in a command-line argument)."""
+    if not value.isascii() and LONE_SURROGATE.search(value):
+        raise QueueError("not_text", f"{what}: the text holds a character that is not Unicode text (a lone "
+                         "surrogate, or a byte that is not UTF-8)")
 
 
 def accepted(store: AuditStore, item: WorkItem) -> dict[str, dict[str, str]]:
@@ -343,6 +352,7 @@ def _parse(name: str, text: str, kind: str):
             if text.strip() not in ("true", "false"):
                 raise ValueError
             return text.strip() == "true"
+        _text(text, f"value {name}")
         return text
     except (ValueError, InvalidOperation):
         article = KIND_WORDS[kind]

@@ -385,3 +385,43 @@ def test_a_log_that_cannot_be_created_says_why_not_disk_full(tmp_path):
         AuditLog.open(str(tmp_path / "gone" / "u.db"))
     assert "cannot be opened or created" in str(caught.value) and "does its directory exist" in str(caught.value)
     assert "disk full" not in str(caught.value)
+
+
+@pytest.mark.parametrize("args,param", [
+    (["decide", "{db}", "1", "--outcome", "deny", "--by", "k\udcff", "--reason", "x"], "--by"),
+    (["decide", "{db}", "1", "--outcome", "deny", "--by", "kari", "--reason", "bad \udcff byte"], "--reason"),
+    (["decide", "{db}", "1", "--outcome", "grant", "--value", "amount=1\udcff", "--by", "kari", "--reason", "x"],
+     "--value"),
+    (["review", "{db}", "4", "--by", "kari", "--reason", "r\udcfe"], "--reason"),
+    (["review", "{db}", "4\udcfe", "--by", "kari", "--reason", "r"], "CASE_ID"),
+    (["claim", "{db}", "1", "--by", "\udcff"], "--by"),
+    (["assign", "{db}", "1", "--to", "\udcff", "--by", "siri"], "--to"),
+    (["supervisors", "{db}", "--add", "s\udcff", "--by", "s\udcff"], "--add"),
+    (["list", "{db}", "--queue", "g\udcff"], "--queue"),
+])
+def test_queue_text_that_is_not_utf8_is_a_usage_error(db, args, param):
+    """A byte that is not UTF-8 in a queue command's text (the shell passes $'\\xff'; Python keeps it as a
+    lone surrogate) was a UnicodeEncodeError traceback at the log. Now exit 2 naming the option, and
+    nothing changes in the log."""
+    with open_store(db) as store:
+        before = (len(list(store.records())), [(i.id, i.status, i.assignee) for i in list_items(store)])
+    r = run("queue", *[a.replace("{db}", db) for a in args])
+    assert r.exit_code == USAGE
+    assert error_line(r).startswith(f"Error: Invalid value for '{param}': ")
+    assert error_line(r).endswith("holds a byte that is not UTF-8 text; type it again as UTF-8")
+    with open_store(db) as store:
+        assert (len(list(store.records())), [(i.id, i.status, i.assignee) for i in list_items(store)]) == before
+
+
+def test_the_queue_library_refuses_lone_surrogates_with_a_code(db):
+    """Through the library, a lone surrogate in who or why is a QueueError (not_text), never a crash."""
+    from vedtak import queue as queue_api
+    with open_store(db) as store:
+        item = next(i for i in list_items(store) if i.queue == "general")
+        for call in (lambda: queue_api.claim(store, item.id, "k\ud800"),
+                     lambda: queue_api.decide(store, item.id, outcome="deny", values={}, by="kari", reason="\udc80"),
+                     lambda: queue_api.request_review(store, 4, "kari", "why \udfff")):
+            with pytest.raises(queue_api.QueueError) as caught:
+                call()
+            assert caught.value.code == "not_text"
+        assert verify(store).ok
