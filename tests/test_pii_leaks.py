@@ -445,7 +445,7 @@ PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 
 @pytest.mark.parametrize("mode", MODES)
-@PROPERTY
+@settings(PROPERTY, max_examples=20)
 @given(batch=batches())
 def test_property_library_path_leaks_nothing(mode, plan, batch):
     """Through the library (AuditLog.decide_many), no generated case leaves a personal value in
