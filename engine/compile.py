@@ -61,6 +61,7 @@ def _runtime_globals() -> dict:
         "_kmin": runtime.kmin, "_kmax": runtime.kmax, "_item": runtime.item_field, "_each": runtime.each,
         "_k_any": runtime.k_any, "_k_all": runtime.k_all, "_SKIP": runtime.SKIP,
         "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
+        "_RuleFailed": runtime.RuleFailed,
         "__builtins__": {"min": min, "max": max, "abs": abs, "sum": sum, "len": len, "any": any, "all": all},
     }
 
@@ -125,15 +126,20 @@ def _compile_period(period: Period) -> None:
         lines.append("    " + " = ".join(f"d_{d}" for d in derived) + " = _U")
     top = len(lines)  # the item functions the rules need are defined here (see Emitter.aggregate)
     loaded: set[str] = set()
+    # _k is the rule being evaluated: an error in its condition or values names it (RuleFailed)
+    lines += ["    _k = 0", "    try:"]
     for rule in version.rules:
+        lines.append(f"        _k = {rule.index}")
         if rule.when is None:  # otherwise
-            lines += _rule_result(version, em, rule, loaded, "    ")
+            lines += _rule_result(version, em, rule, loaded, "        ")
             break
-        lines += _field_loads(version, rule.when.names, loaded, "    ")
-        lines += _missing_check(rule.needs_optional, rule.index, "    ")
-        lines.append(f"    if {em.emit(rule.when)}:")
+        lines += _field_loads(version, rule.when.names, loaded, "        ")
+        lines += _missing_check(rule.needs_optional, rule.index, "        ")
+        lines.append(f"        if {em.emit(rule.when)}:")
         body_loaded = set(loaded)
-        lines += _rule_result(version, em, rule, body_loaded, "        ")
+        lines += _rule_result(version, em, rule, body_loaded, "            ")
+    lines += ["    except _ItemMissing:", "        raise",
+              "    except _EvaluationErrors as _e:", "        raise _RuleFailed(_k, _e) from None"]
     lines[top:top] = ["    " + line for line in em.take_defs()]
     # reason texts: one small function per rule, sharing the same memoised derived values
     for rule in version.rules:
@@ -275,7 +281,7 @@ class Plan:
             r = period.decide(case)
         except runtime.ItemMissing:
             return self._item_missing(period, case)
-        except runtime.EVALUATION_ERRORS as exc:
+        except runtime.RuleFailed as exc:
             return self._failed(period, case, exc)
         if r.__class__ is int:
             return Decision((period.outcomes[r], case, None, None))
@@ -353,7 +359,9 @@ class Plan:
         return Decision((period.failed[result.index], case, None,  # pragma: no cover - the two agree
                          result.error or "the evaluators disagree on missing data"))
 
-    def _failed(self, period: Period, case: dict, exc: Exception) -> Decision:
+    def _failed(self, period: Period, case: dict, exc: runtime.RuleFailed) -> Decision:
+        """Rule ``exc.index`` could not be evaluated; the reference interpreter, re-run, words
+        the reason (both evaluators fail in the same rule, with the same error)."""
         from .reference import failing_rule
         index, message = failing_rule(period, case, exc)
         return Decision((period.failed[index], case, None, message))

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .load import format_value
-from .runtime import EVALUATION_ERRORS
+from .runtime import EVALUATION_ERRORS, describe_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compile import Period
@@ -291,7 +291,7 @@ class Decision(tuple):
         try:
             out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}))
         except EVALUATION_ERRORS as exc:  # the decision stands; say plainly that its text failed
-            out.append(f"(the reason text of rule {o.rule.id} could not be rendered: {exc})")
+            out.append(f"(the reason text of rule {o.rule.id} could not be rendered: {describe_error(exc)})")
         if o.referral == "automation-policy":
             out.append(f'The outcome "{o.outcome}" is not released automatically: '
                        "a caseworker must confirm or change it.")

@@ -303,7 +303,7 @@ class DurablePlan:
             except ItemMissing as exc:
                 return Decision((period.missing[index], case, None, exc.paths))
             except EVALUATION_ERRORS as exc:
-                return self._failed(period, case, index, str(exc) or type(exc).__name__)
+                return self._failed(period, case, index, _describe_error(exc))
         try:
             _check_because(period, case, rule)
         except ItemMissing as exc:

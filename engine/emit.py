@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
 from .limits import DIGITS
+from .runtime import TooLarge
 
 
 class Emitter:
@@ -246,10 +247,10 @@ _INT_LIMIT = 10 ** DIGITS
 
 def int_checked(x: int) -> int:
     """A whole number a decision may hold: below 10^34, as every literal and parameter is. Beyond, an
-    OverflowError (an evaluation error: the case is referred), never a number too long to print."""
+    TooLarge, an OverflowError (an evaluation error: the case is referred), never a number too long to print."""
     if -_INT_LIMIT < x < _INT_LIMIT:
         return x
-    raise OverflowError(f"a whole number of more than {DIGITS} digits")
+    raise TooLarge(f"a whole number of more than {DIGITS} digits")
 
 
 def imul(a: int, b: int) -> int:
@@ -258,7 +259,7 @@ def imul(a: int, b: int) -> int:
 
 def _whole(x, fn) -> int:
     if x.__class__ is Decimal and x.is_finite() and x.adjusted() >= DIGITS:  # before making a huge int
-        raise OverflowError(f"a whole number of more than {DIGITS} digits")
+        raise TooLarge(f"a whole number of more than {DIGITS} digits")
     return int_checked(fn(x))
 
 

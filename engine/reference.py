@@ -7,14 +7,14 @@ and explanation; the tests check the compiled evaluator against it on generated 
 from __future__ import annotations
 
 import ast
-import math
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, localcontext
 
-from .expr import CheckedExpr, literal_value
+from .expr import INT, CheckedExpr, literal_value
 from .load import format_value
-from .runtime import CONTEXT, EVALUATION_ERRORS, ROUNDING_MODES, ItemMissing
+from . import emit, runtime
+from .runtime import CONTEXT, EVALUATION_ERRORS, EvaluationError, ItemMissing, describe_error
 
 
 class _Missing(Exception):
@@ -112,7 +112,7 @@ class Interpreter:
         elif sym.kind == "parameter":
             value = self.params[name]
             if value is None:
-                raise ValueError(f'parameter "{name}" has no value in force')
+                raise EvaluationError(f'parameter "{name}" has no value in force')
         else:
             if name not in self.memo:
                 outer, self.reads = self.reads, {}
@@ -157,8 +157,8 @@ class Interpreter:
                 return a + b
             if isinstance(n.op, ast.Sub):
                 return a - b
-            if isinstance(n.op, ast.Mult):
-                return a * b
+            if isinstance(n.op, ast.Mult):  # a product typed whole is checked, as compiled (emit.imul)
+                return emit.imul(a, b) if n.vtype == INT else a * b  # type: ignore[attr-defined]
             return Decimal(a) / Decimal(b)
         if isinstance(n, ast.BoolOp):
             if isinstance(n.op, ast.And):
@@ -216,7 +216,7 @@ class Interpreter:
         if fn in ("min", "max"):
             values = self._items(expr, gen, loops) if gen is not None else [ev(a) for a in args]
             if not values:
-                raise ValueError(f"{fn}() of no items")
+                raise EvaluationError(f"{fn}() of no items")
             if gen is not None:  # of equal items, the first in value-then-text order: never list order
                 values = sorted(values, key=lambda v: (v, str(v), type(v).__name__))
             best = values[0]
@@ -227,14 +227,14 @@ class Interpreter:
         if fn == "abs":
             v = ev(args[0])
             return -v if v < 0 else v
-        if fn == "floor":
-            return math.floor(ev(args[0]))
+        if fn == "floor":  # a whole number a decision may hold (see emit.int_checked)
+            return emit.floor(ev(args[0]))
         if fn == "ceil":
-            return math.ceil(ev(args[0]))
+            return emit.ceil(ev(args[0]))
         if fn == "round":
             places = args[1].value if len(args) > 1 else 0  # type: ignore[attr-defined]
             mode = args[2].value if len(args) > 2 else "half_up"  # type: ignore[attr-defined]
-            return Decimal(ev(args[0])).quantize(Decimal(10) ** -places, rounding=ROUNDING_MODES[mode])
+            return runtime.round_to(ev(args[0]), places, mode)
         if fn == "sum":
             total = 0  # added in value order, so that a rounded sum never depends on list order
             for v in sorted(self._items(expr, gen, loops), key=lambda v: (v, str(v), type(v).__name__)):
@@ -260,7 +260,7 @@ class Interpreter:
         if fn == "days_between":
             return (ev(args[1]) - ev(args[0])).days
         if fn == "date":
-            return date(ev(args[0]), ev(args[1]), ev(args[2]))
+            return runtime.make_date(ev(args[0]), ev(args[1]), ev(args[2]))
         if fn == "known":
             if isinstance(args[0], ast.Attribute):
                 return loops[args[0].value.id][args[0].attr] is not None  # type: ignore[attr-defined]
@@ -348,14 +348,7 @@ def _check_because(period, case: dict, rule) -> None:
             pass
 
 
-def _describe_error(exc: Exception) -> str:
-    from decimal import DivisionByZero, InvalidOperation
-    if isinstance(exc, (ZeroDivisionError, DivisionByZero)):
-        return "division by zero"
-    if isinstance(exc, InvalidOperation):
-        return "invalid decimal operation"
-    text = str(exc)
-    return text if text else type(exc).__name__
+_describe_error = describe_error  # durable's name for it
 
 
 def trace(period, case: dict) -> Trace:
@@ -363,11 +356,15 @@ def trace(period, case: dict) -> Trace:
 
 
 def failing_rule(period, case: dict, exc: Exception) -> tuple[int, str]:
-    """Where the compiled evaluator's error arose, found by re-running the reference interpreter."""
+    """The rule the compiled evaluator failed in (``exc`` a RuleFailed) and why, worded by the
+    reference interpreter (the same words, from runtime.describe_error)."""
     result = run(period, case)
-    if result.kind == "error":
-        return result.index, result.error or _describe_error(exc)
-    return len(period.version.rules) - 1, _describe_error(exc)  # pragma: no cover - the two agree
+    index = getattr(exc, "index", None)
+    if result.kind == "error" and index in (None, result.index):
+        return result.index, result.error or describe_error(exc)
+    if index is None:  # pragma: no cover - a compiled error always names its rule
+        index = result.index
+    return index, describe_error(exc)  # pragma: no cover - the two agree
 
 
 __all__ = ["Interpreter", "Result", "Trace", "run", "trace", "failing_rule"]

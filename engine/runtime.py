@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from datetime import date
 from decimal import (ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_EVEN,
-                     ROUND_HALF_UP, ROUND_UP, Context, Decimal, DivisionByZero, InvalidOperation,
-                     Overflow)
+                     ROUND_HALF_UP, ROUND_UP, Context, Decimal, DivisionByZero, DivisionUndefined,
+                     InvalidOperation, Overflow)
+
+from .limits import DIGITS
 
 # 34 significant digits (IEEE decimal128); errors trap instead of producing NaN or Infinity.
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,
@@ -33,10 +35,31 @@ ceil = math.ceil
 _QUANTS = {n: Decimal(1).scaleb(-n) for n in range(0, 13)}
 
 
+class EvaluationError(ArithmeticError):
+    """An expression has no value on a case's data; the text says why in the rule author's words
+    (never Python's). The case is referred (evaluation-error)."""
+
+
+class TooLarge(EvaluationError, OverflowError):
+    """A result beyond what a decision may hold."""
+
+
+class RuleFailed(Exception):
+    """Raised by a compiled plan: rule ``index`` could not be evaluated, because of ``cause``."""
+
+    def __init__(self, index: int, cause: BaseException):
+        super().__init__(index, cause)
+        self.index = index
+        self.cause = cause
+
+
 def round_to(x: int | Decimal, places: int = 0, mode: str = "half_up") -> Decimal:
     """Round to ``places`` decimals, half-up unless another mode is named."""
     quant = _QUANTS.get(places) or Decimal(1).scaleb(-places)
-    return Decimal(x).quantize(quant, rounding=ROUNDING_MODES[mode], context=CONTEXT)
+    try:
+        return Decimal(x).quantize(quant, rounding=ROUNDING_MODES[mode], context=CONTEXT)
+    except InvalidOperation:  # the rounded number needs more digits than a decimal holds
+        raise TooLarge(f"the rounded number has more than {DIGITS} digits") from None
 
 
 def canonical(items) -> list:
@@ -60,12 +83,18 @@ def dsum(items) -> Decimal | int:
 
 def kmin(items):
     """The least item; among equal items the canonical one, so the list's order never shows."""
-    return min(canonical(items))
+    items = canonical(items)
+    if not items:
+        raise EvaluationError("min() of no items")
+    return min(items)
 
 
 def kmax(items):
     """The greatest item; among equal items the canonical one."""
-    return max(canonical(items))  # max() returns the first of equal greatest items
+    items = canonical(items)
+    if not items:
+        raise EvaluationError("max() of no items")
+    return max(items)  # max() returns the first of equal greatest items
 
 
 # -- optional fields of list items ------------------------------------------------------------
@@ -161,8 +190,34 @@ def days_between(start: date, end: date) -> int:
 
 
 def make_date(year: int, month: int, day: int) -> date:
-    return date(year, month, day)
+    """date(year, month, day); an EvaluationError naming the parts when they make no date."""
+    try:
+        return date(year, month, day)
+    except (ValueError, OverflowError, TypeError):
+        raise EvaluationError(f"date({year}, {month}, {day}) is not a date") from None
 
 
 # Errors an expression can raise on particular data; they refer the case, never crash a batch.
-EVALUATION_ERRORS = (ArithmeticError, ValueError, TypeError, OverflowError)
+EVALUATION_ERRORS = (ArithmeticError, ValueError, TypeError, OverflowError, LookupError, AttributeError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """What an evaluation error means, in fixed words: the text of an :class:`EvaluationError`,
+    a fixed sentence for every decimal signal and Python error, never Python's own text."""
+    if isinstance(exc, RuleFailed):
+        exc = exc.cause
+    if isinstance(exc, EvaluationError):
+        return str(exc)
+    # the C decimal raises the trapped signal (InvalidOperation) listing the conditions met
+    conditions = exc.args[0] if exc.args and isinstance(exc.args[0], list) else ()
+    if isinstance(exc, DivisionUndefined) or DivisionUndefined in conditions:  # 0 / 0
+        return "0 / 0 is undefined"
+    if isinstance(exc, ZeroDivisionError):  # DivisionByZero is one
+        return "division by zero"
+    if isinstance(exc, (Overflow, OverflowError)):
+        return "the result is too large for a decimal number"
+    if isinstance(exc, InvalidOperation):
+        return f"the result has no exact decimal value of at most {DIGITS} digits"
+    if isinstance(exc, ItemMissing):
+        return str(exc)
+    return "the expression has no value on this case's data"
