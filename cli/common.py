@@ -150,7 +150,10 @@ def check_log_path(option: str, db: str | None, *, existing: bool = False) -> No
     if header and header != SQLITE_HEADER:
         raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
     if not existing:  # a command that writes the log: SQLite writes the file and a journal beside it
-        probe_file(shown, db)
+        # not opened to find out: closing a descriptor of a database drops this process's locks on it
+        read_only = os.access(db, os.W_OK) is False or bool(os.statvfs(db).f_flag & getattr(os, "ST_RDONLY", 0))
+        if read_only:
+            raise click.UsageError(f"{shown}: the audit log cannot be written (read-only)")
         probe_directory(shown, os.path.dirname(os.path.abspath(db)))
 
 

@@ -425,3 +425,23 @@ def test_the_queue_library_refuses_lone_surrogates_with_a_code(db):
                 call()
             assert caught.value.code == "not_text"
         assert verify(store).ok
+
+
+def test_an_existing_log_on_a_read_only_file_system_is_refused_before_the_run(tmp_path, cases, db, monkeypatch):
+    """run and decide into an existing log the file system will not let be written (a read-only mount;
+    simulated) are exit 2 before anything is decided, and the log is unchanged."""
+    import types
+    real_statvfs = os.statvfs
+
+    def statvfs(path):
+        if os.fspath(path) == db:
+            return types.SimpleNamespace(f_flag=os.ST_RDONLY)
+        return real_statvfs(path)
+
+    before = open(db, "rb").read()
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    for args in (["run", SG, cases, "--workers", 1], ["decide", SG, STUDY_GRANT / "case.json"]):
+        r = run(*args, "--audit", db)
+        assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {db}: the audit log cannot be written "
+                                                       "(read-only)")
+    assert open(db, "rb").read() == before
