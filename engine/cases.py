@@ -99,6 +99,28 @@ def _type_name(value) -> str:
             dict: "an object", Decimal: "a number", BigNumber: "a number"}.get(type(value), type(value).__name__)
 
 
+_NOT_FINITE = {"nan": "NaN", "snan": "NaN", "inf": "infinity", "infinity": "infinity"}
+
+
+def _not_a_number(value, whole: bool) -> str | None:
+    """Why a value that looks like a number is none the engine takes: NaN, an infinity, or digits
+    other than 0-9 (Decimal reads Arabic-Indic or full-width digits; an int field never did).
+    The same for a JSON number, a CSV cell and the text the audit log keeps of either."""
+    if value.__class__ is float or isinstance(value, Decimal):
+        if math.isfinite(value) if value.__class__ is float else value.is_finite():
+            return None
+        text = str(value)
+    elif value.__class__ is str:
+        text = value.strip()
+        if not text.isascii():
+            return (f"expected a {'whole ' if whole else ''}number written with the digits 0-9"
+                    if any(c.isdigit() for c in text) else None)
+    else:
+        return None
+    kind = _NOT_FINITE.get(text.lower().lstrip("+-"))
+    return f"{kind} is not a number the engine accepts" if kind else None
+
+
 def _out_of_range(spec: FieldSpec, value, path: str, errors: list[CaseError]) -> None:
     errors.append(CaseError(path, "out_of_range", _quoted(spec, number_text(value), "the value")
                             + f" is out of range: {_RANGE}"))
@@ -143,6 +165,10 @@ def _convert(spec: FieldSpec, value, path: str, errors: list[CaseError]):
         else:
             errors.append(CaseError(path, "bad_date", "expected a date as YYYY-MM-DD"
                                     + _quoted(spec, f", got {shown(repr(_as_text(value)))}", "")))
+        return None
+    if t in ("int", "decimal", "money") and (why := _not_a_number(value, t == "int")):
+        errors.append(CaseError(path, "wrong_type", why + (_quoted(spec, f", got {shown(repr(value))}", "")
+                                                          if not str(value).isascii() else "")))
         return None
     if t == "int":
         if type(value) is int and not -_BIG < value < _BIG or isinstance(value, str) and unholdable(value) or (
@@ -199,6 +225,8 @@ def to_decimal(value) -> Decimal | None:
         elif isinstance(value, float):
             num = Decimal(repr(value))
         elif isinstance(value, str):
+            if not value.isascii():  # Decimal reads other scripts' digits: the engine takes 0-9 only
+                return None
             num = Decimal(value.strip().replace("_", "x"))
         else:
             return None

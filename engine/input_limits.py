@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from .cases import shown
+
 # What each limit bounds, for --help and for the README.
 DESCRIPTIONS = {
     "line_bytes": "bytes in one line of a JSON Lines file, characters in one line of a CSV file, bytes "
@@ -45,10 +47,12 @@ class Limits:
                 raise ValueError(f"{spec!r} is not NAME=VALUE with NAME one of {', '.join(names)}"
                                  + (f'; did you mean "{close[0]}"?' if close else ""))
             value = value.strip().replace("_", "")
-            if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) < 1:
-                raise ValueError(f"the limit {name} must be a whole number of at least 1, not {value!r}")
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
+                raise ValueError(f"the limit {name} must be a whole number of at least 1, not {shown(value)!r}")
+            if int(value) > MAX_VALUE:
+                raise ValueError(f"the limit {name} is too large: it can be at most {MAX_VALUE:,}, not {shown(value)}")
             if name == "depth" and int(value) > MAX_DEPTH:
-                raise ValueError(f"the limit depth can be at most {MAX_DEPTH} (Python's JSON reader nests no deeper)")
+                raise ValueError(f"the limit depth can be at most {MAX_DEPTH} (deeper cases could not be carried to workers or logged)")
             changes[name] = int(value)
         return replace(cls(), **changes)
 
@@ -60,7 +64,10 @@ class Limits:
         return cls(**data) if data else cls()
 
 
-MAX_DEPTH = 500  # json.loads recurses once per level; deeper than this it may exhaust Python's stack
+# The decoder, pickling to workers and to dask, the canonical JSON of the log and replay each recurse
+# once or more per level of a case: at this depth every one of them still has room on the stack.
+MAX_DEPTH = 200
+MAX_VALUE = 10 ** 12 - 1  # any larger limit is no bound at all
 DEFAULT = Limits()
 
 

@@ -237,8 +237,11 @@ def _parse(text: str, limits: Limits, depth: int, walk_above: int):
         why = problem(value, limits)
         if why:
             return None, why
-    why = _duplicate_key(text, value)
-    return (None, why) if why else (value, None)
+    if text.count(":") > (len(value) if value.__class__ is dict else 0):  # else no key can repeat
+        why = _duplicate_key(text, value)
+        if why:
+            return None, why
+    return value, None
 
 
 def read_document(data: bytes, limits: Limits = DEFAULT):
@@ -527,7 +530,7 @@ def _typed(spec: FieldSpec | None, cell: str):
     try:
         if spec.type == "int" and text.isascii() and text.lstrip("-").isdigit():
             return _big_int(text)
-        if spec.type in ("decimal", "money"):
+        if spec.type in ("decimal", "money") and text.isascii():  # Decimal reads other scripts' digits too
             return Decimal(text)
         if spec.type == "bool" and text.lower() in ("true", "false"):
             return text.lower() == "true"

@@ -186,14 +186,15 @@ def test_an_integer_of_5000_digits_is_out_of_range_of_its_field_in_json_lines_an
 
 
 def test_csv_integer_cells_that_int_refuses_are_rejected_per_row(tmp_path):
-    """A CSV int cell "²" is wrong_type, one of 5 000 digits out_of_range; neither raises."""
+    """A CSV int cell "²" is wrong_type (the digits 0-9 only), one of 5 000 digits out_of_range; neither raises."""
     rows = [dict(GOOD[i]) for i in range(3)]
     rows[1]["study_load_pct"] = "²"
     rows[2]["months_enrolled"] = "9" * 5000
     summary, _, db = batch(tmp_path, write_csv(tmp_path / "c.csv", rows))
     assert summary.read == 3 and problems(summary)[4][0] == "out_of_range"
     assert problems(summary)[4][1].startswith("months_enrolled: 99999999999999999999...99999999 (5,000 characters)")
-    assert problems(summary)[3] == ("wrong_type", "study_load_pct: expected a whole number, got a string")
+    assert problems(summary)[3] == ("wrong_type", "study_load_pct: expected a whole number written with the digits "
+                                                  "0-9, got '²'")
     assert verifies(db)
 
 
@@ -526,3 +527,189 @@ def test_hostile_rows_mixed_into_a_valid_csv_reject_only_themselves(hostile, pos
             if g is not None:
                 assert text == CLEAN[g]
         assert verifies(db)
+
+
+# -- review round: a JSON array item by item, unclosed CSV quotes, the maximum depth, messages --------------
+
+def _outcomes(out: list[str]) -> dict:
+    return {json.loads(x)["case_id"]: (json.loads(x)["status"], json.loads(x)["outcome"]) for x in out}
+
+
+@pytest.mark.parametrize("bad", [case_line(10, x=Raw("[" * 40 + "]" * 40)), case_line(10, note="\ud800"),
+                                 case_line(10, note=Raw('"caf\udce9"')), '{"case_id": 10, "case_id": 11}',
+                                 '{"case_id": 10, "x": ' + "[" * 5000 + "]" * 5000 + "}", "17", '"text"'])
+def test_one_bad_item_of_a_json_array_rejects_that_item_only(tmp_path, bad):
+    """20 cases in a JSON array, item 11 hostile (40 deep, a lone surrogate, a byte that is not
+    UTF-8, a key twice, 5 000 deep, not an object): read 20, item 11 malformed_input naming the item,
+    the other 19 decided exactly as the same cases in JSON Lines."""
+    items = GOOD_LINES[:10] + [bad] + GOOD_LINES[11:20]
+    path = tmp_path / "a.json"
+    path.write_bytes(("[\n" + ",\n".join(items) + "\n]\n").encode("utf-8", "surrogateescape"))
+    summary, out, db = batch(tmp_path, path)
+    assert summary.read == 20 and summary.rejected == {"malformed_input": 1}
+    assert list(problems(summary)) == [11] and problems(summary)[11][1].startswith("item 11")
+    clean, clean_out, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", GOOD_LINES[:10] + GOOD_LINES[11:20]),
+                                db="c.db")
+    assert {k: v for k, v in _outcomes(out).items() if v[0] != "rejected"} == _outcomes(clean_out)
+    assert verifies(db)
+
+
+@pytest.mark.parametrize("tail, why", [
+    (',\n{"case_id": 9, "age": ', "item 5: not JSON: Expecting value at line 6 column 23"),
+    ('\n{"case_id": 9}]', "item 5: not JSON: expected ',' or ']' after item 4, got '{', at line 6 column 1"),
+    (',\n{"case_id": "9]', "item 5: not JSON: Unterminated string starting at line 6 column 13")])
+def test_a_syntax_error_in_a_json_array_rejects_the_items_from_there_on(tmp_path, tail, why):
+    """A JSON array cut short, missing a comma or with a string never closed: the 4 items before it
+    are decided, one malformed_input at item 5 names the line and column and says the items from
+    there on were not read; nothing is lost silently."""
+    line = 5
+    (tmp_path / "a.json").write_text("[\n" + ",\n".join(GOOD_LINES[:4]) + tail)
+    summary, _, _ = batch(tmp_path, tmp_path / "a.json")
+    assert summary.read == 5 and summary.rejected == {"malformed_input": 1}
+    assert problems(summary)[line][1].startswith(why), problems(summary)
+    assert problems(summary)[line][1].endswith(f"the items from {line} on were not read")
+
+
+def _csv_with_stray_quote(tmp_path: Path, row: int, rows: int = 20) -> Path:
+    path = write_csv(tmp_path / "c.csv", GOOD[:rows])
+    lines = path.read_bytes().split(b"\r\n")
+    lines[row + 1] = lines[row + 1].replace(b",", b',"', 1)  # a quote opening the row's second cell
+    path.write_bytes(b"\r\n".join(lines))
+    return path
+
+
+def test_a_csv_quoted_field_never_closed_rejects_its_record_and_the_rest_is_read(tmp_path):
+    """`unterm2.csv`: a stray quote opening row 3's second cell (line 4) used to swallow the 17 rows
+    after it. Now: read 20, line 4 malformed_input "a quoted field opened here is never closed", the
+    other 19 decided as in a clean run; a multi-line quoted cell that closes still reads as one record."""
+    summary, out, db = batch(tmp_path, _csv_with_stray_quote(tmp_path, 2))
+    assert summary.read == 20 and problems(summary) == {4: ("malformed_input", "a quoted field opened here is "
+                                                                               "never closed")}
+    clean, clean_out, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", GOOD_LINES[:2] + GOOD_LINES[3:20]),
+                                db="c.db")
+    assert {k: v for k, v in _outcomes(out).items() if v[0] != "rejected"} == _outcomes(clean_out)
+    assert verifies(db)
+    path = tmp_path / "m.csv"  # a quoted cell over two lines that closes: one record, rejected at its end
+    path.write_text(",".join(COLUMNS) + "\n" + '"99","2\n2",true,true,60,1,1,1,false,1,false,2025-01-01\n'
+                    + "\n".join(",".join(str(v).lower() for v in GOOD[i].values()) for i in range(3)) + "\n")
+    summary, _, _ = batch(tmp_path, path, db="m.db")
+    assert summary.read == 4 and problems(summary) == {3: ("wrong_type", "age: expected a whole number, got a string")}
+
+
+def test_a_quote_open_at_the_end_or_past_the_line_limit_rejects_its_line_only(tmp_path):
+    """The last row opening a quote is rejected alone; a quote open for more than line_bytes
+    characters is rejected where it opens, naming the limit, and the lines after it are read."""
+    summary, _, _ = batch(tmp_path, _csv_with_stray_quote(tmp_path, 19))
+    assert summary.read == 20 and problems(summary) == {21: ("malformed_input", "a quoted field opened here is "
+                                                                                "never closed")}
+    summary, _, _ = batch(tmp_path, _csv_with_stray_quote(tmp_path, 2), limits=Limits(line_bytes=500), db="b.db")
+    assert summary.read == 20 and problems(summary) == {
+        4: ("malformed_input", "a quoted field opened here is not closed within line_bytes=500 characters")}
+
+
+@pytest.mark.parametrize("size", [60, 300, 1000, 100_000])
+def test_a_partitioned_read_of_an_unclosed_quote_agrees_with_a_local_read(tmp_path, size):
+    """The dask partitioner cuts a CSV file only where quotes balance; each partition read on its own
+    gives the same items, lines and problems as reading the file whole."""
+    from vedtak.inputs import partitions, read_partition
+    for row in (2, 19):
+        path = _csv_with_stray_quote(tmp_path, row)
+        whole = [(i.line, i.raw, i.error) for i in read(str(path), SCHEMA)]
+        parts = partitions([str(path)], None, size)
+        assert [(i.line, i.raw, i.error) for p in parts for i in read_partition(p, SCHEMA)] == whole
+        assert len(whole) == 20
+
+
+def test_the_maximum_depth_is_carried_by_workers_the_log_and_replay(tmp_path):
+    """`--limit depth=500 --workers 2` was a RecursionError while pickling. The maximum is now 200:
+    cases nested 200 deep (lists and objects) run with 2 workers, are recorded, verify and replay
+    with no difference; a depth over the maximum is a usage error naming it."""
+    deep_list = case_line(0, case_id=900, x=Raw("[" * 199 + "1" + "]" * 199))
+    deep_obj = case_line(1, case_id=901, x=Raw('{"k": ' * 199 + "1" + "}" * 199))
+    too_deep = case_line(2, case_id=902, x=Raw("[" * 200 + "]" * 200))
+    path = write_lines(tmp_path / "d.jsonl", [deep_list, deep_obj, too_deep, GOOD_LINES[3]])
+    r = subprocess.run([sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path), "--limit", "depth=200",
+                        "--workers", "2", "--audit", str(tmp_path / "a.db"), "--out", str(tmp_path / "o.jsonl")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
+    out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [(d["case_id"], d["status"], d["errors"][0]["code"] if d.get("errors") else None) for d in out] == [
+        (900, "rejected", "unknown_field"), (901, "rejected", "unknown_field"), (None, "rejected", "malformed_input"),
+        (GOOD[3]["case_id"], out[3]["status"], None)]
+    assert verifies(tmp_path / "a.db")
+    with open_store(str(tmp_path / "a.db")) as store:
+        assert replay(store).differences == []
+    r = cli("run", STUDY_GRANT, path, "--audit", tmp_path / "b.db", "--limit", "depth=500")
+    assert r.exit_code == 2 and "the limit depth can be at most 200" in r.output and not (tmp_path / "b.db").exists()
+
+
+@pytest.mark.parametrize("raw, csv_cell, message", [
+    ("NaN", "NaN", "NaN is not a number the engine accepts"),
+    ("-Infinity", "-inf", "infinity is not a number the engine accepts"),
+    ("Infinity", "Infinity", "infinity is not a number the engine accepts")])
+def test_nan_and_infinity_say_what_they_are_in_json_lines_and_csv(tmp_path, raw, csv_cell, message):
+    """NaN or an infinity in a money or an int field said "expected a number, got a number"; now the
+    message names it, alike from JSON Lines, from CSV, and in a replay of the log."""
+    summary, _, db = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [case_line(0, income=Raw(raw)),
+                                                                          case_line(1, months_enrolled=Raw(raw))]))
+    assert problems(summary) == {1: ("wrong_type", f"income: {message}"),
+                                 2: ("wrong_type", f"months_enrolled: {message}")}
+    rows = [dict(GOOD[0], income=csv_cell), dict(GOOD[1], months_enrolled=csv_cell)]
+    summary, _, db2 = batch(tmp_path, write_csv(tmp_path / "c.csv", rows), db="b.db")
+    assert problems(summary) == {2: ("wrong_type", f"income: {message}"), 3: ("wrong_type", f"months_enrolled: {message}")}
+    for log in (db, db2):
+        with open_store(str(log)) as store:
+            assert replay(store).differences == []
+
+
+def test_a_json_syntax_message_says_at_once_and_a_limit_too_large_gives_the_maximum():
+    """"Invalid control character at at column 9" lost its doubled "at"; a limit of 23 digits says
+    it is too large and gives the maximum instead of "must be at least 1"."""
+    assert parse_json('{"a": "\x01"}')[1] == "not JSON: Invalid control character at column 8"
+    assert parse_json('{"a": 1,}')[1] == "not JSON: Expecting property name enclosed in double quotes at column 9"
+    with pytest.raises(ValueError, match=r"the limit line_bytes is too large: it can be at most 999,999,999,999, "
+                                         r"not 99999999999999999999999"):
+        Limits.parse(["line_bytes=99999999999999999999999"])
+    with pytest.raises(ValueError, match="at least 1"):
+        Limits.parse(["depth=0"])
+    r = cli("decide", STUDY_GRANT, "-", "--limit", "string_chars=99999999999999999999999")
+    assert r.exit_code == 2 and "too large" in r.output
+
+
+@pytest.mark.parametrize("digits", ["٢١٥٠٠٠", "２１５０００", "२१५०००"])
+def test_digits_other_than_0_to_9_are_wrong_type_in_json_strings_and_csv_cells(tmp_path, digits):
+    """Money given as Arabic-Indic, full-width or Devanagari digits was decided on (Decimal reads
+    them) while int fields refused them; now both are wrong_type, from a JSON string and a CSV cell,
+    quoting the value except for a pii field (age), and a replay finds no difference."""
+    line = case_line(0, income=digits, age=digits)
+    summary, _, db = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [line]))
+    assert summary.rejected == {"wrong_type": 1} and summary.problems[0][3] == \
+        "age: expected a whole number written with the digits 0-9 (and 1 more)"
+    rows = [dict(GOOD[0], income=digits), dict(GOOD[1], age=digits)]
+    summary, out, db2 = batch(tmp_path, write_csv(tmp_path / "c.csv", rows), db="b.db")
+    assert problems(summary) == {2: ("wrong_type", f"income: expected a number written with the digits 0-9, "
+                                                   f"got '{digits}'"),
+                                 3: ("wrong_type", "age: expected a whole number written with the digits 0-9")}
+    for log in (db, db2):
+        with open_store(str(log)) as store:
+            assert replay(store).differences == []
+
+
+@pytest.mark.parametrize("text, key", [('{"case_id": 1, "case_id": 2}', "case_id"),
+                                       (GOOD_LINES[0][:-1] + ', "income": 1}', "income"),
+                                       (GOOD_LINES[0][:-1] + ', "x": {"a": 1, "b": {"c": 1, "c": 2}}}', "c")])
+def test_a_key_given_twice_is_malformed_input(tmp_path, study_plan, text, key):
+    """{"case_id":1,"case_id":2} became case 2 silently. A key given twice in any object is
+    malformed_input naming the key — in JSON Lines, a JSON array item and decide — while colons in
+    values (times, notes) and keys repeated across objects are no reason to reject."""
+    why = f"the key {key} appears twice in one object: a case gives each field once"
+    summary, _, _ = batch(tmp_path, write_lines(tmp_path / "c.jsonl", [text, GOOD_LINES[1]]))
+    assert problems(summary) == {1: ("malformed_input", why)}
+    (tmp_path / "a.json").write_text(f"[{GOOD_LINES[1]}, {text}]")
+    summary, _, _ = batch(tmp_path, tmp_path / "a.json", db="b.db")
+    assert problems(summary) == {2: ("malformed_input", f"item 2: {why}")}
+    (tmp_path / "one.json").write_text(text)
+    r = cli("decide", STUDY_GRANT, tmp_path / "one.json")
+    assert r.exit_code == 1 and why in r.output
+    fine = GOOD_LINES[0][:-1] + ', "x": [{"a": "10:30:00"}, {"a": ":::"}]}'
+    assert parse_json(fine)[1] is None
