@@ -713,3 +713,46 @@ def test_a_key_given_twice_is_malformed_input(tmp_path, study_plan, text, key):
     assert r.exit_code == 1 and why in r.output
     fine = GOOD_LINES[0][:-1] + ', "x": [{"a": "10:30:00"}, {"a": ":::"}]}'
     assert parse_json(fine)[1] is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=st.integers(0, 11), cell=st.integers(0, len(COLUMNS) - 1), size=st.integers(40, 2000),
+       bom=st.booleans(), crlf=st.booleans())
+def test_a_stray_quote_anywhere_rejects_its_row_only_read_whole_or_in_partitions(row, cell, size, bom, crlf):
+    """Property: a valid 12-row CSV in which one cell of one row starts with a quote that never
+    closes: read = 12, that row is malformed_input at its own line, every other row is decided as a
+    clean run decides it, and reading the file in partitions of any size gives the same items."""
+    from vedtak.inputs import partitions, read_partition
+    end = b"\r\n" if crlf else b"\n"
+    lines = [",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in case.values()).encode()
+             for case in GOOD[:12]]
+    cells = lines[row].split(b",")
+    cells[cell] = b'"' + cells[cell]
+    lines[row] = b",".join(cells)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cases.csv"
+        path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + ",".join(COLUMNS).encode() + end + end.join(lines) + end)
+        summary, out, db = batch(Path(tmp), path)
+        assert summary.read == 12 and problems(summary) == {
+            row + 2: ("malformed_input", "a quoted field opened here is never closed")}
+        assert [x for i, x in enumerate(out) if i != row] == [CLEAN[i] for i in range(12) if i != row]
+        whole = [(i.line, i.raw, i.error) for i in read(str(path), SCHEMA)]
+        assert [(i.line, i.raw, i.error) for p in partitions([str(path)], None, size)
+                for i in read_partition(p, SCHEMA)] == whole
+
+
+def test_a_dask_run_of_a_csv_with_a_stray_quote_decides_as_a_local_run(tmp_path):
+    """`unterm2.csv` run with --executor dask and a small --partition-size: exit 1, no traceback,
+    the same 20 decisions as the local run (line 4 rejected, 19 decided)."""
+    path = _csv_with_stray_quote(tmp_path, 2)
+    base = [sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(path)]
+    local = subprocess.run(base + ["--audit", str(tmp_path / "l.db"), "--out", str(tmp_path / "l.jsonl"),
+                                   "--workers", "1"], capture_output=True, text=True, timeout=300)
+    dist = subprocess.run(base + ["--audit", str(tmp_path / "d.db"), "--out", str(tmp_path / "parts"),
+                                  "--executor", "dask", "--workers", "1", "--partition-size", "300B"],
+                          capture_output=True, text=True, timeout=600)
+    assert (local.returncode, dist.returncode) == (1, 1) and "Traceback" not in dist.stderr, dist.stderr
+    dist_out = "".join(p.read_text() for p in sorted((tmp_path / "parts").glob("part-*.jsonl"))).splitlines()
+    assert sorted(dist_out) == sorted((tmp_path / "l.jsonl").read_text().splitlines()) and len(dist_out) == 20
+    assert "c.csv:4: malformed_input: a quoted field opened here is never closed" in dist.stdout + dist.stderr
+    assert verifies(tmp_path / "d.db")
