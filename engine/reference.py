@@ -150,9 +150,13 @@ class Interpreter:
             v = ev(n.operand)
             if isinstance(n.op, ast.Not):
                 return not v
-            return -v if isinstance(n.op, ast.USub) else v
+            if isinstance(n.op, ast.USub):  # a decimal (even a whole one) in 34 digits, as compiled
+                return -v if n.operand.vtype == INT else -Decimal(v)  # type: ignore[attr-defined]
+            return v
         if isinstance(n, ast.BinOp):
             a, b = ev(n.left), ev(n.right)
+            if n.vtype != INT:  # type: ignore[attr-defined]  # decimal arithmetic, rounded to 34 digits
+                a, b = Decimal(a), Decimal(b)
             if isinstance(n.op, ast.Add):
                 return a + b
             if isinstance(n.op, ast.Sub):
@@ -226,7 +230,9 @@ class Interpreter:
             return best
         if fn == "abs":
             v = ev(args[0])
-            return -v if v < 0 else v
+            if n.vtype != INT:  # type: ignore[attr-defined]
+                v = Decimal(v)
+            return -v if v < 0 else +v
         if fn == "floor":  # a whole number a decision may hold (see emit.int_checked)
             return emit.floor(ev(args[0]))
         if fn == "ceil":
@@ -237,8 +243,9 @@ class Interpreter:
             return runtime.round_to(ev(args[0]), places, mode)
         if fn == "sum":
             total = 0  # added in value order, so that a rounded sum never depends on list order
+            whole = getattr(gen.elt, "vtype", None) == INT
             for v in sorted(self._items(expr, gen, loops), key=lambda v: (v, str(v), type(v).__name__)):
-                total = total + v
+                total = total + (v if whole else Decimal(v))
             return total
         if fn == "count":
             if gen is None:

@@ -263,3 +263,17 @@ def test_random_arithmetic_over_extreme_values_never_shows_python_text(text, dat
             assert ref.kind == "match"
             assert ref.values == (tuple.__getitem__(d, 2) or None)
         d.to_json()
+
+
+def test_decimal_arithmetic_on_whole_values_is_rounded_alike_by_both_evaluators():
+    """Found by the property above: `j - max(a, 9999…9)` is typed decimal but both operands may be
+    whole numbers at run time; the compiled plan rounds it to 34 digits, and so does the reference
+    (it used to compute an exact 35-digit integer, a different value)."""
+    text = RULESET.format(param="0", derived="a", cond_left="a", cond_right="a", cond2="j",
+                          value="(j - max(a, 9999999999999999999999999999999999))")
+    plan = vedtak.compile(load_text(text))
+    d = plan.decide({"id": 1, "day": "2024-05-01", "a": Decimal(0), "b": Decimal(0), "i": 0, "j": -(10 ** 33)})
+    assert (d.status, d.rule) == ("decided", "second")
+    assert d.values == {"v": Decimal("-1.100000000000000000000000000000000E+34")}
+    ref = run(plan.period_for(d.case["day"]), d.case)
+    assert ref.values == d.values
