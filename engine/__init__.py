@@ -12,7 +12,30 @@ Validate once, evaluate later: ``checked = plan.validate(raw)``, then ``plan.eva
 JSON text that is not JSON included, is a rejection.
 """
 
-from .cases import CaseError
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _quit_while_starting(signum, frame) -> None:
+    """Ctrl-C while the `vedtak` command imports its modules: a quiet exit 130, not an import traceback."""
+    _os.write(2, b"interrupted\n")
+    _os._exit(130)
+
+
+def _starting_the_command() -> bool:
+    """Whether this import is the `vedtak` console script starting (a script named vedtak beside this
+    Python), not a library caller: only then is Ctrl-C taken over until the command group runs."""
+    script = getattr(_sys.modules.get("__main__"), "__file__", None) or ""
+    return (_os.path.basename(script).removesuffix(".exe") in ("vedtak", "vedtak-script.py")
+            and _os.path.dirname(_os.path.abspath(script)) == _os.path.dirname(_os.path.abspath(_sys.executable))
+            and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler)
+
+
+if _starting_the_command():  # the command group puts Python's own handler back when it starts
+    _signal.signal(_signal.SIGINT, _quit_while_starting)
+
+from .cases import CaseError  # noqa: E402 - after the handler: these imports are the slow part
 from .compile import Plan, Validated, compile
 from .decision import ENGINE_VERSION, Decision, canonical_json
 from .errors import CaseInputError, Diagnostic, RulesetError

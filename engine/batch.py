@@ -202,8 +202,7 @@ def _finally(then: Callable[[], None]) -> Iterator[None]:
 
 
 class _StopNow(Exception):
-    """Ctrl-C while the run waited for input or for the log's lock (or SIGTERM while it waited for a
-    worker): stopping there loses nothing."""
+    """Ctrl-C while the run waited for input or for the log's lock: stopping there loses nothing."""
 
 
 class _Seqs:
@@ -299,16 +298,17 @@ class Batch:
 
     def _catch_interrupts(self) -> Callable[[], None]:
         """Until the returned function is called, a first SIGINT or SIGTERM asks the run to stop after
-        the chunk in flight (so that what is recorded is also written out); a second one stops at once.
-        After SIGTERM the run does not wait for a worker's chunk either: a service manager may have
-        sent the signal to every process of the group, and a worker that died takes its chunk along."""
+        the chunk in flight (so that what is recorded is also written out); a second one stops at once."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
         owner = os.getpid()
 
         def stop(signum, frame) -> None:
-            if os.getpid() != owner:  # a worker just forked, before its own handlers are set
+            if os.getpid() != owner:  # a worker just forked, before its own handlers are set: it holds
+                if signum == signal.SIGTERM:  # no lock of the pool yet, and the pool's SIGTERM must end it
+                    signal.signal(signum, signal.SIG_DFL)
+                    os.kill(os.getpid(), signum)
                 return
             if self._stop:
                 raise KeyboardInterrupt
@@ -340,14 +340,6 @@ class Batch:
         if self._stop:
             raise BatchStopped(self._why, f"{self._why} after {summary.read:,} cases", summary, self.recorded)
 
-    def _result(self, result) -> list:
-        """A worker's decided chunk; after SIGTERM, none (the run stops at once: nothing of it is recorded)."""
-        while not result.ready():
-            if self._why == "terminated":
-                raise _StopNow
-            result.wait(0.1)
-        return result.get()
-
     def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         if self.workers <= 1:
             policy = PiiPolicy(*self.pii)
@@ -360,19 +352,30 @@ class Batch:
         with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii, ending)) \
                 as pool, _finally(lambda: setattr(ending, "value", 1)):
             pending: collections.deque = collections.deque()
-            for chunk in self._read_chunks():
-                pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
-                # bounded: memory stays flat; and what is decided is recorded and released without
-                # waiting for more input (a slow stream, standard input)
-                while len(pending) > 2 * self.workers or (pending and pending[0][1].ready()):
-                    done_chunk, result = pending.popleft()
-                    self._commit(done_chunk, self._result(result), summary, write_chunk)
+            try:
+                for chunk in self._read_chunks():
+                    pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
+                    # bounded: memory stays flat; and what is decided is recorded and released without
+                    # waiting for more input (a slow stream, standard input)
+                    while len(pending) > 2 * self.workers or (pending and pending[0][1].ready()):
+                        done_chunk, result = pending.popleft()
+                        self._commit(done_chunk, result.get(), summary, write_chunk)
+                        self._check_stop(summary)
                     self._check_stop(summary)
-                self._check_stop(summary)
-            while pending:
-                done_chunk, result = pending.popleft()
-                self._commit(done_chunk, self._result(result), summary, write_chunk)
-                self._check_stop(summary)
+                while pending:
+                    done_chunk, result = pending.popleft()
+                    self._commit(done_chunk, result.get(), summary, write_chunk)
+                    self._check_stop(summary)
+            finally:
+                # a run that stops leaves the pool once no worker is busy (the chunks in flight are
+                # dropped, unrecorded): ending a pool while a worker writes a large result into the
+                # pool's pipe can hang it. A bound, in case a worker was killed from outside.
+                waited = time.monotonic()
+                for _, result in pending:
+                    result.wait(max(0.0, 60 - (time.monotonic() - waited)))
+                if all(result.ready() for _, result in pending):  # every worker idle: each ends of itself
+                    pool.close()
+                    pool.join()
 
     def _commit(self, chunk: list[Item], decided: list, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         """Record a decided chunk, then release its decisions: write-ahead, in input order. Which
