@@ -39,9 +39,10 @@ class PostgresStore(AuditStore):
             self._db.rollback()
             raise self._as_store_error(exc) from exc
 
-    def _check_schema(self) -> None:
+    def _schema_problem(self) -> str | None:
+        """What the log lacks of the current schema (see :func:`schema_problem`), read without locks."""
         with self._db.cursor() as cur:
-            cur.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'i') AND pg_table_is_visible(oid)")
+            cur.execute("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p', 'i', 'S') AND pg_table_is_visible(oid)")
             present = {row[0] for row in cur.fetchall()}
             version = None
             if "audit_meta" in present:
@@ -50,6 +51,12 @@ class PostgresStore(AuditStore):
                 version = None if row is None else row[0]
         self._db.rollback()
         problem = schema_problem(version, present)
+        if problem is None and "audit_work_item_ids" not in present:
+            problem = "lacks audit_work_item_ids and needs an upgrade"
+        return problem
+
+    def _check_schema(self) -> None:
+        problem = self._schema_problem()
         if problem is not None:
             self.close()
             raise read_only_refusal(urlsplit(self.url)._replace(netloc=urlsplit(self.url).netloc.rpartition("@")[2])
@@ -59,6 +66,12 @@ class PostgresStore(AuditStore):
         with self._db.cursor() as cur:
             # waiting for the chain head (another writer's transaction) ends after the timeout
             cur.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
+        self._db.commit()
+        if self._schema_problem() is None:
+            # no DDL on a current schema: CREATE INDEX IF NOT EXISTS takes a share lock on its table
+            # even when the index exists, which deadlocks with partitions appending at the same time
+            return
+        with self._db.cursor() as cur:
             # concurrent first opens must not race to create the tables
             cur.execute("SELECT pg_advisory_xact_lock(7365420871)")
             for stmt in SCHEMA:
