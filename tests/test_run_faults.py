@@ -114,7 +114,11 @@ def test_ctrl_c_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_p
             proc.communicate()
             pytest.fail("vedtak run did not stop within 60 s of Ctrl-C")
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
-        if proc.returncode == 0:  # finished before the signal arrived
+        if proc.returncode in (0, -signal.SIGINT) and "interrupted" not in err:
+            # finished before the signal arrived; one that lands in the interpreter's last moments,
+            # after Python has put back the default action, ends the process as it would any program
+            # (a shell reports 130 for both): then the run must have recorded every case
+            assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases), err[-2000:]
             break
         assert proc.returncode == 130, err[-2000:]
         assert "--resume" in err
