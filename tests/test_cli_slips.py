@@ -14,34 +14,17 @@ import shutil
 import sys
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vedtak.audit import AuditLog
 from vedtak.cli.common import safe_json, safe_text
-from vedtak.cli.main import main
 
 from conftest import STUDY_GRANT
 from workload import generate
+from cli_support import USAGE, error_line, run
 
 SG = str(STUDY_GRANT)
-USAGE = 2
-
-
-def run(*args, input=None):
-    """Invoke the CLI; an exception other than SystemExit is a traceback a user would see."""
-    r = CliRunner().invoke(main, [str(a) for a in args], input=input)
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise AssertionError(f"vedtak {' '.join(map(str, args))} raised {r.exception!r}\n{r.output}") \
-            from r.exception
-    assert "Traceback" not in r.output
-    return r
-
-
-def error_line(r) -> str:
-    """The last line of a usage error: `Error: ...`."""
-    return r.output.strip().splitlines()[-1]
 
 
 @pytest.fixture

@@ -25,16 +25,15 @@ from click.testing import CliRunner
 
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.sqlite import SQLiteStore
-from vedtak.audit.verify import verify
 from vedtak.batch import Batch, BatchStopped
 from vedtak.cli import batch as cli_batch
 from vedtak.cli.main import main
 
 from conftest import STUDY_GRANT
 from workload import generate
+from run_support import DECIDING, deciding_ids, head, output_ids, records, verifies, write_jsonl
 
 SG = str(STUDY_GRANT)
-DECIDING = ("decision", "referral")
 
 
 def run(*args, input=None):
@@ -45,43 +44,10 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "vedtak.cli", "run", SG, *[str(a) for a in args]]
 
 
-def write_jsonl(path, cases):
-    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
-    return path
 
 
-def records(db: str) -> list:
-    with open_store(str(db)) as store:
-        return list(store.records())
 
 
-def verifies(db: str) -> bool:
-    with open_store(str(db)) as store:
-        report = verify(store)
-    return report.ok
-
-
-def deciding_ids(db: str) -> list:
-    """The case ids of every decision and referral record, one entry per record."""
-    return [r.case_id for r in records(db) if r.kind in DECIDING]
-
-
-def head(db) -> int:
-    """The log's head seq as another process sees it (0 while it is being created)."""
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(con.execute("SELECT seq FROM audit_head").fetchone()[0])
-        finally:
-            con.close()
-    except (sqlite3.Error, TypeError):
-        return 0
-
-
-def output_ids(path) -> list:
-    text = path.read_text()
-    assert text == "" or text.endswith("\n"), "the output ends in a partial line"
-    return [json.loads(line)["case_id"] for line in text.split("\n")[:-1]]
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------

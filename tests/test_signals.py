@@ -22,37 +22,24 @@ import pytest
 from click.testing import CliRunner
 
 import vedtak
-from vedtak.audit import AuditLog, open_store
-from vedtak.audit.verify import verify
+from vedtak.audit import AuditLog
 from vedtak.cli.main import main
 
 cli_main_module = sys.modules["vedtak.cli.main"]  # the module (vedtak.cli.main as an attribute is the group)
 
 from conftest import STUDY_GRANT
 from workload import generate
+from run_support import DECIDING, head, output_ids, records, verifies, write_jsonl
 
 SG = str(STUDY_GRANT)
 SCRIPT = Path(sys.executable).parent / "vedtak"  # the console script, as a user starts it
-DECIDING = ("decision", "referral")
 
 
 def invoke(*args, **kwargs):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
 
-def write_jsonl(path, cases):
-    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
-    return path
 
-
-def records(db) -> list:
-    with open_store(str(db)) as store:
-        return list(store.records())
-
-
-def verifies(db) -> bool:
-    with open_store(str(db)) as store:
-        return verify(store).ok
 
 
 def open_work_items(db) -> list:
@@ -206,21 +193,6 @@ def test_ctrl_c_during_an_export_on_a_terminal_leaves_no_partial_file(tmp_path):
 
 # -- SIGTERM during a batch --------------------------------------------------------------------
 
-def head(db) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(con.execute("SELECT seq FROM audit_head").fetchone()[0])
-        finally:
-            con.close()
-    except (sqlite3.Error, TypeError):
-        return 0
-
-
-def output_ids(path) -> list:
-    text = path.read_text() if path.exists() else ""
-    assert text == "" or text.endswith("\n"), "the output ends in a partial line"
-    return [json.loads(line)["case_id"] for line in text.split("\n")[:-1]]
 
 
 @pytest.mark.parametrize("to_group", [False, True], ids=["to-the-process", "to-the-process-group"])
