@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-import json
 from bisect import bisect_right
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 from . import runtime
