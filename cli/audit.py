@@ -21,7 +21,7 @@ from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
 from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, check_output, console, echo_json,
-                     load_ruleset, log_files, safe_json, safe_text, say, write_output)
+                     given, load_ruleset, log_files, safe_json, safe_text, say, write_output)
 
 
 def _open(db: str, *, read_only: bool = False):
@@ -101,7 +101,7 @@ def show(db: str, case_id: str | None, limit: int) -> None:
 
     Example: vedtak audit show decisions.db A-1001
     """
-    if case_id is not None and _given(click.get_current_context(), "limit"):
+    if case_id is not None and given(click.get_current_context(), "limit"):
         raise click.UsageError("--limit sets how many latest records to list without CASE_ID; a case shows all "
                                "its records")
     with _open(db, read_only=True) as store:
@@ -267,7 +267,7 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
 
     Example: vedtak replay decisions.db --against rulesets/study-grant-2026
     """
-    if as_json and _given(click.get_current_context(), "limit"):
+    if as_json and given(click.get_current_context(), "limit"):
         raise click.UsageError("--limit shortens the text report; --json lists every changed case")
     plan = None
     if ruleset:
@@ -287,12 +287,6 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
     if plan is not None:
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether the user set an option, not left it at its default."""
-    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT,
-                                                  click.core.ParameterSource.DEFAULT_MAP)
 
 
 def _print_replay(report, limit: int) -> None:

@@ -271,3 +271,10 @@ def write_output(option: str, path: str, text: str) -> None:
             f.write(text)
     except OSError as exc:
         raise click.ClickException(f"cannot write {option} {safe_text(path)}: {exc.strerror or exc}") from None
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set an option (on the command line or in the environment), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (click.core.ParameterSource.DEFAULT,
+                                                 click.core.ParameterSource.DEFAULT_MAP)

@@ -21,15 +21,8 @@ from vedtak.examples import run_examples
 from .audit import audit, replay
 from .queue import queue
 from .common import (EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, check_log_path, check_output,
-                     echo_json, is_url, load_ruleset, log_files, read_pii_key, safe_text, same_file, say,
+                     echo_json, given, is_url, load_ruleset, log_files, read_pii_key, safe_text, same_file, say,
                      write_output)
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether the user set an option (on the command line or in the environment), not its default."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source not in (click.core.ParameterSource.DEFAULT,
-                                                 click.core.ParameterSource.DEFAULT_MAP)
 
 
 def parse_limits(specs: tuple[str, ...]) -> Limits:
@@ -208,7 +201,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
     limits = parse_limits(limit_specs)
     if trace and not as_json:
         raise click.UsageError("--trace shows the evaluation trace in the JSON output: add --json")
-    if not audit_db and _given(ctx, "pii"):
+    if not audit_db and given(ctx, "pii"):
         raise click.UsageError("--pii says what the audit log keeps: add --audit DB")
     if redecide and not audit_db:
         raise click.UsageError("--redecide supersedes a decision recorded in an audit log: add --audit DB")
@@ -386,9 +379,9 @@ def run(ruleset: str, cases: tuple[str, ...], audit_db: str, out: str | None, wo
     limits = parse_limits(limit_specs)
     if executor != "dask":
         for name, flag in (("partition_size", "--partition-size"), ("scheduler", "--scheduler")):
-            if _given(ctx, name):
+            if given(ctx, name):
                 raise click.UsageError(f"{flag} applies only with --executor dask")
-    if scheduler and _given(ctx, "workers"):
+    if scheduler and given(ctx, "workers"):
         raise click.UsageError("--workers sets the local cluster's workers; a --scheduler's cluster has its own")
     if pii_key_file and pii != "pseudonymise":
         raise click.UsageError("--pii-key-file is the key for --pii pseudonymise; it is not used otherwise")

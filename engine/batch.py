@@ -253,6 +253,7 @@ class Batch:
         self.limits = limits or Limits()  # what one input line may cost to read
         self.progress = progress
         self.pii = pii
+        self.policy = PiiPolicy(*pii)  # the run's one policy (workers build their own)
         self.plan = compile_plan(load(ruleset_path))
         self.schema = self.plan.ruleset.latest.model.case
         self.recorded = 0  # records this run appended
@@ -342,7 +343,7 @@ class Batch:
 
     def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         if self.workers <= 1:
-            policy = PiiPolicy(*self.pii)
+            policy = self.policy
             for chunk in self._read_chunks():
                 self._commit(chunk, decide_chunk(chunk, self.plan, policy), summary, write_chunk)
                 self._check_stop(summary)
@@ -471,7 +472,7 @@ class Batch:
                 superseded.append((len(to_record), active))
                 keep(superseding(entry, active), info)
             else:
-                keep(*already_decided(self.plan, item, entry, active, PiiPolicy(*self.pii)))
+                keep(*already_decided(self.plan, item, entry, active, self.policy))
         return [to_record, released, superseded, resumed]
 
     @staticmethod
@@ -493,7 +494,7 @@ class Batch:
         return None
 
     def _duplicate(self, item: Item, entry) -> tuple:
-        return duplicate(self.plan, item, entry, PiiPolicy(*self.pii))
+        return duplicate(self.plan, item, entry, self.policy)
 
 
 def _codes(record: PriorRecord) -> set:

@@ -8,7 +8,6 @@ line may cost is bounded by :class:`~vedtak.input_limits.Limits`.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import difflib
 import io
@@ -21,12 +20,11 @@ from pathlib import Path
 
 from .cases import shown
 from .input_limits import DEFAULT, Limits
-from .json_text import (_SURROGATE_BYTES, _at, _big_int, _element, _parse, _skip_ws, parse_json,  # noqa: F401
+from .json_text import (BOM, _SURROGATE_BYTES, _at, _big_int, _element, _parse, _skip_ws, parse_json,  # noqa: F401
                         problem, read_document)
 from .model import FieldSpec
 
 FORMATS = ("jsonl", "json", "csv")
-BOM = codecs.BOM_UTF8  # what Excel's "CSV UTF-8" writes first: accepted and skipped
 
 
 @dataclass

@@ -62,15 +62,12 @@ class PiiPolicy:
         self.mode, self.key = mode, key
 
     def pseudonym(self, value) -> str:
+        return self._mac(canonical_json(value))
+
+    def _mac(self, text: str) -> str:
         assert self.key is not None
         # surrogatepass: a lone surrogate in a hostile case still gets a pseudonym, never an exception
-        digest = hmac.new(self.key, canonical_json(value).encode("utf-8", "surrogatepass"), _sha256).hexdigest()
-        return "hmac-sha256:" + digest
-
-    def apply(self, schema: dict, raw) -> tuple[object, str | None]:
-        """The case as the log keeps it, and a note of which fields were changed (or None)."""
-        kept, touched, _ = self.scrub_input(schema, raw)
-        return kept, (canonical_json({"fields": touched, "mode": self.mode}) if touched else None)
+        return "hmac-sha256:" + hmac.new(self.key, text.encode("utf-8", "surrogatepass"), _sha256).hexdigest()
 
     # -- the stored input ------------------------------------------------------------------
     def scrub_input(self, schema: dict, raw) -> tuple[object, list[str], list]:
@@ -123,8 +120,7 @@ class PiiPolicy:
             note["masked"] = masked
             if self.mode == "pseudonymise":
                 # keyed: a plain hash of a text that quotes a birth date could be reversed by trying dates
-                digest = hmac.new(self.key, released.encode("utf-8", "surrogatepass"), _sha256).hexdigest()
-                note["released"] = "hmac-sha256:" + digest
+                note["released"] = self._mac(released)
         return canonical_json(note)
 
 
@@ -239,10 +235,10 @@ def stored_decision(decision: Decision, touched: list[str], withheld: list,
     data = None
     if decision.status == "rejected":
         errors = []
+        rendered = [(path, _renderings(value)) for path, value in zip(touched, withheld)]
         for e in decision.errors:
             message = e.message
-            if any(_under(e.path, path) and any(r in message for r in _renderings(value))
-                   for path, value in zip(touched, withheld)):
+            if any(_under(e.path, path) and any(r in message for r in renderings) for path, renderings in rendered):
                 message = PLAIN_MESSAGES.get(e.code, "the value is not valid")
                 if "errors" not in masked:
                     masked.append("errors")
