@@ -25,3 +25,12 @@ def study_plan() -> vedtak.Plan:
 @pytest.fixture(scope="session")
 def child_plan() -> vedtak.Plan:
     return vedtak.compile(vedtak.load(CHILD_BENEFIT))
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """A fresh Ed25519 key pair for checkpoints, made by `vedtak audit keygen`: (private, public)."""
+    from cli_support import run
+    prefix = tmp_path / "audit"
+    assert run("audit", "keygen", "--out", prefix).exit_code == 0
+    return str(prefix) + ".key", str(prefix) + ".pub"

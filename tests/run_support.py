@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import time
+
+import pytest
 
 from vedtak.audit import open_store
 from vedtak.audit.verify import verify
@@ -48,3 +54,26 @@ def output_ids(path) -> list:
     text = path.read_text() if path.exists() else ""
     assert text == "" or text.endswith("\n"), "the output ends in a partial line"
     return [json.loads(line)["case_id"] for line in text.split("\n")[:-1]]
+
+
+def signal_once_recording(cmd: list, recorded, before: int, signum: int, pause: float = 0.0, *,
+                          to_group: bool = True) -> tuple[int, str]:
+    """Start ``cmd`` in a session of its own, wait until ``recorded()`` passes ``before`` (the run has
+    recorded something), wait ``pause`` seconds more, send ``signum`` (to the process group, or to the
+    process alone) unless it has ended, and return its exit code and standard error. The 60 s wait
+    for it to end is a hang guard, not a speed threshold."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    waited = time.monotonic()
+    while recorded() <= before and proc.poll() is None and time.monotonic() - waited < 120:
+        time.sleep(0.02)
+    time.sleep(pause)
+    if proc.poll() is None:
+        (os.killpg if to_group else os.kill)(proc.pid, signum)
+    try:
+        _, err = proc.communicate(timeout=60)  # communicate also waits for the workers' pipes
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{' '.join(map(str, cmd[2:5]))} did not stop within 60 s of signal {signum}")
+    return proc.returncode, err

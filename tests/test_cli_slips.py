@@ -42,13 +42,6 @@ def cases(tmp_path):
     return path
 
 
-@pytest.fixture
-def keys(tmp_path):
-    prefix = tmp_path / "audit"
-    assert run("audit", "keygen", "--out", prefix).exit_code == 0
-    return str(prefix) + ".key", str(prefix) + ".pub"
-
-
 # -- --out naming an input file or the audit log ---------------------------------------------------
 
 @pytest.mark.parametrize("how", ["same", "dot-slash", "symlink", "hardlink"])

@@ -31,7 +31,8 @@ from vedtak.cli.main import main
 
 from conftest import STUDY_GRANT
 from workload import generate
-from run_support import DECIDING, deciding_ids, head, output_ids, records, verifies, write_jsonl
+from run_support import (DECIDING, deciding_ids, head, output_ids, records, signal_once_recording, verifies,
+                         write_jsonl)
 
 SG = str(STUDY_GRANT)
 
@@ -64,29 +65,16 @@ def test_ctrl_c_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_p
     rng = random.Random(13)
     interrupted = 0
     for attempt in range(5):
-        before = head(db)
-        proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        waited = time.monotonic()
-        while head(db) <= before and proc.poll() is None and time.monotonic() - waited < 120:
-            time.sleep(0.02)  # until this attempt has recorded something
-        time.sleep(rng.uniform(0, 0.6))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=60)  # a hang guard, not a speed threshold
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            pytest.fail("vedtak run did not stop within 60 s of Ctrl-C")
+        returncode, err = signal_once_recording(cmd + (["--resume"] if attempt else []), lambda: head(db),
+                                                head(db), signal.SIGINT, rng.uniform(0, 0.6))
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
-        if proc.returncode in (0, -signal.SIGINT) and "interrupted" not in err:
+        if returncode in (0, -signal.SIGINT) and "interrupted" not in err:
             # finished before the signal arrived; one that lands in the interpreter's last moments,
             # after Python has put back the default action, ends the process as it would any program
             # (a shell reports 130 for both): then the run must have recorded every case
             assert sorted(deciding_ids(db)) == sorted(c["case_id"] for c in cases), err[-2000:]
             break
-        assert proc.returncode == 130, err[-2000:]
+        assert returncode == 130, err[-2000:]
         assert "--resume" in err
         interrupted += 1
         assert verifies(db)
@@ -648,20 +636,9 @@ def test_ctrl_c_during_a_distributed_run_stops_cleanly_and_resume_completes(tmp_
     path = write_jsonl(tmp_path / "cases.jsonl", cases)
     db = tmp_path / "d.db"
     cmd = cli(path, "--audit", db, "--executor", "dask", "--workers", 2, "--partition-size", "1MB")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    waited = time.monotonic()
-    while chain_records(db) == 0 and proc.poll() is None and time.monotonic() - waited < 120:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=60)  # a hang guard, not a speed threshold
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("vedtak run --executor dask did not stop within 60 s of Ctrl-C")
+    returncode, err = signal_once_recording(cmd, lambda: chain_records(db), 0, signal.SIGINT)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
-    assert proc.returncode == 130, err[-3000:]
+    assert returncode == 130, err[-3000:]
     assert "--resume" in err
     assert verifies(db)
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)

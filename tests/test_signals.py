@@ -29,7 +29,7 @@ cli_main_module = sys.modules["vedtak.cli.main"]  # the module (vedtak.cli.main 
 
 from conftest import STUDY_GRANT
 from workload import generate
-from run_support import DECIDING, head, output_ids, records, verifies, write_jsonl
+from run_support import DECIDING, head, output_ids, records, signal_once_recording, verifies, write_jsonl
 
 SG = str(STUDY_GRANT)
 SCRIPT = Path(sys.executable).parent / "vedtak"  # the console script, as a user starts it
@@ -208,29 +208,16 @@ def test_sigterm_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_
            "--workers", "2", "--batch-size", "500"]
     stopped = 0
     for attempt, pause in enumerate((0.0, 0.3, 0.1)):
-        before = head(db)
-        proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        waited = time.monotonic()
-        while head(db) <= before and proc.poll() is None and time.monotonic() - waited < 120:
-            time.sleep(0.02)  # until this attempt has recorded something
-        time.sleep(pause)
-        if proc.poll() is None:
-            (os.killpg if to_group else os.kill)(proc.pid, signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=60)  # a hang guard (communicate also waits for the workers)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            pytest.fail("vedtak run did not stop within 60 s of SIGTERM")
+        returncode, err = signal_once_recording(cmd + (["--resume"] if attempt else []), lambda: head(db),
+                                                head(db), signal.SIGTERM, pause, to_group=to_group)
         assert "Traceback" not in err and "Error" not in err, err[-2000:]
-        if proc.returncode in (0, -signal.SIGTERM) and "terminated" not in err:
+        if returncode in (0, -signal.SIGTERM) and "terminated" not in err:
             # finished before the signal arrived; one that lands after the command returned, when the
             # default action is back, ends the process as it would any program: every case recorded
             assert sorted(r.case_id for r in records(db) if r.kind in DECIDING) == \
                 sorted(c["case_id"] for c in cases), err[-2000:]
             break
-        assert proc.returncode == 143, err[-2000:]
+        assert returncode == 143, err[-2000:]
         assert "terminated" in err and "--resume" in err
         stopped += 1
         assert verifies(db)

@@ -44,13 +44,6 @@ def db(tmp_path, study_plan):
     return path
 
 
-@pytest.fixture
-def keys(tmp_path):
-    prefix = tmp_path / "audit"
-    assert run("audit", "keygen", "--out", prefix).exit_code == 0
-    return str(prefix) + ".key", str(prefix) + ".pub"
-
-
 def _files(folder) -> list[str]:
     return sorted(os.listdir(folder))
 
