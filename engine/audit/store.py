@@ -258,12 +258,16 @@ class AuditStore(WorkItemStore, ABC):
                 then(self, done)
             self._commit()
         except BaseException as exc:
-            try:
-                self._rollback()
-            except Exception:  # noqa: BLE001 - the backend may have rolled back itself
-                pass
-            raise self._as_store_error(exc) from exc
+            raise self._abort(exc) from exc
         return done
+
+    def _abort(self, exc: BaseException) -> BaseException:
+        """Roll back the append in progress; what to raise for ``exc`` (see :meth:`_as_store_error`)."""
+        try:
+            self._rollback()
+        except Exception:  # noqa: BLE001 - the backend may have rolled back itself
+            pass
+        return self._as_store_error(exc)
 
     def _as_store_error(self, exc: BaseException) -> BaseException:
         """``exc`` as a :class:`StoreError` when it is a fault of the backend (full, locked, I/O)."""
@@ -300,11 +304,7 @@ class AuditStore(WorkItemStore, ABC):
             done = self._insert_records(entries or [], seq, prev, chain)
             self._commit()
         except BaseException as exc:
-            try:
-                self._rollback()
-            except Exception:  # noqa: BLE001 - the backend may have rolled back itself
-                pass
-            raise self._as_store_error(exc) from exc
+            raise self._abort(exc) from exc
         return done
 
     def _insert_records(self, entries: list[Entry], seq: int, prev: str, chain: str | None) -> list[tuple[int, str]]:
