@@ -15,7 +15,7 @@ import pytest
 from vedtak.cli.main import main
 
 from conftest import STUDY_GRANT
-from test_cli_slips import checkpoint, db, keys, run  # noqa: F401 - fixtures shared with the slips tests
+from test_cli_slips import checkpoint, db, run  # noqa: F401 - fixtures shared with the slips tests (keys: conftest)
 
 SG = str(STUDY_GRANT)
 
