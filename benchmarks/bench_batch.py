@@ -7,11 +7,19 @@ Lines, then runs the real command line — `vedtak run RULESET cases.jsonl --aud
 decisions.jsonl --workers W` — in a child process for each W, and prints wall time,
 cases/s and the run's peak RSS (the command's process and its workers, as the kernel
 reports it for waited-for children). Every log is verified afterwards.
+
+In the same run, for each N, zen-engine's evaluate alone decides the same cases in this
+process (the graph compiled once, as in `peers.py`; each line's text handed to evaluate, its
+fastest input form here), and each `vedtak run` figure is printed as a ratio to it (the
+target: 2 workers at least 1.5x). zen-engine's results are checked against the workload's
+if-chain outside the clock. Without zen-engine installed (pip install -e '.[bench]'), or
+with --no-zen, that figure is skipped and a line says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -23,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from workload import generate  # noqa: E402
+from workload import generate, if_chain  # noqa: E402
 
 RULESET = HERE.parent / "rulesets" / "study-grant"
 
@@ -44,16 +52,61 @@ def write_cases(path: Path, n: int) -> None:
                 f.write(json.dumps(c) + "\n")
 
 
+def zen_evaluate(path: Path) -> tuple[int, float]:
+    """zen-engine's evaluate alone over the cases in a JSON Lines file, in this process: (cases, seconds).
+
+    Lines are read 100 000 at a time outside the clock; the clock covers only evaluate on each
+    line's text. Raises ValueError naming a case where zen-engine disagrees with the if-chain.
+    """
+    from peers import ZEN_KEY, zen_engine, zen_terms
+    evaluate = zen_engine().evaluate
+    n, seconds = 0, 0.0
+    with path.open() as f:
+        while lines := list(itertools.islice(f, 100_000)):
+            start = time.perf_counter()
+            results = [evaluate(ZEN_KEY, line) for line in lines]
+            seconds += time.perf_counter() - start
+            n += len(lines)
+            for line, r in zip(lines, results):
+                case = json.loads(line)
+                if zen_terms(r) != if_chain(case):
+                    raise ValueError(f"zen-engine disagrees on case {case['case_id']}: {zen_terms(r)}")
+    return n, seconds
+
+
+def _has_zen() -> bool:
+    try:
+        import zen  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000])
     ap.add_argument("--workers", nargs="*", type=int, default=[1, 2])
+    ap.add_argument("--no-zen", action="store_true", help="skip zen-engine's evaluate-only figure")
     args = ap.parse_args()
-    print(f"{'cases':>10} {'workers':>7} {'seconds':>8} {'cases/s':>9} {'peak RSS MB':>12}")
+    with_zen = not args.no_zen and _has_zen()
+    if not with_zen:
+        why = "--no-zen" if args.no_zen else "zen-engine is not installed (pip install -e '.[bench]')"
+        print(f"zen-engine's evaluate-only figure skipped: {why}")
+    print(f"{'cases':>10} {'workers':>7} {'seconds':>8} {'cases/s':>9} {'peak RSS MB':>12} {'vs zen':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             cases = Path(tmp) / f"cases-{n}.jsonl"
             write_cases(cases, n)
+            zen_rate = None
+            if with_zen:
+                try:
+                    done, zen_seconds = zen_evaluate(cases)
+                except ValueError as exc:
+                    print(exc, file=sys.stderr)
+                    return 1
+                zen_rate = done / zen_seconds
+                print(f"{n:>10,} {'zen':>7} {zen_seconds:8.1f} {zen_rate:9,.0f} {'-':>12} {1:6.2f}x   "
+                      "zen-engine evaluate alone, in process, graph compiled once")
             for w in args.workers:
                 db, out = Path(tmp) / f"audit-{n}-{w}.db", Path(tmp) / f"out-{n}-{w}.jsonl"
                 cmd = [sys.executable, "-c", _PEAK, sys.executable, "-m", "vedtak.cli", "run", str(RULESET),
@@ -69,7 +122,8 @@ def main() -> int:
                                    capture_output=True, text=True)
                 lines = sum(1 for _ in out.open())
                 ok = "verified" if v.returncode == 0 and lines == n else "NOT VERIFIED"
-                print(f"{n:>10,} {w:>7} {seconds:8.1f} {n / seconds:9,.0f} {peak:12.1f}   log {ok}")
+                ratio = f"{n / seconds / zen_rate:6.2f}x" if zen_rate else f"{'-':>7}"
+                print(f"{n:>10,} {w:>7} {seconds:8.1f} {n / seconds:9,.0f} {peak:12.1f} {ratio}   log {ok}")
                 os.remove(db)
                 os.remove(out)
     return 0
