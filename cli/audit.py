@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sys
@@ -72,15 +73,16 @@ def verify_cmd(db: str, checkpoint: str | None, public_key: str | None, as_json:
         extra = f"; checkpoint at record {cp['seq']} verified" if cp else ""
         chains = (f"; {report.chains} partition chains match the manifests of {report.runs} runs"
                   if report.chains else "")
+        items = (f"; {report.work_items} work items match their records and {report.queue_events} queue events"
+                 if report.work_items or report.queue_events else "")
         say(f"ok: {report.records} records, the chain verifies (head {report.head[0]}, "
-            f"{report.head[1][:16]}){chains}{extra}", style="green")
-        for run_id in report.unfinished:
-            say(f"note: run {run_id} has no manifest yet (running, or interrupted: --resume finishes it)")
+            f"{report.head[1][:16]}){chains}{items}{extra}", style="green")
     else:
         for p in sorted(report.problems):
-            say(f"record {p.ref}: {p.kind}: {p.message}")
-        say(f"FAILED: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; "
-            f"first bad record: {report.first_bad}", style="bold red")
+            say(f"{p.where}: {p.kind}: {p.message}")
+        first = f"; first bad record: {report.first_bad}" if report.first_bad is not None else ""
+        say(f"FAILED: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}{first}",
+            style="bold red")
     sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
 
 
@@ -126,11 +128,21 @@ def show(db: str, case_id: str | None, limit: int) -> None:
             say(f"no record of case {case_id} in {db}", style="bold red", err=True)
             sys.exit(EXIT_FINDINGS)
         from vedtak.replay import explain_record
-        for record in sorted(records, key=lambda r: (r.recorded_at, r.chain or "", r.seq)):
+        for record in _chain_order(records):
             say(f"Record {record.ref} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
                 style="bold")
             for line in explain_record(store, record).split("\n"):  # not splitlines: data may hold U+2028
                 say("  " + line)
+
+
+def _chain_order(records: list) -> list:
+    """Records in the order their chains hold them (each chain by sequence number), the chains merged
+    by time: a record's own date never moves it before the records it follows (a back-dated one too)."""
+    by_chain: dict[str, list] = {}
+    for record in records:
+        by_chain.setdefault(record.chain or "", []).append(record)
+    chains = [sorted(found, key=lambda r: r.seq) for _, found in sorted(by_chain.items())]
+    return list(heapq.merge(*chains, key=lambda r: r.recorded_at))
 
 
 @audit.command("export")

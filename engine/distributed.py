@@ -299,9 +299,11 @@ class DistributedRun:
         """Append the run's manifest to the main chain: it commits to every partition chain's head."""
         chains = store.chains(run_id)
         spec = dict(spec, run_id=run_id)
-        manifest = {"run_id": run_id,
-                    "chains": [{"chain": c.chain, "partition": c.part, "records": c.seq, "head": c.hash}
-                               for c in chains],
+        # the manifest commits to every row of the run: its registration and each chain's spec and summary
+        (run_key, started_at), = [(r[1], r[3]) for r in store.run_rows() if r[0] == run_id]
+        manifest = {"run_id": run_id, "run_key": run_key, "started_at": started_at,
+                    "chains": [{"chain": c.chain, "partition": c.part, "records": c.seq, "head": c.hash,
+                                "spec": c.spec, "done": c.done} for c in chains],
                     "summary": {"read": summary.read, "decided": summary.n_decided, "referred": summary.n_referred,
                                 "rejected": summary.n_rejected}}
         entry = Entry("manifest", None, canonical_json(spec), canonical_json(manifest), None, None, None, None,

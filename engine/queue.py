@@ -179,7 +179,7 @@ def request_review(store: AuditStore, case_id, by: str, reason: str) -> WorkItem
     if earlier is not None:
         text += f" (follows review work item {earlier.id}, {earlier.status}" + (
             f" in record {earlier.decided_seq})" if earlier.decided_seq else ")")
-    item_id, opened = store.open_review((record.seq, record.chain), record.case_id, queue, text, proposed)
+    item_id, opened = store.open_review((record.seq, record.chain), record.case_id, queue, text, proposed, by)
     if not opened:
         item = get_item(store, item_id)
         raise QueueError("review_open", f"a review of record {record.ref} (case {record.case_id}) is already open: "

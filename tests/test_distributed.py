@@ -239,8 +239,9 @@ def test_a_failing_partition_is_named_and_resume_completes_only_it(tmp_path):
     assert [(p.index, "injected failure" in why) for p, why in failed.value.missing] == [(1, True)]
     assert failed.value.summary.read == len(cases) - len(items([failed.value.missing[0][0]]))
     with open_store(db) as store:
-        report = verify(store)
-        assert report.ok and report.unfinished == [run.info.run_id]
+        report = verify(store)  # nothing commits to the run's chains yet: a failure, named as unfinished
+        assert report.unfinished == [run.info.run_id]
+        assert [(p.kind, p.subject) for p in report.problems] == [("unfinished", f"run {run.info.run_id}")]
     again = DistributedRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), workers=2, partition_bytes=50_000,
                            resume=True)
     summary = again.run()
@@ -255,8 +256,9 @@ def test_a_failing_partition_is_named_and_resume_completes_only_it(tmp_path):
 
 
 def test_a_killed_run_resumes_from_its_partition_chains(tmp_path):
-    """kill -9 the whole run (driver and workers) mid-way; verify still passes (the run is
-    reported unfinished), and --resume completes it with every case recorded once."""
+    """kill -9 the whole run (driver and workers) mid-way; verify finds nothing wrong but the run
+    being unfinished (no manifest commits to its chains yet), and --resume completes it with every
+    case recorded once."""
     url = fresh_url("postgresql", tmp_path)
     cases = generate(30000, seed=14)
     path = write_jsonl(tmp_path / "cases.jsonl", cases)
@@ -273,7 +275,7 @@ def test_a_killed_run_resumes_from_its_partition_chains(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     with open_store(url) as store:
         report = verify(store)
-        assert report.ok and len(report.unfinished) == 1
+        assert len(report.unfinished) == 1 and {p.kind for p in report.problems} == {"unfinished"}
         before = sum(1 for r in store.records())
     assert 0 < before < len(cases)
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from .record import GENESIS
 from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, read_only_refusal, schema_problem
+from .work_items import WORK_ITEM_MIGRATE
 
 _names = itertools.count()
 
@@ -55,6 +56,15 @@ class PostgresStore(AuditStore):
             problem = "lacks audit_work_item_ids and needs an upgrade"
         return problem
 
+    def _events_chained(self) -> bool:
+        """Whether the queue's events table has its hash chain's columns (WORK_ITEM_MIGRATE adds them)."""
+        with self._db.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'audit_work_item_events' "
+                        "AND column_name = 'hash'")
+            found = cur.fetchone() is not None
+        self._db.rollback()
+        return found
+
     def _check_schema(self) -> None:
         problem = self._schema_problem()
         if problem is not None:
@@ -67,7 +77,9 @@ class PostgresStore(AuditStore):
             # waiting for the chain head (another writer's transaction) ends after the timeout
             cur.execute(f"SET lock_timeout = {max(1, int(timeout * 1000))}")
         self._db.commit()
-        if self._schema_problem() is None:
+        problem = self._schema_problem()
+        chained = self._events_chained()
+        if problem is None and chained:
             # no DDL on a current schema: CREATE INDEX IF NOT EXISTS takes a share lock on its table
             # even when the index exists, which deadlocks with partitions appending at the same time
             return
@@ -87,6 +99,13 @@ class PostgresStore(AuditStore):
                 top = int(cur.fetchone()[0])
                 if top:
                     cur.execute("SELECT setval('audit_work_item_ids', %s)", (top,))
+            if problem != "none" and not chained:  # an existing log whose queue events are not chained yet
+                cur.execute("SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = 'audit_work_item_events'")
+                have = {row[0] for row in cur.fetchall()}
+                for stmt in WORK_ITEM_MIGRATE:
+                    if not (stmt.startswith("ALTER") and stmt.split()[-2] in have):
+                        cur.execute(stmt)
             cur.execute("INSERT INTO audit_meta (key, value) VALUES ('schema_version', %s) "
                         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
             cur.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from .record import GENESIS
 from .store import (MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, StoreError, read_only_refusal,
                     schema_problem)
+from .work_items import WORK_ITEM_MIGRATE
 
 # Errors of a read-only connection that cannot set up the readers' shared memory (the -shm file
 # beside the log): it cannot be created or grown, e.g. on a full disk or a read-only directory.
@@ -88,7 +89,9 @@ class SQLiteStore(AuditStore):
         # by the first append). Readers (read_only) take no lock at all.
         self._begin_immediate()
         try:
-            if self._schema() is None:
+            problem = self._schema()
+            chained = self._events_chained()
+            if problem is None and chained:
                 self._db.execute("COMMIT")
                 return
             for stmt in SCHEMA:
@@ -97,6 +100,11 @@ class SQLiteStore(AuditStore):
             if found is not None and found[0] == "1":
                 for stmt in MIGRATE_FROM_1:
                     self._db.execute(stmt)
+            if problem != "none" and not chained:  # an existing log whose queue events are not chained yet
+                have = self._event_columns()
+                for stmt in WORK_ITEM_MIGRATE:
+                    if not (stmt.startswith("ALTER") and stmt.split()[-2] in have):
+                        self._db.execute(stmt)
             self._db.execute("INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?) "
                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
             self._db.execute("INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
@@ -105,6 +113,13 @@ class SQLiteStore(AuditStore):
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _event_columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(audit_work_item_events)")}
+
+    def _events_chained(self) -> bool:
+        """Whether the queue's events table has its hash chain's columns (WORK_ITEM_MIGRATE adds them)."""
+        return "hash" in self._event_columns()
 
     def _fault(self, exc: Exception) -> tuple[str, str] | None:
         if not isinstance(exc, sqlite3.Error):

@@ -1,24 +1,37 @@
-"""Verifying an audit log: recompute the chain and name the first record that is not as written.
+"""Verifying an audit log: recompute every chain and name the first record that is not as written.
 
-Detects a record whose content was edited (with or without recomputing its hash), a
-deleted, inserted or reordered record, a head that does not match the last record (a
-truncated tail), a stored ruleset whose source no longer matches its SHA-256, and — given
-a signed checkpoint — a tail truncated together with the head.
+Detects a record whose content was edited (with or without recomputing its hash), a deleted,
+inserted or reordered record, a back-dated record (earlier than the one before it), a record
+whose body is not a well-formed record (reported as edited, never a crash), a head that does
+not match the last record (a truncated tail), a stored ruleset whose source no longer matches
+its SHA-256 or whose id and version are not those its records name, and — given a signed
+checkpoint — a tail truncated together with the head, on any chain.
 
-A distributed run's partition chains are checked the same way, each against its own head,
-and then against the run's manifest on the main chain, which committed to every partition
-chain's record count and last hash: a partition deleted, cut short or rewritten with its
-head is named by the manifest. A run without a manifest yet is reported as unfinished.
+Every row the log holds is covered by a hash or checked against one:
+
+- a distributed run's partition chains are checked each against its own head, then against the
+  run's manifest on the main chain, which committed to every partition chain's record count, last
+  hash, spec and summary and to the run's registration (``verify_runs``). Records that no manifest
+  commits to are a failure: a run without a manifest is named ``unfinished``, a chain of no run
+  ``inserted``;
+- work items are checked against the records that open and close them, and the queue's events
+  (claims, releases, assignments, review requests) form a hash chain of their own from which each
+  item's status, assignee and claim follow (``verify_items``).
+
+Each chain kind is checked by one function (``check_row_chain`` for version 1 rows) that feeds
+what later checks need into :class:`Facts`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import re
 from dataclasses import dataclass, field
 
 from ..decision import canonical_json
-from .record import GENESIS, record_ref, sha256, utc_now
+from .checkpoint import (CHECKPOINT_FIELDS, KeyFileError, check_checkpoint, generate_key,  # noqa: F401 - re-exported
+                         load_checkpoint, load_private_key, load_public_key, sign_checkpoint)
+from .record import GENESIS, KINDS, RECORD_VERSION, record_ref, sha256
 from .store import AuditStore, case_key
 
 MAX_PROBLEMS = 1000
@@ -26,16 +39,26 @@ MAX_PROBLEMS = 1000
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One inconsistency: the sequence number it concerns, what kind it is, and an explanation."""
+    """One inconsistency: the sequence number it concerns, what kind it is, and an explanation;
+    ``subject`` names what it concerns when that is not a record ("work item 7", "queue event 3",
+    "run R", "ruleset S")."""
 
     seq: int
-    kind: str  # edited, deleted, inserted, reordered, broken_chain, truncated, ruleset, checkpoint, partition
+    # edited, deleted, inserted, reordered, backdated, broken_chain, truncated, ruleset, checkpoint, partition,
+    # unfinished, work_item, queue_event
+    kind: str
     message: str
     chain: str = ""  # the partition chain it concerns; "" for the main chain
+    subject: str = ""
 
     @property
     def ref(self) -> str:
-        return record_ref(self.seq, self.chain or None)
+        return self.subject or record_ref(self.seq, self.chain or None)
+
+    @property
+    def where(self) -> str:
+        """How a report names what the problem concerns: "record 5", "record run-1/00000:3", "work item 7"."""
+        return self.subject or f"record {self.ref}"
 
 
 @dataclass
@@ -46,7 +69,9 @@ class VerifyReport:
     checkpoint: dict | None = None
     chains: int = 0  # partition chains verified
     runs: int = 0  # distributed runs whose manifest was checked
-    unfinished: list[str] = field(default_factory=list)  # runs with partition chains and no manifest yet
+    unfinished: list[str] = field(default_factory=list)  # runs with no manifest yet (each also a problem)
+    work_items: int = 0  # work items checked against their records and events
+    queue_events: int = 0
 
     @property
     def ok(self) -> bool:
@@ -54,15 +79,18 @@ class VerifyReport:
 
     @property
     def first_bad(self) -> int | None:
-        main = [p.seq for p in self.problems if not p.chain]
-        return min(main) if main else min(p.seq for p in self.problems) if self.problems else None
+        """The first bad record of the main chain (else of any chain); None if only other rows are bad."""
+        records = [p for p in self.problems if not p.subject]
+        main = [p.seq for p in records if not p.chain]
+        return min(main) if main else min(p.seq for p in records) if records else None
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "records": self.records, "head": {"seq": self.head[0], "hash": self.head[1]},
                 "first_bad_seq": self.first_bad, "partition_chains": self.chains, "runs": self.runs,
-                "unfinished_runs": self.unfinished,
-                "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message, **({"chain": p.chain} if p.chain
-                                                                                      else {})}
+                "unfinished_runs": self.unfinished, "work_items": self.work_items, "queue_events": self.queue_events,
+                "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message,
+                              **({"chain": p.chain} if p.chain else {}), **({"subject": p.subject} if p.subject
+                                                                           else {})}
                              for p in sorted(self.problems)]}
 
 
@@ -79,15 +107,27 @@ class _Problems:
             self.problems.append(Problem(seq, kind, text, self.chain))
 
 
+def other_problem(problems: list[Problem]):
+    """An adder for problems of rows that are not records: ``add(subject, kind, message)``."""
+    def add(subject: str, kind: str, message: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(0, kind, message, "", subject))
+    return add
+
+
 class _Rulesets:
-    """The stored ruleset sources, checked against their SHA-256 once; each bad one reported once."""
+    """The stored ruleset sources, checked against their SHA-256 once, and their id and version against
+    what the records that use them name; each bad one reported once."""
 
     def __init__(self, store: AuditStore):
+        self.store = store
         self.stored = {rs.sha256: rs for rs in store.rulesets()}
         self.bad = {sha for sha, rs in self.stored.items() if sha256(rs.source) != sha}
         self.reported: set[str] = set()
+        self.named: set[str] = set()
+        self._review_queues: dict[str | None, str] = {None: "review"}
 
-    def check(self, rs_sha: str | None, seq: int, add) -> None:
+    def check(self, rs_sha: str | None, seq: int, add, named: dict | None = None) -> None:
         if rs_sha is None or rs_sha in self.reported:
             return
         if rs_sha not in self.stored:
@@ -98,12 +138,50 @@ class _Rulesets:
             add(seq, "ruleset", f"the stored source of ruleset {rs.ruleset_id} {rs.version} no longer matches "
                 f"its SHA-256 {rs_sha[:12]}")
             self.reported.add(rs_sha)
+        elif named is not None and rs_sha not in self.named:
+            rs = self.stored[rs_sha]
+            self.named.add(rs_sha)
+            if (rs.ruleset_id, rs.version) != (named.get("id"), named.get("version")):
+                add(seq, "ruleset", f"the stored ruleset {rs_sha[:12]} is listed as {rs.ruleset_id} {rs.version}, "
+                    f"but record {seq} names it {named.get('id')} {named.get('version')}")
+                self.reported.add(rs_sha)
+
+    def review_queue(self, rs_sha: str | None) -> str:
+        """The review queue of the ruleset version (where its rejections go), as the engine chose it."""
+        if rs_sha not in self._review_queues:
+            queue = "review"
+            rs = self.stored.get(rs_sha)  # type: ignore[arg-type]
+            if rs is not None and rs_sha not in self.bad:
+                from ..load import load_text
+                try:
+                    queue = load_text(rs.source, rs.path).latest.model.review_queue
+                except Exception:  # noqa: BLE001 - a source that no longer loads is reported by replay
+                    pass
+            self._review_queues[rs_sha] = queue
+        return self._review_queues[rs_sha]
+
+
+@dataclass
+class Facts:
+    """What the chains' records commit to that later checks need: the work items records open, the
+    items caseworkers' records close, the records decisions made again supersede, and the manifests.
+    Filled by each chain kind's check function from records whose hash verifies."""
+
+    # (chain, seq) -> the item it opened: (case key, queue, reason code, reason text, proposed, priority, created at)
+    opens: dict = field(default_factory=dict)
+    closes: dict = field(default_factory=dict)  # item id -> (seq, record seq, record chain, decided by, case key)
+    supersedes: dict = field(default_factory=dict)  # (chain, seq) -> the superseding record's seq (main chain)
+    manifests: list = field(default_factory=list)  # (seq, manifest dict, input text)
+    ends: dict = field(default_factory=dict)  # chain (None: main) -> its last record's seq
 
 
 def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: bytes | None = None) -> VerifyReport:
     """Recompute every hash and link of the log — the main chain and every partition chain of a
-    distributed run — check each run's manifest against its partition chains, and optionally a
-    signed checkpoint of the main chain's head."""
+    distributed run — check each run's manifest against its partition chains, the work items
+    against their records and the queue's event chain, and optionally a signed checkpoint of
+    every chain's head."""
+    from .verify_items import check_work_items
+    from .verify_runs import check_runs
     report = VerifyReport(head=store.head())
     problems = report.problems
 
@@ -111,13 +189,10 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
         return _Problems(problems, chain)
 
     rulesets = _Rulesets(store)
+    facts = Facts()
     add = adder("")
-    last_seq, last_hash, manifests = _check_chain(store.rows(), report.head, add, rulesets, report)
-    if checkpoint is not None:
-        report.checkpoint = checkpoint
-        _check_checkpoint(store, checkpoint, public_key, last_seq, add)
+    last_seq, _ = check_row_chain(store.rows(), report.head, add, rulesets, report, facts)
 
-    # partition chains: each on its own, then against the manifest of its run
     heads = {c.chain: c for c in store.chains()}
     ends: dict[str, tuple[int, int, str]] = {}  # chain -> (records, last seq, last hash)
     for name in store.chain_names():
@@ -128,62 +203,80 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
             chain_add(1, "partition", "the chain's head is missing (records of a chain the log does not list)")
         head = (info.seq, info.hash) if info is not None else (0, GENESIS)
         n_before = report.records
-        end_seq, end_hash, _ = _check_chain(store.chain_rows(name), head, chain_add, rulesets, report, chain=name)
+        end_seq, end_hash = check_row_chain(store.chain_rows(name), head, chain_add, rulesets, report, facts,
+                                            chain=name)
         ends[name] = (report.records - n_before, end_seq, end_hash)
-    unfinished = {run_id for run_id, _, manifest_seq in store.runs() if manifest_seq is None}
-    listed: set[str] = set()
-    for seq, data in manifests:
-        report.runs += 1
-        run_id = data.get("run_id")
-        for part in data.get("chains") or []:
-            name = part.get("chain")
-            listed.add(name)
-            committed = (part.get("records"), part.get("records"), part.get("head"))
-            if name not in ends:
-                add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} "
-                    f"({part.get('records')} records) is missing from the log")
-            elif ends[name] != committed:
-                count, _, end_hash = ends[name]
-                add(seq, "partition", f"manifest record {seq} of run {run_id}: partition chain {name} has "
-                    f"{count} records ending in {end_hash[:16]}, the manifest committed to {part.get('records')} "
-                    f"ending in {str(part.get('head'))[:16]}")
-    for name in sorted(set(ends) - listed):
-        info = heads.get(name)
-        run_id = info.run_id if info is not None else name.split("/")[0]
-        if run_id in unfinished:  # still running, or interrupted: --resume finishes it
-            if run_id not in report.unfinished:
-                report.unfinished.append(run_id)
-        else:
-            adder(name)(1, "inserted", "the chain belongs to no unfinished run and no manifest lists it")
+    check_runs(store, facts, ends, heads, report, add, adder, other_problem(problems))
+    check_work_items(store, facts, report, adder, other_problem(problems))
+    if checkpoint is not None:
+        report.checkpoint = checkpoint
+        check_checkpoint(store, checkpoint, public_key, last_seq, add, adder, other_problem(problems))
     return report
 
 
-def _check_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: VerifyReport,
-                 chain: str | None = None) -> tuple[int, str, list]:
-    """Check one chain's rows in order against its head; returns the last (seq, hash) and the
-    manifests it holds as (seq, decision)."""
+# -- one function per chain kind ------------------------------------------------------------------
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_FIELDS = {"seq": int, "recorded_at": str, "kind": str, "prev_hash": str, "decision": dict, "engine_version": str}
+
+
+def malformed(data) -> str | None:
+    """Why a parsed body is not a well-formed version 1 record (None when it is): a correctly hashed
+    body of the wrong shape is a forgery, reported as an edit."""
+    if not isinstance(data, dict):
+        return f"its body is a JSON {type(data).__name__}, not a record"
+    if data.get("record_version") != RECORD_VERSION:
+        return "its body has no record_version 1"
+    for key, kind in _FIELDS.items():
+        if type(data.get(key)) is not kind:
+            return f"its field {key} is missing or not a {kind.__name__}"
+    for key in ("input", "case_id", "decision_date", "ruleset", "pii"):
+        if key not in data:
+            return f"its field {key} is missing"
+    if data["kind"] not in KINDS:
+        return f"its kind {data['kind']!r} is not a record kind"
+    if not _TIME.fullmatch(data["recorded_at"]):
+        return "its recorded_at is not a time as the log writes it"
+    if type(data["case_id"]) not in (str, int, type(None)) or type(data["decision_date"]) not in (str, type(None)):
+        return "its case_id or decision_date is not a string, a number or null"
+    if type(data.get("chain")) not in (str, type(None)) or type(data["pii"]) not in (dict, type(None)):
+        return "its chain or pii field is of the wrong type"
+    rs = data["ruleset"]
+    if rs is not None and (type(rs) is not dict or any(type(rs.get(k)) is not str for k in ("id", "sha256", "version"))):
+        return "its ruleset is not an object of id, sha256 and version"
+    return None
+
+
+def check_row_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: VerifyReport, facts: Facts,
+                    chain: str | None = None) -> tuple[int, str]:
+    """Check one chain of version 1 rows (one record a row) in order against its head; feed ``facts``.
+    Returns the last (seq, hash)."""
     flagged = add.flagged
-    manifests = []
-    expected, prev_hash, prev_prev_hash = 1, GENESIS, None
+    expected, prev_hash, prev_prev_hash, prev_time = 1, GENESIS, None, ""
     last_seq, last_hash = 0, GENESIS
+    backdated: list[tuple[int, str]] = []
     for seq, recorded_at, kind, cid, input_sha, rs_sha, body, prev_col, hash_ in rows:
         seq = int(seq)
         report.records += 1
-        if seq != expected:
-            if seq > expected:
-                gap = f"{expected}" if seq == expected + 1 else f"{expected} to {seq - 1}"
-                add(expected, "deleted", f"record{'s' if seq > expected + 1 else ''} {gap} "
-                    f"{'are' if seq > expected + 1 else 'is'} missing")
-        if sha256(body) != hash_:
+        if seq > expected:
+            gap = f"{expected}" if seq == expected + 1 else f"{expected} to {seq - 1}"
+            add(expected, "deleted", f"record{'s' if seq > expected + 1 else ''} {gap} "
+                f"{'are' if seq > expected + 1 else 'is'} missing")
+        hashed = sha256(body) == hash_
+        if not hashed:
             add(seq, "edited", f"record {seq} was changed: its content does not match its hash")
         try:
             data = json.loads(body)
-        except ValueError:
-            add(seq, "edited", f"record {seq} is not valid JSON")
+            why = malformed(data)
+        except (ValueError, RecursionError):
+            data, why = None, "its body is not valid JSON"
+        if why is not None:
+            if hashed:
+                add(seq, "edited", f"record {seq} was forged or changed: {why}")
             prev_prev_hash, prev_hash, expected = prev_hash, hash_, seq + 1
             last_seq, last_hash = seq, hash_
             continue
-        body_seq = data.get("seq")
+        body_seq = data["seq"]
         if body_seq != seq:
             if body_seq == seq - 1:
                 add(seq - 1, "inserted", f"record {seq - 1} was inserted: the record now at {seq} was "
@@ -192,8 +285,8 @@ def _check_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: 
                 add(seq, "deleted", f"record {seq} was deleted and later records renumbered")
             else:
                 add(seq, "reordered", f"record {seq} holds the record written as {body_seq}")
-        elif data.get("prev_hash") != prev_hash and seq == expected and not flagged & {seq, seq - 1}:
-            if prev_prev_hash is not None and data.get("prev_hash") == prev_prev_hash:
+        elif data["prev_hash"] != prev_hash and seq == expected and not flagged & {seq, seq - 1}:
+            if prev_prev_hash is not None and data["prev_hash"] == prev_prev_hash:
                 add(seq - 1, "inserted", f"record {seq - 1} was inserted: record {seq} follows record {seq - 2}")
             elif seq > 1:
                 add(seq - 1, "edited", f"record {seq - 1} was changed and its hash recomputed: record {seq} "
@@ -202,153 +295,98 @@ def _check_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: 
                 add(seq, "broken_chain", "the first record does not start the chain")
         if data.get("chain") != chain:
             add(seq, "inserted", f"record {seq} was written to chain {data.get('chain') or 'main'}, not this one")
-        columns = {"kind": (kind, data.get("kind")), "case_id": (cid, case_key(data.get("case_id"))),
-                   "prev_hash": (prev_col, data.get("prev_hash")),
-                   "recorded_at": (recorded_at, data.get("recorded_at")),
-                   "ruleset_sha256": (rs_sha, (data.get("ruleset") or {}).get("sha256"))}
-        if data.get("input") is not None:
-            columns["input_sha256"] = (input_sha, sha256(canonical_json(data["input"])))
-        for name, (col, val) in columns.items():
-            if col != val:
-                add(seq, "edited", f"record {seq}: column {name} was changed ({col!r}, the record says {val!r})")
-                break
-        rulesets.check(rs_sha, seq, add)
-        if kind == "manifest" and chain is None and sha256(body) == hash_:
-            manifests.append((seq, data.get("decision") or {}))
+        if data["recorded_at"] < prev_time:  # reported at the end, unless the record is named for more already
+            backdated.append((seq, f"record {seq} is dated {data['recorded_at']}, before the record before it "
+                              f"({prev_time}): it was written out of order or back-dated"))
+        try:
+            _check_columns(seq, data, kind, cid, input_sha, rs_sha, prev_col, recorded_at, add)
+        except (ValueError, TypeError, RecursionError):
+            add(seq, "edited", f"record {seq} was forged or changed: its input cannot be read")
+        rulesets.check(rs_sha, seq, add, data["ruleset"])
+        if hashed:
+            try:
+                record_facts(facts, data, seq, chain, rulesets)
+            except (ValueError, TypeError, RecursionError) as exc:
+                add(seq, "edited", f"record {seq} was forged or changed: {exc}")
         prev_prev_hash, prev_hash, expected = prev_hash, hash_, seq + 1
-        last_seq, last_hash = seq, hash_
+        last_seq, last_hash, prev_time = seq, hash_, max(prev_time, data["recorded_at"])
+    facts.ends[chain] = last_seq
+    for seq, message in backdated:
+        if seq not in flagged:
+            add(seq, "backdated", message)
     head_seq, head_hash = head
     if head_seq > last_seq:
         add(last_seq + 1, "truncated", f"the log ends at record {last_seq} but its head says {head_seq}")
     elif (head_seq, head_hash) != (last_seq, last_hash):
         add(min(head_seq, last_seq) or 1, "broken_chain",
             f"the head (record {head_seq}) does not match the last record ({last_seq})")
-    return last_seq, last_hash, manifests
+    return last_seq, last_hash
 
 
-# -- signed checkpoints ----------------------------------------------------------------------
-
-def _message(seq: int, hash_: str, signed_at: str) -> bytes:
-    return json.dumps({"hash": hash_, "log": "vedtak-audit", "seq": seq, "signed_at": signed_at},
-                      sort_keys=True, separators=(",", ":")).encode()
-
-
-class KeyFileError(ValueError):
-    """A file given as a key or a checkpoint that is not one: the other key of the pair, another kind, garbage."""
-
-
-_KEYGEN = "`vedtak audit keygen --out PREFIX` writes PREFIX.key (private) and PREFIX.pub (public)"
-
-
-def _key_type(key) -> str:
-    return type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "unknown"
+def _check_columns(seq: int, data: dict, kind, cid, input_sha, rs_sha, prev_col, recorded_at, add) -> None:
+    """The row's indexed columns must be what its body says."""
+    columns = {"kind": (kind, data["kind"]), "case_id": (cid, case_key(data["case_id"])),
+               "prev_hash": (prev_col, data["prev_hash"]), "recorded_at": (recorded_at, data["recorded_at"]),
+               "ruleset_sha256": (rs_sha, (data["ruleset"] or {}).get("sha256"))}
+    if data["input"] is not None:
+        columns["input_sha256"] = (input_sha, sha256(canonical_json(data["input"])))
+    for name, (col, val) in columns.items():
+        if col != val:
+            add(seq, "edited", f"record {seq}: column {name} was changed ({col!r}, the record says {val!r})")
+            break
 
 
-def load_private_key(pem: bytes):
-    """The Ed25519 private key in PEM text, or a KeyFileError saying what the file is instead."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    if b"PUBLIC KEY-----" in pem:
-        raise KeyFileError(f"this is a public key; signing needs the private key ({_KEYGEN})")
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except TypeError:  # a password-protected key
-        raise KeyFileError(f"the private key is encrypted with a password; use an unencrypted key ({_KEYGEN})") \
-            from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"not a PEM private key ({_KEYGEN})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"the key is of type {_key_type(key)}; checkpoints are signed with Ed25519 keys "
-                           f"({_KEYGEN})")
-    return key
+def _codes(decision: dict) -> set:
+    errors = decision.get("errors")
+    return {e.get("code") for e in errors if isinstance(e, dict)} if isinstance(errors, list) else set()
 
 
-def load_public_key(pem: bytes):
-    """The Ed25519 public key in PEM text, or a KeyFileError saying what the file is instead."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    if b"PRIVATE KEY-----" in pem:
-        raise KeyFileError("this is a private key; verifying needs the public key (PREFIX.pub); keep the private "
-                           "key secret")
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, UnsupportedAlgorithm):
-        raise KeyFileError(f"not a PEM public key ({_KEYGEN})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"the key is of type {_key_type(key)}; checkpoints are signed with Ed25519 keys")
-    return key
+class _StoredDecision:
+    """A stored decision JSON read as :func:`~vedtak.audit.log.work_item` reads a decision."""
+
+    def __init__(self, d: dict):
+        referral = d.get("referral")
+        self.status, self.outcome, self.queue = d.get("status"), d.get("outcome"), d.get("queue")
+        self.values, self.reasons = d.get("values") or {}, d.get("reasons") or []
+        self.referral_reason = referral.get("reason") if isinstance(referral, dict) else None
+        if not isinstance(self.reasons, list) or not all(isinstance(r, str) for r in self.reasons) \
+                or not isinstance(self.values, dict):
+            raise ValueError("its decision's reasons or values are malformed")
 
 
-CHECKPOINT_FIELDS = {"seq": int, "hash": str, "signed_at": str, "signature": str}
+class _Version:
+    """What :func:`~vedtak.audit.log.work_item` reads of a ruleset version: the review queue."""
+
+    def __init__(self, review_queue: str):
+        self.model = type("Model", (), {"review_queue": review_queue})
 
 
-def load_checkpoint(data: bytes) -> dict:
-    """A signed checkpoint from its file's bytes, or a KeyFileError saying what the file is instead."""
-    if b"-----BEGIN" in data and b"KEY-----" in data:
-        raise KeyFileError("this is a key file, not a checkpoint (`vedtak audit checkpoint` writes one)")
-    try:
-        cp = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        cp = None
-    if not isinstance(cp, dict) or any(type(cp.get(k)) is not t for k, t in CHECKPOINT_FIELDS.items()):
-        raise KeyFileError("not a checkpoint: `vedtak audit checkpoint` writes JSON with " +
-                           ", ".join(CHECKPOINT_FIELDS))
-    return cp
-
-
-def generate_key() -> tuple[bytes, bytes]:
-    """A new Ed25519 key pair as (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
-def sign_checkpoint(store: AuditStore, private_pem: bytes) -> dict:
-    """Sign the current head of the log; keep the result outside the log, where it cannot be truncated."""
-    key = load_private_key(private_pem)
-    seq, hash_ = store.head()
-    signed_at = utc_now()
-    signature = key.sign(_message(seq, hash_, signed_at))  # type: ignore[union-attr]
-    return {"seq": seq, "hash": hash_, "signed_at": signed_at,
-            "signature": base64.b64encode(signature).decode("ascii")}
-
-
-def _check_checkpoint(store: AuditStore, cp: dict, public_pem: bytes | None, last_seq: int, add) -> None:
-    from cryptography.exceptions import InvalidSignature
-    try:
-        seq, hash_, signed_at = int(cp["seq"]), str(cp["hash"]), str(cp["signed_at"])
-        signature = base64.b64decode(cp["signature"])
-    except (KeyError, TypeError, ValueError):
-        add(0, "checkpoint", "the checkpoint file is malformed")
-        return
-    if public_pem is None:
-        add(seq, "checkpoint", "a checkpoint needs the public key it was signed with")
-        return
-    try:
-        public = load_public_key(public_pem)
-    except KeyFileError as exc:
-        add(seq, "checkpoint", str(exc))
-        return
-    try:
-        public.verify(signature, _message(seq, hash_, signed_at))
-    except InvalidSignature:
-        add(seq, "checkpoint", "the checkpoint's signature does not verify with this public key")
-        return
-    if seq == 0:
-        return
-    if seq > last_seq:
-        add(last_seq + 1, "truncated", f"the signed checkpoint covers record {seq} but the log ends at {last_seq}")
-        return
-    try:
-        record = store.record(seq)
-    except (ValueError, KeyError):  # a record too damaged to read is not the one that was signed
-        record = None
-    if record is None or record.hash != hash_:
-        add(seq, "checkpoint", f"record {seq} is not the record the checkpoint signed")
+def record_facts(facts: Facts, data: dict, seq: int, chain: str | None, rulesets: _Rulesets) -> None:
+    """Note what a well-formed, correctly hashed record commits to (see :class:`Facts`); raises
+    ValueError for a decision of the wrong shape."""
+    from .log import work_item
+    kind, decision = data["kind"], data["decision"]
+    if kind == "referral" or (kind == "rejection" and "already_decided" not in _codes(decision)):
+        # the same function that built the item when the record was written
+        rs_sha = (data["ruleset"] or {}).get("sha256")
+        version = _Version(rulesets.review_queue(rs_sha)) if rs_sha is not None else None
+        queue, reason, text, proposed, priority = work_item(_StoredDecision(decision), version)
+        facts.opens[(chain, seq)] = (case_key(data["case_id"]), queue, reason, text, proposed, priority,
+                                     data["recorded_at"])
+    elif kind == "human":
+        closes = decision.get("closes")
+        if closes is not None:
+            if not isinstance(closes, dict) or type(closes.get("work_item")) is not int \
+                    or type(closes.get("record")) not in (int, type(None)) \
+                    or type(closes.get("chain")) not in (str, type(None)) \
+                    or type(decision.get("decided_by")) is not str:
+                raise ValueError("it closes a work item it does not name as the queue writes it")
+            facts.closes.setdefault(closes["work_item"], []).append(
+                (seq, closes.get("record"), closes.get("chain"), decision["decided_by"], case_key(data["case_id"])))
+    elif kind == "manifest" and chain is None:
+        facts.manifests.append((seq, decision, canonical_json(data["input"])))
+    if kind in ("decision", "referral") and "supersedes" in decision and chain is None:  # decided again
+        target = decision["supersedes"]
+        if type(target) is not int or type(decision.get("supersedes_chain")) not in (str, type(None)):
+            raise ValueError("it supersedes a record it does not name as the engine writes it")
+        facts.supersedes[(decision.get("supersedes_chain"), target)] = seq

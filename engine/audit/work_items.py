@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 
-from .record import utc_now
+from ..decision import canonical_json
+from .record import GENESIS, sha256, utc_now
 
 # Appended to the store's SCHEMA: new tables only (CREATE ... IF NOT EXISTS), so a log written
 # before they existed opens unchanged and gains them.
@@ -22,9 +23,30 @@ WORK_ITEM_SCHEMA = [
         at TEXT NOT NULL,
         action TEXT NOT NULL,
         actor TEXT NOT NULL,
-        assignee TEXT)""",
+        assignee TEXT,
+        detail TEXT,
+        prev_hash TEXT,
+        hash TEXT)""",
     """CREATE INDEX IF NOT EXISTS audit_work_item_events_item ON audit_work_item_events (item_id)""",
 ]
+
+# Upgrading a log whose queue events were not yet chained (schema version 2): the events gain a hash
+# chain, and audit_meta notes from which event and which work item on the queue is covered by it
+# (earlier events keep no hash; earlier review items have no opening event). Run once, in the
+# migration; `events_chained(columns)` tells whether a log needs it.
+WORK_ITEM_MIGRATE = [
+    "ALTER TABLE audit_work_item_events ADD COLUMN detail TEXT",
+    "ALTER TABLE audit_work_item_events ADD COLUMN prev_hash TEXT",
+    "ALTER TABLE audit_work_item_events ADD COLUMN hash TEXT",
+    "INSERT INTO audit_meta (key, value) SELECT 'queue_events_chained_from', CAST(COALESCE(MAX(id), 0) + 1 AS TEXT) "
+    "FROM audit_work_item_events WHERE 1 = 1 ON CONFLICT (key) DO NOTHING",
+    "INSERT INTO audit_meta (key, value) SELECT 'queue_items_chained_from', CAST(COALESCE(MAX(id), 0) + 1 AS TEXT) "
+    "FROM audit_work_items WHERE 1 = 1 ON CONFLICT (key) DO NOTHING",
+]
+EVENTS_CHAINED_FROM, ITEMS_CHAINED_FROM = "queue_events_chained_from", "queue_items_chained_from"
+
+# The columns of an event its hash covers, in order (with the previous event's hash).
+EVENT_COLUMNS = ("id", "item_id", "at", "action", "actor", "assignee", "detail")
 
 SUPERVISORS_KEY = "queue_supervisors"  # in audit_meta: a JSON list of names
 
@@ -60,17 +82,59 @@ class WorkItemStore:
             "SELECT at, action, actor, assignee FROM audit_work_item_events WHERE item_id = ? ORDER BY id"),
             (item_id,))]
 
+    def work_item_event_rows(self) -> list[tuple]:
+        """Every queue event in order, as (id, item_id, at, action, actor, assignee, detail, prev_hash, hash);
+        in a log not yet upgraded to chained events the last three are None."""
+        try:
+            rows = list(self._query(f"SELECT {', '.join(EVENT_COLUMNS)}, prev_hash, hash FROM audit_work_item_events "
+                                    "ORDER BY id"))
+        except Exception:  # noqa: BLE001 - a log read before the upgrade that adds the columns
+            rows = [(*r, None, None, None) for r in self._query(
+                "SELECT id, item_id, at, action, actor, assignee FROM audit_work_item_events ORDER BY id")]
+        return [tuple(r) for r in rows]
+
+    def queue_chained_from(self) -> tuple[int, int]:
+        """(first event id, first work item id) that the queue's event chain covers: 1 and 1 in a log
+        created with it; in an upgraded log, the first ones written after the upgrade."""
+        marks = dict(self._query(self._sql("SELECT key, value FROM audit_meta WHERE key IN (?, ?)"),
+                                 (EVENTS_CHAINED_FROM, ITEMS_CHAINED_FROM)))
+        if not marks and all(row[8] is None for row in self.work_item_event_rows()[-1:]):
+            try:  # a log read before the upgrade that chains its events: nothing in its queue is covered yet
+                list(self._query("SELECT hash FROM audit_work_item_events WHERE 1 = 0"))
+            except Exception:  # noqa: BLE001 - the column does not exist yet
+                top = [int(next(iter(self._query(f"SELECT COALESCE(MAX(id), 0) FROM {t}")))[0]) + 1
+                       for t in ("audit_work_item_events", "audit_work_items")]
+                return top[0], top[1]
+        try:
+            return int(marks.get(EVENTS_CHAINED_FROM, 1)), int(marks.get(ITEMS_CHAINED_FROM, 1))
+        except ValueError:
+            return 1, 1  # an edited mark covers everything: nothing is excused
+
+    def queue_head(self) -> tuple[int, str] | None:
+        """The last queue event's (id, hash), None if there is none (or it has no hash)."""
+        rows = [r for r in self.work_item_event_rows()[-1:] if r[8] is not None]
+        return (int(rows[0][0]), rows[0][8]) if rows else None
+
+    def run_rows(self) -> list[tuple]:
+        """Every distributed run as (run_id, run_key, spec, started_at, manifest_seq)."""
+        return [tuple(r) for r in self._query(
+            "SELECT run_id, run_key, spec, started_at, manifest_seq FROM audit_runs ORDER BY started_at, run_id")]
+
     def supervisors(self) -> list[str]:
         """The names that may reassign work items (kept in the log)."""
         rows = list(self._query(self._sql("SELECT value FROM audit_meta WHERE key = ?"), (SUPERVISORS_KEY,)))
         return json.loads(rows[0][0]) if rows else []
 
     # -- changing, each in a transaction of its own -----------------------------------------
-    def _event(self, item_id: int | None, action: str, actor: str, assignee: str | None, at: str) -> None:
-        # every event is written under the head's lock, so MAX + 1 is safe on both stores
-        (top,) = self._execute("SELECT COALESCE(MAX(id), 0) FROM audit_work_item_events")[0]
-        self._execute(self._sql("INSERT INTO audit_work_item_events (id, item_id, at, action, actor, assignee) "
-                                "VALUES (?, ?, ?, ?, ?, ?)"), (int(top) + 1, item_id, at, action, actor, assignee))
+    def _event(self, item_id: int | None, action: str, actor: str, assignee: str | None, at: str,
+               detail: str | None = None) -> None:
+        # every event is written under the head's lock, so MAX + 1 and the chain's last hash are safe
+        # on both stores; an event written before the chain began (no hash) starts it afresh
+        last = self._execute("SELECT id, hash FROM audit_work_item_events ORDER BY id DESC LIMIT 1")
+        top, prev = (int(last[0][0]), last[0][1] or GENESIS) if last else (0, GENESIS)
+        row = (top + 1, item_id, at, action, actor, assignee, detail)
+        self._execute(self._sql(f"INSERT INTO audit_work_item_events ({', '.join(EVENT_COLUMNS)}, prev_hash, hash) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), (*row, prev, event_hash(prev, row)))
 
     def _changed(self, change) -> object:
         """Run ``change(store)`` inside an append transaction (under the head's lock); return its result."""
@@ -142,10 +206,11 @@ class WorkItemStore:
         return json.loads(rows[0][0]) if rows else []
 
     def open_review(self, record: tuple[int, str | None], case_id, queue: str, reason_text: str,
-                    proposed: str) -> tuple[int, bool]:
+                    proposed: str, by: str = "") -> tuple[int, bool]:
         """Open a review work item for the record (seq, chain) unless one is open for it already:
         (the new item's id, True), or (the open item's id, False). At most one review of a record
-        is open at a time: the check and the insert run under the head's lock."""
+        is open at a time: the check and the insert run under the head's lock. The opening is a
+        queue event (asked for ``by``) whose detail holds the item as opened, under the events' chain."""
         from .store import case_key
 
         def insert(s) -> tuple[int, bool]:
@@ -156,7 +221,20 @@ class WorkItemStore:
             if open_:
                 return int(open_[0][0]), False
             (made,) = s.work_item_ids(1)
-            s._open_work_items([(made, *record, "review", case_key(case_id), queue, "review-requested",
-                                 reason_text, proposed, 1, utc_now())])
+            row = (made, *record, "review", case_key(case_id), queue, "review-requested", reason_text, proposed, 1,
+                   utc_now())
+            s._open_work_items([row])
+            s._event(made, "review-opened", by, None, row[-1], review_detail(row[1:]))
             return made, True
         return self._changed(insert)
+
+
+def event_hash(prev_hash: str, row: tuple) -> str:
+    """The hash of a queue event: its columns (:data:`EVENT_COLUMNS`, in order) after the previous event's hash."""
+    return sha256(canonical_json([prev_hash, *row]))
+
+
+def review_detail(opened: tuple) -> str:
+    """What a review-opened event commits to: the item as opened (record seq, record chain, kind, case
+    key, queue, reason code, reason text, proposed, priority, created at)."""
+    return canonical_json(list(opened))
