@@ -4,6 +4,13 @@ within :class:`~vedtak.input_limits.Limits`: never an exception for bad data, al
 Numbers with a fraction or an exponent are exact Decimals; a number no int or Decimal can hold is
 kept as a :class:`~vedtak.cases.BigNumber`. A key given twice in one object is refused (JSON would
 keep the last silently), found cheaply: only a text with more colons than keys is decoded again.
+
+A line is read by msgspec first (a study-grant line, checks included, in a third of the standard
+library's time; ``benchmarks/bench_parse.py``), and by the standard library whenever the fast reading
+might differ from it: msgspec refuses the text, or the text
+could break a limit, repeat a key or hold an escaped surrogate. The result is the same either way
+(``tests/test_fast_parse.py`` checks that differentially); :func:`parse_json_reference` is the
+standard library's reading alone.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import re
 import sys
 from decimal import Decimal, InvalidOperation
 
+import msgspec
+
 from .cases import LONE_SURROGATE, BigNumber, shown
-from .input_limits import DEFAULT, Limits
+from .input_limits import DEFAULT, MAX_DEPTH, Limits
 
 BOM = codecs.BOM_UTF8
 
@@ -160,8 +169,49 @@ def _message(exc: json.JSONDecodeError, where: str) -> str:
     return f"{exc.msg}{'' if exc.msg.endswith(' at') else ' at'} {where}"
 
 
+def parse_json_reference(text: str, limits: Limits = DEFAULT, depth: int | None = None):
+    """:func:`parse_json` read by the standard library alone: what the fast reading must equal."""
+    return _parse_reference(text, limits, limits.depth if depth is None else depth,
+                            min(limits.string_chars, 2 * limits.list_items))
+
+
+# msgspec hands the hook each number literal with a fraction or an exponent exactly as written, as
+# the standard library hands parse_float; it reads every integer as an exact int (and refuses one of
+# more than 4 300 characters, sign included, which then goes to the standard library). Needs msgspec
+# >= 0.19: before it, some 65-bit integers were misread (msgspec issue 701).
+_fast_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
 def _parse(text: str, limits: Limits, depth: int, walk_above: int):
-    """:func:`parse_json` with its thresholds worked out (the fast path of a batch's lines)."""
+    """:func:`parse_json` with its thresholds worked out (the path of every JSON line and case).
+
+    msgspec reads the text, and its value is the answer, only when the standard library would have
+    run none of its costly checks on it: no more characters than a string or list may have, no
+    backslash that may start an escaped surrogate, no more colons than keys (else a key may repeat,
+    and msgspec keeps the last silently), no more brackets than the depth limit. An object with no
+    more colons than keys and no ``[`` needs no bracket count: its inner objects, if any, are empty,
+    so it is at most 2 deep. msgspec refuses NaN, Infinity, lone surrogates, a raw surrogate in a
+    library caller's str, nesting past the recursion limit and every syntax error; such a text, and
+    every other doubt, is read by the standard library, whose value or reason is then the answer.
+    """
+    if len(text) <= walk_above and ("\\" not in text or not _LONE_ESCAPE.search(text)):
+        try:
+            value = _fast_decode(text)
+        except Exception:  # msgspec refused it (or Decimal an exponent): the standard library says why
+            return _parse_reference(text, limits, depth, walk_above)
+        colons = text.count(":")
+        keys = len(value) if value.__class__ is dict else 0
+        if colons <= keys and depth >= 2 and "[" not in text:  # a flat object (or a scalar)
+            return value, None
+        # past MAX_DEPTH (a Limits built in code may allow more) the decoders' own recursion limits decide
+        brackets = text.count("{") + text.count("[")
+        if brackets <= min(depth, MAX_DEPTH) and (colons <= keys or colons <= _keys(value)):
+            return value, None
+    return _parse_reference(text, limits, depth, walk_above)
+
+
+def _parse_reference(text: str, limits: Limits, depth: int, walk_above: int):
+    """:func:`parse_json_reference` with its thresholds worked out."""
     if text.count("{") + text.count("[") > depth and _too_deep(text, depth):
         return None, f"nested deeper than the limit depth={limits.depth}"
     try:
