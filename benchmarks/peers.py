@@ -2,8 +2,8 @@
 
 Each ``make_*`` returns a function from a raw case to (outcome, reason, amount), the
 workload's terms, so every engine can be checked against the others case by case. Each engine
-is built once, outside any timed loop, in the form its documentation recommends for repeated
-evaluation: one durable-rules ruleset and session, one zen-engine graph compiled once.
+is built once, outside any timed loop: one durable-rules ruleset and session, one zen-engine
+graph compiled once.
 """
 
 from __future__ import annotations
