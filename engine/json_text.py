@@ -7,10 +7,9 @@ keep the last silently), found cheaply: only a text with more colons than keys i
 
 A line is read by msgspec first (a study-grant line, checks included, in a third of the standard
 library's time; ``benchmarks/bench_parse.py``), and by the standard library whenever the fast reading
-might differ from it: msgspec refuses the text, or the text
-could break a limit, repeat a key or hold an escaped surrogate. The result is the same either way
-(``tests/test_fast_parse.py`` checks that differentially); :func:`parse_json_reference` is the
-standard library's reading alone.
+might differ from it: msgspec refuses the text, or the text could break a limit, repeat a key or hold
+an escaped surrogate. The result is the same either way (``tests/test_fast_parse.py`` checks that
+differentially); :func:`parse_json_reference` is the standard library's reading alone.
 """
 
 from __future__ import annotations
