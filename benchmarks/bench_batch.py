@@ -19,6 +19,7 @@ with --no-zen, that figure is skipped and a line says so.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
@@ -75,11 +76,7 @@ def zen_evaluate(path: Path) -> tuple[int, float]:
 
 
 def _has_zen() -> bool:
-    try:
-        import zen  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("zen") is not None
 
 
 def main() -> int:
