@@ -146,9 +146,9 @@ def check_log_path(option: str, db: str | None, *, existing: bool = False) -> No
     except OSError as exc:
         raise click.UsageError(f"cannot read the audit log {shown}: {exc.strerror or exc}") from None
     if existing and not header and not pending:
-        raise click.UsageError(f"{shown} is an empty file, not an audit log")
+        raise click.UsageError(f"{shown} is an empty file, not a vedtak audit log")
     if header and header != SQLITE_HEADER:
-        raise click.UsageError(f"{shown} is not an audit log (not a SQLite database)")
+        raise click.UsageError(f"{shown} is not a vedtak audit log (not a SQLite database)")
     if not existing:  # a command that writes the log: SQLite writes the file and a journal beside it
         # not opened to find out: closing a descriptor of a database drops this process's locks on it
         read_only = os.access(db, os.W_OK) is False or bool(os.statvfs(db).f_flag & getattr(os, "ST_RDONLY", 0))

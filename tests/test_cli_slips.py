@@ -149,7 +149,7 @@ def test_a_file_that_is_not_an_audit_log_is_refused_as_one(tmp_path):
     shutil.copy(STUDY_GRANT / "cases.jsonl", cases)
     before = cases.read_bytes()
     r = run("run", SG, STUDY_GRANT / "cases.jsonl", "--audit", cases, "--workers", 1)
-    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {cases} is not an audit log (not a SQLite database)")
+    assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {cases} is not a vedtak audit log (not a SQLite database)")
     r = run("decide", SG, STUDY_GRANT / "case.json", "--audit", tmp_path)
     assert (r.exit_code, error_line(r)) == (USAGE, f"Error: --audit {tmp_path} is a directory, not an audit log")
     assert cases.read_bytes() == before

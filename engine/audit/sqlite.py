@@ -15,7 +15,21 @@ from .work_items import WORK_ITEM_MIGRATE
 
 # Errors of a read-only connection that cannot set up the readers' shared memory (the -shm file
 # beside the log): it cannot be created or grown, e.g. on a full disk or a read-only directory.
-_NO_SHARED_MEMORY = ("SQLITE_IOERR_SHM", "SQLITE_READONLY_CANTINIT", "SQLITE_READONLY_CANTLOCK", "SQLITE_CANTOPEN")
+_NO_SHARED_MEMORY = ("SQLITE_IOERR_SHM", "SQLITE_READONLY_CANTINIT", "SQLITE_READONLY_CANTLOCK", "SQLITE_CANTOPEN",
+                     "SQLITE_READONLY_DIRECTORY")
+
+
+def _unwritable(path: str) -> bool:
+    """Whether this process cannot write the file or create files beside it (read-only file, directory
+    or file system). (Root may write a file whatever its mode says: for root only a read-only file
+    system or directory counts.)"""
+    folder = os.path.dirname(path)
+    try:
+        if os.statvfs(path).f_flag & getattr(os, "ST_RDONLY", 1):
+            return True
+    except OSError:
+        return False
+    return not os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK)
 
 
 class SQLiteStore(AuditStore):
@@ -55,12 +69,22 @@ class SQLiteStore(AuditStore):
         return schema_problem(version, present)
 
     def _open_read_only(self) -> None:
-        uri = "file:" + quote(os.path.abspath(self.url)) + "?mode=ro"
+        path = os.path.abspath(self.url)
+        uri = "file:" + quote(path) + "?mode=ro"
+        wal = path + "-wal"
+        pending = os.path.isfile(wal) and os.path.getsize(wal) > 0
+        if not pending and _unwritable(path):
+            # Nothing can write the log (a read-only file, directory or file system) and no write-ahead
+            # log holds records: read the file as it is, creating nothing beside it (no -wal, no -shm)
+            uri += "&immutable=1"
         self._db = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         try:
             problem = self._schema()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             name = getattr(exc, "sqlite_errorname", "") or ""
+            if name.startswith("SQLITE_NOTADB") or "not a database" in str(exc):
+                self._db.close()
+                raise StoreError("upgrade", f"{self.url} is not a vedtak audit log (not a SQLite database)") from None
             if not name.startswith(_NO_SHARED_MEMORY):
                 raise
             # No shared memory for readers (a full disk: the -shm file cannot be made). Read without
@@ -73,6 +97,9 @@ class SQLiteStore(AuditStore):
             problem = self._schema()
         if problem is not None:
             self._db.close()
+            if problem == "none":
+                raise StoreError("upgrade", f"{self.url} holds no audit log (none of its tables): it is not a "
+                                            "vedtak audit log, and reading commands do not create one")
             raise read_only_refusal(self.url, problem)
 
     def _open(self, synchronous: str = "FULL") -> None:
