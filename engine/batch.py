@@ -9,6 +9,7 @@ then writes the chunk's decisions to the output, in input order.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import collections
 import dataclasses
 import itertools
@@ -22,16 +23,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .audit.log import AuditLog, PiiPolicy, as_released, make_entry
+from .audit.log import AuditLog, PiiPolicy, as_released, make_entry, work_item
 from .audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_ruleset
 from .cases import CaseError
 from .compile import Plan, compile as compile_plan
 from .decision import Decision, canonical_json
-from .input_limits import Limits
-from .inputs import Item, read
+from .input_limits import MAX_DEPTH, MAX_VALUE, Limits
+from .json_text import parse_json
+from .inputs import Item, Partition, detect_format, partitions, read, read_partition
+from .audit.block_store import EntryBlock, freeze
+from .audit.blocks import meta_and_input
 from .load import load
 
 MAX_PROBLEMS_KEPT = 50
+GROUP_CHUNKS = 16  # chunks committed together at most (one fsync), while more are ready
 
 
 @dataclass
@@ -157,6 +162,151 @@ def outcome_info(decision: Decision) -> tuple:
     return (decision.status, decision.outcome, decision.queue, decision.referral_reason, None, None)
 
 
+class Chunk:
+    """A decided chunk as a worker sends it to the writer: a few large values, no per-case objects —
+    its block of records (digests, inner chain and index built), the released decisions as one
+    text, and the chunk's summary. The audit entries stay behind (the writer rebuilds them from
+    the records in the rare chunk where a case decided before or a repeated case id changes
+    what is recorded), except when the log masks personal data: then the records do not hold
+    what rebuilding needs, and the entries travel too."""
+
+    __slots__ = ("source", "lines", "block", "output", "summary", "repeats", "entries", "infos", "items")
+
+    def __init__(self, source, lines, block, output, summary, repeats, entries=None, infos=None, items=None):
+        self.source, self.lines, self.block, self.output, self.summary = source, lines, block, output, summary
+        self.repeats, self.entries, self.infos, self.items = repeats, entries, infos, items
+
+    def __getstate__(self):
+        return (self.source, self.lines, self.block, self.output, self.summary, self.repeats, self.entries,
+                self.infos, self.items)
+
+    def __setstate__(self, state) -> None:
+        (self.source, self.lines, self.block, self.output, self.summary, self.repeats, self.entries, self.infos,
+         self.items) = state
+
+    def __len__(self) -> int:
+        return len(self.block)
+
+
+def decide_block(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | None = None,
+                 options: tuple = (False, "none"), *, lean: bool = True) -> Chunk:
+    """Decide a chunk and build its block of records (digests, inner chain, index rows): what the
+    writer needs to link and commit it. ``options``: (keep released JSON, block codec)."""
+    pii = pii or _worker["pii"]
+    keep_released, codec = options
+    if lean and pii.mode == "keep" and not keep_released:
+        return _fast_block(items, plan or _worker["plan"], pii, codec)
+    decided = decide_chunk(items, plan, pii)
+    block = EntryBlock(keep_released)
+    summary = Summary()
+    for item, (entry, info) in zip(items, decided):
+        block.add_entry(entry)
+        summary.count(info, item.source, item.line)
+    keys = [k for k in block.case_keys if k is not None]
+    output = "".join([(e.released or e.decision) + "\n" for e, _ in decided])
+    source = items[0].source if items else ""
+    keep = not lean or pii.mode != "keep"
+    send_items = not lean or any(item.source != source or (item.text is None and item.error is None) for item in items)
+    return Chunk(source, [item.line for item in items], freeze(block, codec), output, summary,
+                 len(set(keys)) != len(keys), [e for e, _ in decided] if keep else None,
+                 [info for _, info in decided] if keep else None, items if send_items else None)
+
+
+def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Chunk:
+    """:func:`decide_block` for the common case — lines kept as read, no personal-data masking —
+    without building audit entries: each record's meta is put together from its outcome's
+    constant part and the values and case id its decision JSON already encodes. Anything else
+    (a rejection, a missing-data referral, a CSV row) takes the general path, case by case."""
+    block = EntryBlock(False)
+    block.entries = None
+    work: list = []
+    summary = Summary()
+    out: list[str] = []
+    ruleset_index: dict = {}
+    sha256 = hashlib.sha256
+    add = block.add
+    decided_count, referred_count = summary.decided, summary.referred
+    general = (None, "rule", "automation-policy")
+    for item in items:
+        text_in = item.text
+        if item.error is None and text_in is not None:
+            decision = plan.decide(item.raw)
+            o = decision._outcome
+            if o.status != "rejected" and o.referral in general:
+                released = decision.to_json()
+                i = released.find('"case_id":') + 10
+                cid = released[i:released.find(',"decision_date":', i)]
+                code = "d" if o.status == "decided" else "r"
+                sha = o.period.version.sha256
+                n = ruleset_index.get(sha)
+                if n is None:
+                    n = ruleset_index[sha] = len(block.rulesets)
+                    block.rulesets.append(sha)
+                fields = _compact_constant(o)
+                values = released[released.rfind('"values":') + 9:-1]
+                meta = ('{"k":"' + code + '","c":' + cid + (',"n":' + str(n) if n else "") + fields
+                        + (',"v":' + values if values != "{}" else "") + "}")
+                add((meta + "\n" + text_in).encode("utf-8"), sha256(released.encode("utf-8")).digest(),
+                    cid if cid[0] != '"' else json.dumps(json.loads(cid), ensure_ascii=False), code)
+                out.append(released)
+                summary.read += 1
+                if code == "d":
+                    decided_count[o.outcome] += 1
+                else:
+                    referred_count[(o.queue, o.referral)] += 1
+                    work.append((len(block) - 1, work_item(decision, o.period.version)))
+                continue
+            entry = make_entry(decision, item.raw, pii, text_in)
+            info = outcome_info(decision)
+        else:
+            (entry, info), = decide_chunk([item], plan, pii)
+        block.add(*block.record_of(entry))
+        for sha in block.rulesets:
+            ruleset_index.setdefault(sha, block.rulesets.index(sha))
+        if entry.work_item is not None:
+            work.append((len(block) - 1, entry.work_item))
+        out.append(entry.released or entry.decision)
+        summary.count(info, item.source, item.line)
+    block.work = work
+    keys = [k for k in block.case_keys if k is not None]
+    source = items[0].source if items else ""
+    send_items = any(item.source != source or (item.text is None and item.error is None) for item in items)
+    return Chunk(source, [item.line for item in items], freeze(block, codec), "\n".join(out) + "\n" if out else "",
+                 summary, len(set(keys)) != len(keys), None, None, items if send_items else None)
+
+
+_COMPACT: dict = {}
+
+
+def _compact_constant(o) -> str:
+    """The members of a compact meta that are the same for every decision of one outcome."""
+    found = _COMPACT.get(id(o))
+    if found is None or found[0] is not o:
+        parts = []
+        if o.outcome is not None:
+            parts.append('"o":' + json.dumps(o.outcome, ensure_ascii=False))
+        if o.queue is not None:
+            parts.append('"q":' + json.dumps(o.queue, ensure_ascii=False))
+        if o.rule is not None:
+            parts.append('"r":' + json.dumps(o.rule.id, ensure_ascii=False))
+        if o.referral is not None:
+            parts.append('"w":' + json.dumps(o.referral, ensure_ascii=False))
+        found = _COMPACT[id(o)] = (o, "".join("," + p for p in parts))
+    return found[1]
+
+
+def decide_part(part: dict, limits: dict | None, options: tuple = (False, "none")) -> Chunk:
+    """Read one byte range of an input file (a worker reads its own), decide it, build its block."""
+    plan = _worker["plan"]
+    items = list(read_partition(Partition.from_dict(part), plan.ruleset.latest.model.case,
+                                Limits.from_dict(limits)))
+    return decide_block(items, plan, _worker["pii"], options)
+
+
+def decide_items(items: list[Item], options: tuple = (False, "none")) -> Chunk:
+    return decide_block(items, _worker["plan"], _worker["pii"], options)
+
+
 def decide_chunk(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | None = None) -> list:
     """Decide a chunk of items: for each, its audit entry (whose decision JSON is also the output)
     and its summary info."""
@@ -169,7 +319,7 @@ def decide_chunk(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | N
             raw = {"source": item.source, "line": item.line, "error": item.error}
         else:
             decision, raw = plan.decide(item.raw), item.raw
-        out.append((make_entry(decision, raw, pii), outcome_info(decision)))
+        out.append((make_entry(decision, raw, pii, item.text), outcome_info(decision)))
     return out
 
 
@@ -243,7 +393,7 @@ class Batch:
     def __init__(self, ruleset_path: str, inputs: list[str], log: AuditLog, *, workers: int = 1,
                  resume: bool = False, chunk_size: int = 1000, fmt: str | None = None,
                  progress: Callable[[int], None] | None = None, pii: tuple[str, bytes | None] = ("keep", None),
-                 redecide: bool = False, limits: Limits | None = None):
+                 redecide: bool = False, limits: Limits | None = None, keep_released: bool = False):
         if resume and redecide:
             raise ValueError("resume and redecide cannot be combined: resume releases recorded decisions, "
                              "redecide replaces them")
@@ -257,6 +407,8 @@ class Batch:
         self.plan = compile_plan(load(ruleset_path))
         self.schema = self.plan.ruleset.latest.model.case
         self.recorded = 0  # records this run appended
+        self.keep_released = keep_released
+        self._options = (keep_released, log.store.codec)
 
     def items(self) -> Iterator[Item]:
         for path in self.inputs:
@@ -277,6 +429,8 @@ class Batch:
         self._stored_rulesets = False
         self._mine = _Seqs()  # what this run recorded or released: a case id seen again is a repeat
         self._stop = self._at_once = False
+        self._held: list = []  # appended in the open transaction, not yet committed nor written out
+        self._held_cases = 0
         self._why = "interrupted"
         restore = self._catch_interrupts()
         try:
@@ -293,6 +447,7 @@ class Batch:
             exc.summary = summary
             raise
         finally:
+            self.log.store.rollback_group()  # a run that failed: what was not committed is not released
             restore()
         summary.seconds = time.perf_counter() - started
         return summary
@@ -324,71 +479,119 @@ class Batch:
         previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(signum, handler) for signum, handler in previous.items()]
 
-    def _read_chunks(self) -> Iterator[list[Item]]:
-        """The input in chunks; while a chunk is being read, Ctrl-C stops the run at once."""
-        chunks = _chunks(self.items(), self.chunk_size)
-        while True:
-            self._at_once = True
-            try:
-                chunk = next(chunks, None)
-            finally:
-                self._at_once = False
-            if chunk is None:
-                return
-            yield chunk
+    def _units(self) -> Iterator[tuple[str, object]]:
+        """The input as units of work, in order: ("part", byte range) of a regular JSON Lines or CSV
+        file, which a worker reads itself, or ("items", chunk) read here (standard input, a pipe, a
+        JSON array file). While input is being read here, Ctrl-C stops the run at once."""
+        for path in self.inputs:
+            ranges = self._ranges(path)
+            if ranges is not None:
+                for part in ranges:
+                    yield "part", part
+                continue
+            chunks = _chunks(read(path, self.schema, self.fmt, self.limits), self.chunk_size)
+            while True:
+                self._at_once = True
+                try:
+                    chunk = next(chunks, None)
+                finally:
+                    self._at_once = False
+                if chunk is None:
+                    break
+                yield "items", chunk
 
-    def _check_stop(self, summary: Summary) -> None:
+    def _ranges(self, path: str) -> list[dict] | None:
+        """Byte ranges of about ``chunk_size`` cases of a regular JSON Lines or CSV file; None for
+        anything a worker cannot open and seek in itself."""
+        if path == "-" or not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        fmt = self.fmt or detect_format(path, head[:64])
+        if fmt not in ("jsonl", "csv"):
+            return None
+        per_line = max(16, len(head) // max(1, head.count(b"\n")))
+        return [p.to_dict() for p in partitions([path], fmt, max(4096, self.chunk_size * per_line))]
+
+    def _decide(self, unit: tuple[str, object]) -> tuple:
+        kind, what = unit
+        if kind == "part":
+            return decide_part(what, self.limits.to_dict(), self._options)  # type: ignore[arg-type]
+        return decide_block(what, self.plan, self.policy, self._options, lean=False)  # type: ignore[arg-type]
+
+    def _check_stop(self, summary: Summary, write_chunk: Callable[[str], None] | None = None,
+                    ready: bool = False, kind: str = "items") -> None:
+        """Release what is held once enough is (or nothing more is ready, or the input is read here,
+        where the next read may wait); stop if asked to, after releasing what is recorded."""
+        if write_chunk is not None and (self._stop or kind == "items" or not ready
+                                        or self._held_cases >= GROUP_CHUNKS * self.chunk_size):
+            self._flush(summary, write_chunk)
         if self._stop:
             raise BatchStopped(self._why, f"{self._why} after {summary.read:,} cases", summary, self.recorded)
 
     def _run(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
         if self.workers <= 1:
-            policy = self.policy
-            for chunk in self._read_chunks():
-                self._commit(chunk, decide_chunk(chunk, self.plan, policy), summary, write_chunk)
-                self._check_stop(summary)
+            _worker["plan"], _worker["pii"] = self.plan, self.policy
+            for unit in self._units():
+                self._commit(self._decide(unit), summary, write_chunk, unit[1] if unit[0] == "items" else None)
+                self._check_stop(summary, write_chunk, True, unit[0])
+            self._flush(summary, write_chunk)
             return
         ctx = mp.get_context("fork")
         ending = ctx.RawValue("b", 0)  # set when the pool may end its workers (read in their SIGTERM handler)
+        limits = self.limits.to_dict()
         with ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.ruleset_path, *self.pii, ending)) \
                 as pool, _finally(lambda: setattr(ending, "value", 1)):
             pending: collections.deque = collections.deque()
             try:
-                for chunk in self._read_chunks():
-                    pending.append((chunk, pool.apply_async(decide_chunk, (chunk,))))
+                for kind, what in self._units():
+                    if kind == "part":
+                        pending.append((kind, None, pool.apply_async(decide_part, (what, limits, self._options))))
+                    else:
+                        pending.append((kind, what, pool.apply_async(decide_items, (what, self._options))))
                     # bounded: memory stays flat; and what is decided is recorded and released without
                     # waiting for more input (a slow stream, standard input)
-                    while len(pending) > 2 * self.workers or (pending and pending[0][1].ready()):
-                        done_chunk, result = pending.popleft()
-                        self._commit(done_chunk, result.get(), summary, write_chunk)
-                        self._check_stop(summary)
+                    while len(pending) > 4 * self.workers or (pending and pending[0][2].ready()):
+                        done_kind, items, result = pending.popleft()
+                        self._commit(result.get(), summary, write_chunk, items)
+                        self._check_stop(summary, write_chunk, bool(pending) and pending[0][2].ready(), done_kind)
                     self._check_stop(summary)
                 while pending:
-                    done_chunk, result = pending.popleft()
-                    self._commit(done_chunk, result.get(), summary, write_chunk)
-                    self._check_stop(summary)
+                    done_kind, items, result = pending.popleft()
+                    self._commit(result.get(), summary, write_chunk, items)
+                    self._check_stop(summary, write_chunk, bool(pending) and pending[0][2].ready(), done_kind)
+                self._flush(summary, write_chunk)
             finally:
                 # a run that stops leaves the pool once no worker is busy (the chunks in flight are
                 # dropped, unrecorded): ending a pool while a worker writes a large result into the
                 # pool's pipe can hang it. A bound, in case a worker was killed from outside.
                 waited = time.monotonic()
-                for _, result in pending:
+                for *_, result in pending:
                     result.wait(max(0.0, 60 - (time.monotonic() - waited)))
-                if all(result.ready() for _, result in pending):  # every worker idle: each ends of itself
+                if all(result.ready() for *_, result in pending):  # every worker idle: each ends of itself
                     pool.close()
                     pool.join()
 
-    def _commit(self, chunk: list[Item], decided: list, summary: Summary, write_chunk: Callable[[str], None]) -> None:
-        """Record a decided chunk, then release its decisions: write-ahead, in input order. Which
-        cases were decided before is read under the same lock as the append."""
+    def _commit(self, chunk: Chunk, summary: Summary, write_chunk: Callable[[str], None],
+                items: list[Item] | None = None) -> None:
+        """Record a decided chunk (its block linked in the open transaction); its decisions are
+        released once that commits (:meth:`_flush`): write-ahead, in input order. Which cases were
+        decided before is read under the same lock as the append; when that changes what is
+        recorded (a repeat, a case decided before), the chunk's entries are rebuilt here."""
         store = self.log.store
-        ids = [e.case_id for e, _ in decided if e.case_id is not None]
+        block = chunk.block
+        keys = [k for k in block.keys() if k is not None]
         rulesets = [] if self._stored_rulesets else [stored_ruleset(v) for v in self.plan.ruleset.versions]
         settled: list = []
+        its: list = [items or chunk.items]
 
         def prepare(s: AuditStore) -> tuple:
-            prior = s.prior_records(ids, self.plan.id, with_body=self.resume) if ids else []
-            settled[:] = self._settle(chunk, decided, prior)
+            prior = s.prior_records_by_key(keys, self.plan.id, with_body=self.resume) if keys else []
+            if not prior and not chunk.repeats:  # nothing here was decided before: recorded as built
+                settled[:] = [None, None, [], []]
+                return [], None, block
+            entries, infos, its[0] = self._materialise(chunk, its[0])
+            settled[:] = self._settle(its[0], list(zip(entries, infos)), prior)
             to_record, _, superseded, _ = settled
             if not superseded:
                 return to_record, None
@@ -400,27 +603,69 @@ class Batch:
 
         self._at_once = True
         try:
-            done = store.append_prepared(prepare, rulesets)
+            done = store.append_grouped(prepare, rulesets)
         finally:
             self._at_once = False
         self._stored_rulesets = True
         _, released, superseded, resumed = settled
         if done:
             self._mine.add(None, done[0][0], done[-1][0])
-            self.recorded += len(done)
         for record in resumed:
             self._mine.add(record.chain, record.seq)
+        if released is None:  # as the worker decided: its output and summary stand
+            self._held.append((chunk.output, chunk.summary, len(done), 0, 0))
+        else:
+            part = Summary()
+            lines = its[0] if its[0] is not None else [Item(chunk.source, line) for line in chunk.lines]
+            for item, (_, info) in zip(lines, released):
+                part.count(info, item.source, item.line)
+            self._held.append(("".join([text + "\n" for text, _ in released]), part, len(done), len(resumed),
+                               len(superseded)))
+        self._held_cases += len(chunk)
+
+    def _materialise(self, chunk: Chunk, items: list[Item] | None) -> tuple[list, list, list[Item]]:
+        """The entries, summary infos and items of a chunk whose worker sent none: decided again
+        from its records' inputs (the lines as read), which gives the same entries."""
+        if items is None:
+            items = []
+            for line, record in zip(chunk.lines, chunk.block.records()):
+                meta, data = meta_and_input(record)
+                text = data.decode("utf-8")
+                codes = {e.get("code") for e in meta.get("e") or [] if isinstance(e, dict)}
+                if "malformed_input" in codes:
+                    items.append(Item(chunk.source, line, error=json.loads(text).get("error")))
+                else:
+                    items.append(Item(chunk.source, line, None, None, text))
+        if chunk.entries is not None:
+            return chunk.entries, chunk.infos, items
+        full = [item if item.raw is not None or item.error is not None else
+                Item(item.source, item.line, _raw(item), None, item.text) for item in items]
+        decided = decide_chunk(full, self.plan, self.policy)
+        return [e for e, _ in decided], [info for _, info in decided], items
+
+    def _flush(self, summary: Summary, write_chunk: Callable[[str], None]) -> None:
+        """Commit the appends held in the open transaction (one fsync for them all), then release
+        their decisions, in input order: nothing is written out before it is durable in the log."""
+        if not self._held:
+            return
+        self._at_once = True
         try:
-            write_chunk("".join(text + "\n" for text, _ in released))
-        except OSError as exc:
-            raise BatchStopped("output", f"cannot write the output: {exc.strerror or exc}", summary,
-                               self.recorded) from exc
-        for item, (text, info) in zip(chunk, released):
-            summary.count(info, item.source, item.line)
-        summary.resumed += len(resumed)
-        summary.redecided += len(superseded)
-        if self.progress is not None:
-            self.progress(len(chunk))
+            self.log.store.commit_group()
+        finally:
+            self._at_once = False
+        held, self._held, self._held_cases = self._held, [], 0
+        for output, part, n_done, n_resumed, n_superseded in held:
+            self.recorded += n_done
+            try:
+                write_chunk(output)
+            except OSError as exc:
+                raise BatchStopped("output", f"cannot write the output: {exc.strerror or exc}", summary,
+                                   self.recorded) from exc
+            summary.add(part)
+            summary.resumed += n_resumed
+            summary.redecided += n_superseded
+            if self.progress is not None:
+                self.progress(part.read)
 
     def _settle(self, chunk: list[Item], decided: list, prior: list[PriorRecord]) -> list:
         """What becomes of each case of a chunk, given the records of its case ids already in the log:
@@ -505,9 +750,9 @@ def _codes(record: PriorRecord) -> set:
 def already_decided(plan: Plan, item: Item, entry, earlier: PriorRecord, pii: PiiPolicy) -> tuple:
     """A case this ruleset has already decided or referred in the log, met again in another run:
     rejected, naming the earlier record, and opening no work item. Returns its entry and info."""
-    raw = item.raw if item.raw is not None else {}
+    raw = _raw(item)
     decision = already_decided_decision(plan, raw, entry.case_id, earlier)
-    return dataclasses.replace(make_entry(decision, raw, pii), work_item=None), outcome_info(decision)
+    return dataclasses.replace(make_entry(decision, raw, pii, item.text), work_item=None), outcome_info(decision)
 
 
 def already_decided_decision(plan: Plan, raw, case_id, earlier: PriorRecord) -> Decision:
@@ -525,10 +770,12 @@ def superseding(entry, earlier: PriorRecord):
     """The entry of a decision made again (``redecide``): its decision names the record it supersedes."""
     decision = json.loads(entry.decision)
     decision["supersedes"] = earlier.seq
+    extra = {"supersedes": earlier.seq}
     if earlier.chain is not None:
-        decision["supersedes_chain"] = earlier.chain
+        decision["supersedes_chain"] = extra["supersedes_chain"] = earlier.chain
     if entry.released is None:
-        return dataclasses.replace(entry, decision=canonical_json(decision))
+        meta = None if entry.meta is None else (entry.meta + "," if entry.meta else "") + '"x":' + canonical_json(extra)
+        return dataclasses.replace(entry, decision=canonical_json(decision), meta=meta)
     released = json.loads(entry.released)
     released["supersedes"] = decision["supersedes"]
     if "supersedes_chain" in decision:
@@ -543,9 +790,19 @@ def duplicate(plan: Plan, item: Item, entry, pii: PiiPolicy) -> tuple:
     field_name = plan.ruleset.latest.model.case_id
     error = CaseError(field_name, "duplicate_case_id",
                       f"case id {entry.case_id} appears more than once in this run; only the first is decided")
-    raw = item.raw if item.raw is not None else {}
+    raw = _raw(item)
     decision = Decision((period.rejected, raw, None, (error,)))
-    return make_entry(decision, raw, pii), outcome_info(decision)
+    return make_entry(decision, raw, pii, item.text), outcome_info(decision)
+
+
+def _raw(item: Item):
+    """The case an item was read as (a worker sends the line back rather than the parsed case)."""
+    if item.raw is not None:
+        return item.raw
+    if item.text is not None and item.error is None:
+        value, _ = parse_json(item.text, Limits(MAX_VALUE, MAX_VALUE, MAX_DEPTH, MAX_VALUE))
+        return value if value is not None else {}
+    return {}
 
 
 def decision_of(body: str) -> str:

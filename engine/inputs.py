@@ -33,6 +33,7 @@ class Item:
     line: int  # line number (JSONL, CSV) or item number (JSON array), 1-based
     raw: object = None
     error: str | None = None  # why the line could not be read
+    text: str | None = None  # a JSON Lines case's line as received (without its line end), for the log
 
 
 def detect_format(path: str, head: bytes) -> str:
@@ -106,7 +107,7 @@ def _jsonl(source: str, stream, first_line: int = 1, limits: Limits = DEFAULT) -
         elif raw.__class__ is not dict:
             yield Item(source, n, error="a case is a JSON object")
         else:
-            yield Item(source, n, raw)
+            yield Item(source, n, raw, None, text[:-1] if text.endswith("\n") else text)
 
 
 def _json_array(source: str, stream, limits: Limits = DEFAULT) -> Iterator[Item]:

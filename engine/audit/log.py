@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 
 from ..compile import Plan
 from ..decision import Decision, canonical_json
+from .compact import compact_fields
 from .pii import PII_MODES, PiiPolicy, stored_decision  # noqa: F401 - PII_MODES, PiiPolicy: re-exported
 from .record import Entry
 from .store import AuditStore, PriorRecord, case_key, stored_ruleset
@@ -65,14 +66,17 @@ def open_store(db: str, *, timeout: float = 60.0, read_only: bool = False) -> Au
     return SQLiteStore(db, timeout=timeout, read_only=read_only)
 
 
-def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
-    """The audit entry for a decision on the raw case it was made from."""
+def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None) -> Entry:
+    """The audit entry for a decision on the raw case it was made from (``text``: the case as
+    received, a batch's line, which the log then keeps instead of the canonical JSON of ``raw``)."""
     period = decision.period
     version = period.version if period is not None else None
+    meta = None
     if pii.mode == "keep" or (type(raw) is dict and {e.code for e in decision.errors} == {"malformed_input"}):
         # a line the batch could not read is recorded as the reader's note of where it was and
         # why (source, line, error), never with its content: there is nothing personal to remove
         kept, note, stored, reasons, values, released = raw, None, decision.to_json(), None, None, None
+        meta = compact_fields(decision)
     else:
         # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
         kept, touched, withheld = pii.scrub_input(version.model.case if version else {}, raw)
@@ -82,11 +86,12 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy) -> Entry:
     day = decision.decision_date
     item = None if decision.status == "decided" else work_item(decision, version, reasons, values)
     kind = KIND_OF_STATUS[decision.status]
+    given = text if meta is not None and text is not None else canonical_json(kept)
     if version is None:
-        return Entry(kind, decision.case_id, canonical_json(kept), stored, None, None, None, None,
+        return Entry(kind, decision.case_id, given, stored, None, None, None, None,
                      decision.engine_version, note, item, released)
-    return Entry(kind, decision.case_id, canonical_json(kept), stored, version.id, version.version,
-                 version.sha256, day.isoformat() if day else None, decision.engine_version, note, item, released)
+    return Entry(kind, decision.case_id, given, stored, version.id, version.version,
+                 version.sha256, day.isoformat() if day else None, decision.engine_version, note, item, released, meta)
 
 
 class AuditLog:

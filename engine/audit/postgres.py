@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 from .record import GENESIS
-from .store import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION, AuditStore, read_only_refusal, schema_problem
+from .store import MIGRATE_FROM_1, SCHEMA, postgres_ddl, SCHEMA_VERSION, AuditStore, read_only_refusal, schema_problem
 from .work_items import WORK_ITEM_MIGRATE
 
 _names = itertools.count()
@@ -87,7 +87,7 @@ class PostgresStore(AuditStore):
             # concurrent first opens must not race to create the tables
             cur.execute("SELECT pg_advisory_xact_lock(7365420871)")
             for stmt in SCHEMA:
-                cur.execute(stmt)
+                cur.execute(postgres_ddl(stmt))
             cur.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'")
             found = cur.fetchone()
             if found is None or found[0] == "1":
@@ -127,6 +127,11 @@ class PostgresStore(AuditStore):
         if isinstance(exc, psycopg.OperationalError):
             return ("io", f"the audit log server cannot be reached or written: {text}")
         return None
+
+    INDEX_INSERT = ("INSERT INTO audit_case_index (case_id, chain, seq, kind) SELECT x->>0, ?, ?::bigint + ord - 1, "
+                    "x->>1 FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS t(x, ord) "
+                    "WHERE jsonb_typeof(x->0) = 'string'")
+    KEYS_OF_JSON = "SELECT jsonb_array_elements_text(?::jsonb)"
 
     def _begin_append(self) -> tuple[int, str]:
         with self._db.cursor() as cur:

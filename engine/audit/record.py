@@ -53,10 +53,18 @@ class Entry:
     pii: str | None = None  # canonical JSON: which personal fields were pseudonymised or dropped
     work_item: tuple | None = None  # (queue, reason code, reason text, proposed JSON, priority): opens one
     released: str | None = None  # the decision JSON as returned, when the log keeps it masked (pii); not stored
+    # record version 2: the compact decision (engine/audit/compact.py), when the decision JSON can be
+    # rendered again from ``input``; None keeps the full decision JSON in the record
+    meta: str | None = None
 
     @property
     def input_sha256(self) -> str:
         return sha256(self.input)
+
+    def __reduce__(self):  # a plain tuple: entries travel from batch workers by the thousand
+        return (Entry, (self.kind, self.case_id, self.input, self.decision, self.ruleset_id, self.ruleset_version,
+                        self.ruleset_sha256, self.decision_date, self.engine_version, self.pii, self.work_item,
+                        self.released, self.meta))
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .block_store import AuditRecordV2, BlockStoreMixin, EntryBlock, FrozenBlock
 from .record import GENESIS, AuditRecordV1, Entry, sha256, utc_now
 from .work_items import WORK_ITEM_SCHEMA, WorkItemStore
 
-SCHEMA_VERSION = 2  # 2: partition chains of distributed runs (audit_chains, audit_chain_records, audit_runs)
+# 2: partition chains of distributed runs (audit_chains, audit_chain_records, audit_runs);
+# 3: record version 2 in blocks (audit_blocks, audit_case_index); version 1 records stay as written
+SCHEMA_VERSION = 3
 
 # The same tables in both stores; the SQL dialects differ only in placeholders and locking.
 SCHEMA = [
@@ -91,6 +94,25 @@ SCHEMA = [
         spec TEXT NOT NULL,
         started_at TEXT NOT NULL,
         manifest_seq BIGINT)""",
+    # Record version 2 (engine/audit/blocks.py): one row per committed block of records, on the main
+    # chain (chain '') or a partition chain, and one index row per record with a case id.
+    """CREATE TABLE IF NOT EXISTS audit_blocks (
+        chain TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        header TEXT NOT NULL,
+        records BLOB NOT NULL,
+        digests BLOB NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (chain, first_seq))""",
+    """CREATE TABLE IF NOT EXISTS audit_case_index (
+        case_id TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (case_id, chain, seq)) WITHOUT ROWID""",
     *WORK_ITEM_SCHEMA,  # the queue's history: claims, releases, assignments (engine/audit/work_items.py)
 ]
 
@@ -99,6 +121,11 @@ MIGRATE_FROM_1 = ["ALTER TABLE audit_work_items ADD COLUMN record_chain TEXT"]
 
 # Every table and index the schema makes: a log that has them all, at SCHEMA_VERSION, is opened
 # without any DDL or write (so that reading never waits for a writer's lock, nor needs disk space).
+def postgres_ddl(stmt: str) -> str:
+    """A schema statement in PostgreSQL's dialect (the schema is written in SQLite's)."""
+    return stmt.replace(" BLOB ", " BYTEA ").replace(") WITHOUT ROWID", ")")
+
+
 SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", "\n".join(SCHEMA)))
 
 
@@ -187,7 +214,7 @@ def case_key(case_id) -> str | None:
     return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
-class AuditStore(WorkItemStore, ABC):
+class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
     """An append-only, hash-chained log of audit records, and the caseworkers' work items (the
     claims, releases, assignments and reviews are in :class:`~vedtak.audit.work_items.WorkItemStore`)."""
 
@@ -241,7 +268,8 @@ class AuditStore(WorkItemStore, ABC):
         return self.append_prepared(lambda store: (entries, then), rulesets)
 
     def append_prepared(self, prepare, rulesets: Iterable[StoredRuleset] = ()) -> list[tuple[int, str]]:
-        """Append to the main chain what ``prepare(store)`` returns, ``(entries, then or None)``,
+        """Append to the main chain what ``prepare(store)`` returns, ``(entries, then or None)``
+        (or ``(entries, then, block)``: the same entries built into a block already, by a worker),
         with ``prepare`` run inside the same transaction, under the append lock: what it reads
         (e.g. :meth:`prior_records`) cannot change before its entries are committed. New ruleset
         sources are stored first, in the same transaction."""
@@ -252,14 +280,57 @@ class AuditStore(WorkItemStore, ABC):
         try:
             for rs in rulesets:
                 self._store_ruleset(rs)
-            entries, then = prepare(self)
-            done = self._insert_records(entries, seq, prev, None)
+            entries, then, *block = prepare(self)
+            done = self._insert_records(entries, seq, prev, None, *block)
             if then is not None:
                 then(self, done)
             self._commit()
         except BaseException as exc:
             raise self._abort(exc) from exc
         return done
+
+    # -- group commit: several appends in one transaction (a batch's writer) ----------------------
+    _group: list | None = None
+
+    def append_grouped(self, prepare, rulesets: Iterable[StoredRuleset] = ()) -> list[tuple[int, str]]:
+        """As :meth:`append_prepared`, but inside a transaction that stays open (taking the append
+        lock at the first call) until :meth:`commit_group`: one commit, one fsync, for many blocks.
+        Nothing appended this way is durable — nor may be released — before commit_group returns.
+        On any failure the whole group is rolled back and the error raised."""
+        if self._group is None:
+            try:
+                self._group = list(self._begin_append())
+            except Exception as exc:
+                raise self._as_store_error(exc) from exc
+        try:
+            for rs in rulesets:
+                self._store_ruleset(rs)
+            entries, then, *block = prepare(self)
+            seq, prev = self._group
+            done = self._insert_records(entries, seq, prev, None, *block)
+            if then is not None:
+                then(self, done)
+            if done:
+                self._group = [done[-1][0], done[-1][1]]
+        except BaseException as exc:
+            self._group = None
+            raise self._abort(exc) from exc
+        return done
+
+    def commit_group(self) -> None:
+        """Commit the group of appends in progress, if any."""
+        if self._group is None:
+            return
+        self._group = None
+        try:
+            self._commit()
+        except BaseException as exc:
+            raise self._abort(exc) from exc
+
+    def rollback_group(self) -> None:
+        if self._group is not None:
+            self._group = None
+            self._abort(RuntimeError("group rolled back"))
 
     def _abort(self, exc: BaseException) -> BaseException:
         """Roll back the append in progress; what to raise for ``exc`` (see :meth:`_as_store_error`)."""
@@ -307,35 +378,23 @@ class AuditStore(WorkItemStore, ABC):
             raise self._abort(exc) from exc
         return done
 
-    def _insert_records(self, entries: list[Entry], seq: int, prev: str, chain: str | None) -> list[tuple[int, str]]:
-        """Link entries after (seq, prev) on a chain, insert them and their work items, move the head."""
+    def _insert_records(self, entries: list[Entry], seq: int, prev: str, chain: str | None,
+                        block: "EntryBlock | FrozenBlock | None" = None) -> list[tuple[int, str]]:
+        """Link entries after (seq, prev) on a chain as one block of version 2 records (``block``: the
+        same entries already built into one, by a worker), insert it, its index rows and its work
+        items, and move the head."""
         now = utc_now()
-        done, rows = [], []
-        make_body = AuditRecordV1.make_body
-        for entry in entries:
-            seq += 1
-            body = make_body(entry, seq, now, prev, chain)
-            hash_ = sha256(body)
-            rows.append((seq, now, entry.kind, case_key(entry.case_id), entry.input_sha256,
-                         entry.ruleset_sha256, body, prev, hash_))
-            done.append((seq, hash_))
-            prev = hash_
-        if rows and chain is None:
-            self._executemany(self._sql(
-                "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, "
-                "body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
-            self._execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
-        elif rows:
-            self._executemany(self._sql(
-                "INSERT INTO audit_chain_records (chain, seq, recorded_at, kind, case_id, input_sha256, "
-                "ruleset_sha256, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                [(chain, *row) for row in rows])
-            self._execute(self._sql("UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?"), (seq, prev, chain))
-        items = [(e, s) for e, (s, _) in zip(entries, done) if e.work_item is not None]
+        if block is None:
+            block = EntryBlock(self.keep_released)
+            for entry in entries:
+                block.add_entry(entry)
+        done = self._link_block(block, seq, prev, chain, now)
+        items = block.work if isinstance(block, FrozenBlock) else block.work_items()
         if items:
             ids = self.work_item_ids(len(items))
-            self._open_work_items([(id_, s, chain, "referral", case_key(e.case_id), *e.work_item, now)
-                                   for id_, (e, s) in zip(ids, items)])
+            keys = block.keys() if isinstance(block, FrozenBlock) else block.case_keys
+            self._open_work_items([(id_, done[i][0], chain, "referral", keys[i], *item, now)
+                                   for id_, (i, item) in zip(ids, items)])
         return done
 
     def work_item_ids(self, n: int) -> list[int]:
@@ -411,6 +470,7 @@ class AuditStore(WorkItemStore, ABC):
         """Every chain that has a head or records (a chain whose head row was deleted is listed too)."""
         names = {r[0] for r in self._query("SELECT DISTINCT chain FROM audit_chain_records")}
         names |= {r[0] for r in self._query("SELECT chain FROM audit_chains")}
+        names |= set(self.block_chains())
         return sorted(names)
 
     def finish_chain(self, name: str, summary: str) -> None:
@@ -434,9 +494,11 @@ class AuditStore(WorkItemStore, ABC):
         partition rejects repeats within itself, as a local run does; across partitions they are
         found here, after the fact)."""
         return [(cid, int(n)) for cid, n in self._query(self._sql(
-            "SELECT case_id, COUNT(*) FROM audit_chain_records WHERE chain > ? AND chain < ? "
-            "AND case_id IS NOT NULL AND kind <> 'rejection' GROUP BY case_id HAVING COUNT(*) > 1 ORDER BY case_id"),
-            (run_id + "/", run_id + "0"))]
+            "SELECT case_id, COUNT(*) FROM (SELECT case_id FROM audit_chain_records WHERE chain > ? AND chain < ? "
+            "AND case_id IS NOT NULL AND kind <> 'rejection' UNION ALL SELECT case_id FROM audit_case_index "
+            "WHERE chain > ? AND chain < ? AND kind IN ('d', 'r')) AS found "
+            "GROUP BY case_id HAVING COUNT(*) > 1 ORDER BY case_id"),
+            (run_id + "/", run_id + "0", run_id + "/", run_id + "0"))]
 
     def chain_rows(self, chain: str, start: int = 1) -> Iterator[tuple]:
         """A partition chain's raw rows in order, as :meth:`rows` gives the main chain's."""
@@ -471,18 +533,21 @@ class AuditStore(WorkItemStore, ABC):
             "SELECT seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, prev_hash, hash "
             "FROM audit_records WHERE seq >= ? ORDER BY seq"), (start,))
 
-    def record(self, seq: int, chain: str | None = None) -> AuditRecordV1 | None:
+    def record(self, seq: int, chain: str | None = None) -> "AuditRecordV1 | AuditRecordV2 | None":
         """The record with this sequence number (on the main chain, or on a partition chain), if any."""
         rows = self.rows(seq) if chain is None else self.chain_rows(chain, seq)
         try:
             row = next(rows, None)
         finally:
             rows.close()
-        return AuditRecordV1.from_body(row[6], row[8]) if row is not None and int(row[0]) == seq else None
+        if row is not None and int(row[0]) == seq:
+            return AuditRecordV1.from_body(row[6], row[8])
+        return self.block_record(seq, chain)
 
-    def records_from(self, start: int) -> Iterator[AuditRecordV1]:
+    def records_from(self, start: int) -> Iterator["AuditRecordV1 | AuditRecordV2"]:
         for row in self.rows(start):
             yield AuditRecordV1.from_body(row[6], row[8])
+        yield from self.block_records(None, start)
 
     def records(self, case_id=None) -> Iterator[AuditRecordV1]:
         """Every record: the main chain's in sequence order, then each partition chain's; or only
@@ -490,11 +555,11 @@ class AuditStore(WorkItemStore, ABC):
         if case_id is not None:
             yield from self._case_records(case_id)
             return
-        for row in self.rows():
-            yield AuditRecordV1.from_body(row[6], row[8])
+        yield from self.records_from(1)
         for name in self.chain_names():
             for row in self.chain_rows(name):
                 yield AuditRecordV1.from_body(row[6], row[8])
+            yield from self.block_records(name)
 
     def _case_records(self, case_id) -> list[AuditRecordV1]:
         key = (case_key(case_id),)
@@ -503,6 +568,9 @@ class AuditStore(WorkItemStore, ABC):
             f"SELECT {columns} FROM audit_records WHERE case_id = ? ORDER BY seq"), key)]
         found += [AuditRecordV1.from_body(row[6], row[8]) for row in self._query(self._sql(
             f"SELECT {columns} FROM audit_chain_records WHERE case_id = ? ORDER BY chain, seq"), key)]
+        refs = [(chain, seq) for _, chain, seq, _ in self.indexed(list(key), in_append=False)]
+        at = self._records_at(refs, in_append=False)
+        found += [at[ref] for ref in sorted(refs, key=lambda r: (r[0] or "", r[1])) if ref in at]
         return sorted(found, key=lambda r: r.recorded_at)  # stable: a chain's order is kept
 
     def case_records(self, case_ids: list, *, with_body: bool = False) -> list[tuple]:
@@ -517,13 +585,23 @@ class AuditStore(WorkItemStore, ABC):
                     f"SELECT case_id, input_sha256, ruleset_sha256, seq, {column} FROM audit_records "
                     f"WHERE case_id IN ({marks}) AND kind <> 'human' ORDER BY seq"), tuple(chunk)):
                 out.append((cid, input_sha, rs_sha, int(seq), body))
+        refs = [(chain, seq) for _, chain, seq, kind in self.indexed(keys, in_append=False)
+                if chain is None and kind != "human"]
+        for (chain, seq), r in sorted(self._records_at(refs, in_append=False).items(), key=lambda kv: kv[0][1]):
+            out.append((case_key(r.case_id), r.input_sha256, r.ruleset_sha256, r.seq,
+                        r.body if with_body else None))
         return out
 
     def prior_records(self, case_ids: list, ruleset_id: str, *, with_body: bool = False) -> list[PriorRecord]:
         """Every decision, referral and rejection of these cases under this ruleset id (any version),
         on the main chain and on partition chains, oldest first. Call it inside
         :meth:`append_prepared` so that the answer holds until the append commits."""
-        keys = sorted({case_key(c) for c in case_ids if c is not None})
+        return self.prior_records_by_key([case_key(c) for c in case_ids if c is not None], ruleset_id,
+                                         with_body=with_body)
+
+    def prior_records_by_key(self, keys: list[str], ruleset_id: str, *, with_body: bool = False) -> list[PriorRecord]:
+        """:meth:`prior_records` of case ids given as :func:`case_key` writes them."""
+        keys = sorted(set(keys))
         body = "body" if with_body else "NULL"
         found: list[PriorRecord] = []
         for i in range(0, len(keys), 500):
@@ -537,6 +615,16 @@ class AuditStore(WorkItemStore, ABC):
                     f"AND {of_ruleset}"), (*chunk, ruleset_id))
                 found += [(r[7], r[1] or "", int(r[2]), PriorRecord(r[0], r[1], int(r[2]), r[3], r[4], r[5], r[6]))
                           for r in rows]
+        hits = [h for h in self.indexed(keys) if h[3] in ("decision", "referral", "rejection")]
+        if hits:
+            of_id = {sha for (sha,) in self._execute(self._sql(
+                "SELECT sha256 FROM audit_rulesets WHERE ruleset_id = ?"), (ruleset_id,))}
+            at = self._records_at([(chain, seq) for _, chain, seq, _ in hits])
+            for key, chain, seq, kind in hits:
+                r = at.get((chain, seq))
+                if r is not None and r.ruleset_sha256 in of_id:
+                    found.append((r.recorded_at, chain or "", seq, PriorRecord(
+                        key, chain, seq, kind, r.input_sha256, r.ruleset_sha256, r.body if with_body else None)))
         found.sort(key=lambda t: t[:3])
         return [r for *_, r in found]
 
@@ -565,8 +653,9 @@ class AuditStore(WorkItemStore, ABC):
 
     def count(self) -> int:
         """How many records the log holds, on every chain."""
-        return sum(int(next(iter(self._query(f"SELECT COUNT(*) FROM {table}")))[0])
-                   for table in ("audit_records", "audit_chain_records"))
+        blocks = next(iter(self._query("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM audit_blocks")))[0]
+        return int(blocks) + sum(int(next(iter(self._query(f"SELECT COUNT(*) FROM {table}")))[0])
+                                 for table in ("audit_records", "audit_chain_records"))
 
     def __enter__(self):
         return self

@@ -191,7 +191,10 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
     rulesets = _Rulesets(store)
     facts = Facts()
     add = adder("")
-    last_seq, _ = check_row_chain(store.rows(), report.head, add, rulesets, report, facts)
+    from .verify_blocks import check_blocks
+    end = check_row_chain(store.rows(), None, add, rulesets, report, facts)
+    last_seq, _ = end = check_blocks(store, None, end, add, report, rulesets, facts)
+    check_head(report.head, end, add)
 
     heads = {c.chain: c for c in store.chains()}
     ends: dict[str, tuple[int, int, str]] = {}  # chain -> (records, last seq, last hash)
@@ -203,8 +206,9 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
             chain_add(1, "partition", "the chain's head is missing (records of a chain the log does not list)")
         head = (info.seq, info.hash) if info is not None else (0, GENESIS)
         n_before = report.records
-        end_seq, end_hash = check_row_chain(store.chain_rows(name), head, chain_add, rulesets, report, facts,
-                                            chain=name)
+        end = check_row_chain(store.chain_rows(name), None, chain_add, rulesets, report, facts, chain=name)
+        end_seq, end_hash = end = check_blocks(store, name, end, chain_add, report, rulesets, facts)
+        check_head(head, end, chain_add)
         ends[name] = (report.records - n_before, end_seq, end_hash)
     check_runs(store, facts, ends, heads, report, add, adder, other_problem(problems))
     check_work_items(store, facts, report, adder, other_problem(problems))
@@ -220,9 +224,28 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _FIELDS = {"seq": int, "recorded_at": str, "kind": str, "prev_hash": str, "decision": dict, "engine_version": str}
 
 
+_NONE = type(None)
+_CASE_TYPES, _OPTIONAL_TEXT, _OPTIONAL_OBJECT = (str, int, _NONE), (str, _NONE), (dict, _NONE)
+
+
 def malformed(data) -> str | None:
     """Why a parsed body is not a well-formed version 1 record (None when it is): a correctly hashed
     body of the wrong shape is a forgery, reported as an edit."""
+    if data.__class__ is dict and data.get("record_version") == RECORD_VERSION and data.get("seq").__class__ is int \
+            and data.get("prev_hash").__class__ is str and data.get("decision").__class__ is dict \
+            and data.get("engine_version").__class__ is str and data.get("kind") in KINDS \
+            and data.get("recorded_at").__class__ is str and _TIME.fullmatch(data["recorded_at"]) \
+            and "input" in data and data.get("case_id", ...).__class__ in _CASE_TYPES \
+            and data.get("decision_date", ...).__class__ in _OPTIONAL_TEXT and data.get("pii", ...).__class__ in \
+            _OPTIONAL_OBJECT and data.get("chain").__class__ in _OPTIONAL_TEXT:
+        rs = data.get("ruleset", ...)
+        if rs is None or (rs.__class__ is dict and rs.get("id").__class__ is str and rs.get("sha256").__class__ is str
+                          and rs.get("version").__class__ is str):
+            return None
+    return _why_malformed(data)
+
+
+def _why_malformed(data) -> str:
     if not isinstance(data, dict):
         return f"its body is a JSON {type(data).__name__}, not a record"
     if data.get("record_version") != RECORD_VERSION:
@@ -241,13 +264,10 @@ def malformed(data) -> str | None:
         return "its case_id or decision_date is not a string, a number or null"
     if type(data.get("chain")) not in (str, type(None)) or type(data["pii"]) not in (dict, type(None)):
         return "its chain or pii field is of the wrong type"
-    rs = data["ruleset"]
-    if rs is not None and (type(rs) is not dict or any(type(rs.get(k)) is not str for k in ("id", "sha256", "version"))):
-        return "its ruleset is not an object of id, sha256 and version"
-    return None
+    return "its ruleset is not an object of id, sha256 and version"
 
 
-def check_row_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: VerifyReport, facts: Facts,
+def check_row_chain(rows, head: tuple[int, str] | None, add, rulesets: _Rulesets, report: VerifyReport, facts: Facts,
                     chain: str | None = None) -> tuple[int, str]:
     """Check one chain of version 1 rows (one record a row) in order against its head; feed ``facts``.
     Returns the last (seq, hash)."""
@@ -314,13 +334,19 @@ def check_row_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, repor
     for seq, message in backdated:
         if seq not in flagged:
             add(seq, "backdated", message)
-    head_seq, head_hash = head
+    if head is not None:
+        check_head(head, (last_seq, last_hash), add)
+    return last_seq, last_hash
+
+
+def check_head(head: tuple[int, str], end: tuple[int, str], add) -> None:
+    """A chain's head row against its last record (a cut tail, or a head that was changed)."""
+    (head_seq, head_hash), (last_seq, last_hash) = head, end
     if head_seq > last_seq:
         add(last_seq + 1, "truncated", f"the log ends at record {last_seq} but its head says {head_seq}")
     elif (head_seq, head_hash) != (last_seq, last_hash):
         add(min(head_seq, last_seq) or 1, "broken_chain",
             f"the head (record {head_seq}) does not match the last record ({last_seq})")
-    return last_seq, last_hash
 
 
 def _check_columns(seq: int, data: dict, kind, cid, input_sha, rs_sha, prev_col, recorded_at, add) -> None:
@@ -364,8 +390,10 @@ class _Version:
 def record_facts(facts: Facts, data: dict, seq: int, chain: str | None, rulesets: _Rulesets) -> None:
     """Note what a well-formed, correctly hashed record commits to (see :class:`Facts`); raises
     ValueError for a decision of the wrong shape."""
-    from .log import work_item
     kind, decision = data["kind"], data["decision"]
+    if kind == "decision" and "supersedes" not in decision:
+        return  # the common case: an automated decision opens, closes and supersedes nothing
+    from .log import work_item
     if kind == "referral" or (kind == "rejection" and "already_decided" not in _codes(decision)):
         # the same function that built the item when the record was written
         rs_sha = (data["ruleset"] or {}).get("sha256")

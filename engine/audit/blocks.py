@@ -1,0 +1,202 @@
+"""Record version 2: compact records, many to a block, hash-chained inside the block and block to block.
+
+A record is what replay needs and a reference to the rest: a short canonical JSON *meta* (the
+compact decision: kind, status, outcome, rule, values, and where present queue, referral,
+missing fields, errors, the record a decision supersedes, a personal-data note), a newline,
+and the case input as received (a batch's raw line; a library caller's canonical JSON). The
+released decision JSON — with reasons, basis and the parameters in force — is not stored: it
+is re-rendered from the stored ruleset source, and the record keeps its SHA-256, so the log
+still commits to every byte a citizen or a system was given. (``keep_released`` stores the
+full JSON too; human decisions and manifests always keep theirs.)
+
+Hashes, per record ``i`` of a block (``released_i``: the SHA-256 of the released JSON)::
+
+    leaf_i  = SHA-256(released_i || record_i)
+    link_i  = SHA-256(link_{i-1} || leaf_i)          link_0 = SEED
+    digests = released_i (32 bytes) || leaf_i[:8] || link_i[:8]    for each record, in order
+    hash    = SHA-256(prev_hash || "\\n" || header || "\\n" || hex(link_n))
+
+``header`` is the block's canonical JSON (chain, first and last sequence number, time,
+codec, engine version). The block hash chains blocks as version 1 chained records; the
+stored per-record prefixes only locate a change: a record edited without its digests
+updated fails its own ``leaf``; one whose digests were recomputed leaves its successor's
+``link`` broken while that successor's ``leaf`` still holds — so ``verify`` names the exact
+record either way. Workers build whole blocks (records, digests, the tail link); the one
+writer only computes ``hash`` when it links the block after the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+
+RECORD_VERSION = 2
+SEED = hashlib.sha256(b"vedtak audit block, record version 2").digest()
+DIGEST = 48  # bytes of digests per record: released (32) + leaf prefix (8) + link prefix (8)
+_LEN = struct.Struct(">I")
+_sha = hashlib.sha256
+
+KIND_CODES = {"decision": "d", "referral": "r", "rejection": "j", "human": "h", "manifest": "m"}
+KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
+
+try:  # optional block compression (vedtak[zstd])
+    import zstandard as _zstd
+except ImportError:  # pragma: no cover - exercised where zstandard is not installed
+    _zstd = None
+
+CODECS = ("none", "zstd")
+
+
+class BlockError(ValueError):
+    """A stored block that cannot be decoded (its codec, framing or digests are not as written)."""
+
+
+def compress(data: bytes, codec: str) -> bytes:
+    if codec == "none":
+        return data
+    if codec == "zstd":
+        if _zstd is None:
+            raise BlockError("block compression zstd needs the zstandard package: pip install 'vedtak[zstd]'")
+        return _zstd.ZstdCompressor(level=3).compress(data)
+    raise BlockError(f"unknown block codec {codec!r}")
+
+
+def decompress(data: bytes, codec: str) -> bytes:
+    if codec == "none":
+        return bytes(data)
+    if codec == "zstd":
+        if _zstd is None:
+            raise BlockError("this block is compressed with zstd: pip install 'vedtak[zstd]' to read it")
+        try:
+            return _zstd.ZstdDecompressor().decompress(bytes(data), max_output_size=1 << 31)
+        except _zstd.ZstdError as exc:
+            raise BlockError(f"its zstd data is damaged ({exc})") from None
+    raise BlockError(f"unknown block codec {codec!r}")
+
+
+class BlockBuilder:
+    """Records of one block, in order, with their digests and the block's inner chain."""
+
+    __slots__ = ("records", "digests", "link", "case_keys", "kinds")
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        self.digests = bytearray()
+        self.link = SEED
+        self.case_keys: list[str | None] = []  # the index key of each record's case id
+        self.kinds: list[str] = []
+
+    def add(self, record: bytes, released: bytes, case_key: str | None, kind: str) -> None:
+        leaf = _sha(released + record).digest()
+        self.link = link = _sha(self.link + leaf).digest()
+        self.digests += released + leaf[:8] + link[:8]
+        self.records.append(record)
+        self.case_keys.append(case_key)
+        self.kinds.append(kind)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def replace(self, index: int, record: bytes, released: bytes, case_key: str | None, kind: str) -> None:
+        """Put another record at ``index`` (a case the writer settled otherwise) and re-link the rest."""
+        self.records[index] = record
+        self.case_keys[index] = case_key
+        self.kinds[index] = kind
+        self.digests[index * DIGEST:index * DIGEST + 32] = released
+        self._relink(index)
+
+    def drop(self, indexes: set[int]) -> None:
+        """Leave these records out (cases released again from the log rather than recorded)."""
+        if not indexes:
+            return
+        first = min(indexes)
+        keep = [i for i in range(len(self.records)) if i not in indexes]
+        self.records = [self.records[i] for i in keep]
+        self.case_keys = [self.case_keys[i] for i in keep]
+        self.kinds = [self.kinds[i] for i in keep]
+        self.digests = bytearray(b"".join(bytes(self.digests[i * DIGEST:(i + 1) * DIGEST]) for i in keep))
+        self._relink(sum(1 for i in keep if i < first))
+
+    def _relink(self, start: int) -> None:
+        link = SEED if start == 0 else None
+        if link is None:  # recompute up to start (the stored prefixes cannot continue the chain)
+            link = SEED
+            for i in range(start):
+                link = _sha(link + _sha(bytes(self.digests[i * DIGEST:i * DIGEST + 32]) + self.records[i]).digest()).digest()
+        for i in range(start, len(self.records)):
+            released = bytes(self.digests[i * DIGEST:i * DIGEST + 32])
+            leaf = _sha(released + self.records[i]).digest()
+            link = _sha(link + leaf).digest()
+            self.digests[i * DIGEST + 32:(i + 1) * DIGEST] = leaf[:8] + link[:8]
+        self.link = link
+
+    def payload(self) -> bytes:
+        """The records, each prefixed by its length (4 bytes, big-endian)."""
+        pack = _LEN.pack
+        return b"".join([pack(len(r)) + r for r in self.records])
+
+
+def header(chain: str | None, first_seq: int, last_seq: int, recorded_at: str, codec: str, engine: str,
+           rulesets: list[str]) -> str:
+    """The block's header: what the block hash commits to beside its records."""
+    return json.dumps({"chain": chain, "codec": codec, "engine_version": engine, "first_seq": first_seq,
+                       "last_seq": last_seq, "recorded_at": recorded_at, "record_version": RECORD_VERSION,
+                       "rulesets": rulesets},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def block_hash(prev_hash: str, header_text: str, link: bytes) -> str:
+    return _sha(f"{prev_hash}\n{header_text}\n{link.hex()}".encode("utf-8")).hexdigest()
+
+
+def split_records(payload: bytes) -> list[bytes]:
+    """The records of a block's (decompressed) payload; BlockError if its framing is broken."""
+    out, pos, end = [], 0, len(payload)
+    unpack = _LEN.unpack_from
+    while pos < end:
+        if pos + 4 > end:
+            raise BlockError("its records end in the middle of a length")
+        (n,) = unpack(payload, pos)
+        pos += 4
+        if pos + n > end:
+            raise BlockError("a record runs past the end of the block")
+        out.append(payload[pos:pos + n])
+        pos += n
+    return out
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    """One row of ``audit_blocks``, as read back."""
+
+    chain: str | None
+    first_seq: int
+    last_seq: int
+    recorded_at: str
+    header: str
+    records: bytes
+    digests: bytes
+    prev_hash: str
+    hash: str
+
+    def codec(self) -> str:
+        try:
+            return str(json.loads(self.header).get("codec", "none"))
+        except (ValueError, AttributeError):
+            return "none"
+
+    def record_texts(self) -> list[bytes]:
+        return split_records(decompress(self.records, self.codec()))
+
+
+def meta_and_input(record: bytes) -> tuple[dict, bytes]:
+    """A record's meta (the compact decision) and its input bytes; ValueError if malformed."""
+    meta, sep, data = record.partition(b"\n")
+    if not sep:
+        raise ValueError("the record has no input part")
+    value = json.loads(meta)
+    if not isinstance(value, dict):
+        raise ValueError("the record's meta is not a JSON object")
+    return value, data
