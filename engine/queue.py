@@ -234,6 +234,12 @@ def decide(store: AuditStore, item_id: int, *, outcome: str, values: dict[str, s
     source = store.record(item.record_seq, item.record_chain) if item.record_seq else None
     if source is None:
         raise QueueError("no_record", f"the record behind work item {item_id} is missing from the log")
+    opens = ("referral", "rejection") if item.kind == "referral" else DECIDING_KINDS
+    if source.kind not in opens or source.case_id != item.case_id:
+        # an item pointed at another record (the log was changed): deciding it would decide that case
+        raise QueueError("not_its_record", f"work item {item_id} (case {item.case_id}) names record {source.ref}, "
+                         f"a {source.kind} of case {source.case_id}, which does not open it: the log was changed; "
+                         "vedtak audit verify names what")
     typed, version = _check_decision(store, source.ruleset_sha256, outcome, values)
     original = json.loads(source.decision)
     # under --pii drop or pseudonymise the log keeps a value the ruleset computes from personal data

@@ -135,17 +135,19 @@ def test_any_opened_column_rewritten_is_named(db, column, value):
     assert f"work item {item_id}: column {column} was changed" in failed(db)
 
 
-def test_an_item_re_pointed_at_another_cases_decision_is_named_also_after_a_caseworker_decided_it(db):
+def test_an_item_re_pointed_at_another_cases_decision_is_named_and_cannot_be_decided(db):
     """An open referral item re-pointed at another case's automated decision: verify names the item
-    (its record opens no work item); a caseworker deciding it (which the queue then allows) does not
-    make it pass."""
+    (its record opens no work item), and `queue decide` refuses it (it used to let a caseworker decide
+    a case the engine had already decided)."""
     (item_id,), = raw(db, "SELECT id FROM audit_work_items WHERE kind = 'referral' AND status = 'open' LIMIT 1")
     (seq, cid), = raw(db, "SELECT seq, case_id FROM audit_records WHERE kind = 'decision' LIMIT 1")
     raw(db, "UPDATE audit_work_items SET record_seq = ?, case_id = ? WHERE id = ?", (seq, cid, item_id))
     assert f"work item {item_id} names record {seq}, which opens no work item" in failed(db)
-    with open_store(db) as store:
-        decide(store, item_id, outcome="deny", values={}, by="mallory", reason="forged")
-    assert f"work item {item_id} names record {seq}, which opens no work item" in failed(db)
+    r = run("queue", "decide", db, item_id, "--outcome", "deny", "--by", "mallory", "--reason", "forged")
+    assert r.exit_code == 1 and f"refused: work item {item_id} (case {json.loads(cid)}) names record {seq}, a " \
+        "decision of case" in r.output
+    with open_store(db) as store:  # the case keeps its automated decision only
+        assert [r.kind for r in store.records(json.loads(cid))] == ["decision"]
 
 
 def test_a_forged_claim_without_its_event_is_named(db):
@@ -448,3 +450,11 @@ def test_an_upgraded_log_keeps_its_earlier_events_and_chains_the_new_ones(db):
     (n,), = raw(db, "SELECT COUNT(*) FROM audit_work_item_events WHERE hash IS NOT NULL")
     assert n == 1
     assert run("audit", "verify", db).exit_code == 0
+
+
+def test_a_raised_mark_of_where_the_queue_chain_begins_is_named(db):
+    """Moving the mark of where the queue's event chain begins past chained events (to excuse forged
+    unhashed ones) fails, naming the first chained event below the mark."""
+    raw(db, "INSERT INTO audit_meta (key, value) VALUES ('queue_events_chained_from', '1000')")
+    assert "queue event 1: queue_event: queue event 1 is chained, but the log says its chain begins at event " \
+           "1000" in failed(db)

@@ -147,7 +147,10 @@ def _check_events(events: list[tuple], events_from: int, other) -> None:
             if started or id_ >= events_from:
                 other(subject, "queue_event", f"queue event {id_} has no hash: it was forged or changed")
             continue
-        if not started and id_ > events_from:
+        if not started and id_ < events_from:
+            other(subject, "queue_event", f"queue event {id_} is chained, but the log says its chain begins at "
+                  f"event {events_from}: the mark of where the queue's chain begins was changed")
+        elif not started and id_ > events_from:
             other(f"queue event {events_from}", "queue_event",
                   f"queue events {events_from} to {id_ - 1} are missing (deleted)")
         elif last_id is not None and id_ != last_id + 1:
