@@ -191,7 +191,10 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
     rulesets = _Rulesets(store)
     facts = Facts()
     add = adder("")
-    last_seq, _ = check_row_chain(store.rows(), report.head, add, rulesets, report, facts)
+    from .verify_blocks import check_blocks
+    end = check_row_chain(store.rows(), None, add, rulesets, report, facts)
+    last_seq, _ = end = check_blocks(store, None, end, add, report, rulesets, facts)
+    check_head(report.head, end, add)
 
     heads = {c.chain: c for c in store.chains()}
     ends: dict[str, tuple[int, int, str]] = {}  # chain -> (records, last seq, last hash)
@@ -203,8 +206,9 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
             chain_add(1, "partition", "the chain's head is missing (records of a chain the log does not list)")
         head = (info.seq, info.hash) if info is not None else (0, GENESIS)
         n_before = report.records
-        end_seq, end_hash = check_row_chain(store.chain_rows(name), head, chain_add, rulesets, report, facts,
-                                            chain=name)
+        end = check_row_chain(store.chain_rows(name), None, chain_add, rulesets, report, facts, chain=name)
+        end_seq, end_hash = end = check_blocks(store, name, end, chain_add, report, rulesets, facts)
+        check_head(head, end, chain_add)
         ends[name] = (report.records - n_before, end_seq, end_hash)
     check_runs(store, facts, ends, heads, report, add, adder, other_problem(problems))
     check_work_items(store, facts, report, adder, other_problem(problems))
@@ -263,7 +267,7 @@ def _why_malformed(data) -> str:
     return "its ruleset is not an object of id, sha256 and version"
 
 
-def check_row_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, report: VerifyReport, facts: Facts,
+def check_row_chain(rows, head: tuple[int, str] | None, add, rulesets: _Rulesets, report: VerifyReport, facts: Facts,
                     chain: str | None = None) -> tuple[int, str]:
     """Check one chain of version 1 rows (one record a row) in order against its head; feed ``facts``.
     Returns the last (seq, hash)."""
@@ -330,13 +334,19 @@ def check_row_chain(rows, head: tuple[int, str], add, rulesets: _Rulesets, repor
     for seq, message in backdated:
         if seq not in flagged:
             add(seq, "backdated", message)
-    head_seq, head_hash = head
+    if head is not None:
+        check_head(head, (last_seq, last_hash), add)
+    return last_seq, last_hash
+
+
+def check_head(head: tuple[int, str], end: tuple[int, str], add) -> None:
+    """A chain's head row against its last record (a cut tail, or a head that was changed)."""
+    (head_seq, head_hash), (last_seq, last_hash) = head, end
     if head_seq > last_seq:
         add(last_seq + 1, "truncated", f"the log ends at record {last_seq} but its head says {head_seq}")
     elif (head_seq, head_hash) != (last_seq, last_hash):
         add(min(head_seq, last_seq) or 1, "broken_chain",
             f"the head (record {head_seq}) does not match the last record ({last_seq})")
-    return last_seq, last_hash
 
 
 def _check_columns(seq: int, data: dict, kind, cid, input_sha, rs_sha, prev_col, recorded_at, add) -> None:
