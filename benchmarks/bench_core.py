@@ -6,6 +6,8 @@ Decides N generated cases (default 100 000) in process, without an audit log: ch
 vedtak and the if-chain agree on every case, then times (a) evaluating already-validated
 cases and (b) validating and evaluating raw dicts, and prints cases/s and the ratio to the
 if-chain measured in the same run (median of R runs). Targets: (a) >= 0.25x, (b) >= 0.10x.
+It then prints the CPU time per case of deciding, of writing the decision JSON (checked
+byte-identical to the generic canonical JSON on every case) and of both together.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import vedtak  # noqa: E402
+from vedtak.decision import Decision  # noqa: E402
 from workload import generate, if_chain, vedtak_result  # noqa: E402
 
 RULESET = HERE.parent / "rulesets" / "study-grant"
@@ -69,6 +72,18 @@ def main() -> int:
         ratio = rate / base
         mark = "" if target is None else (f">= {target:.2f}" + (" ok" if ratio >= target else " MISSED"))
         print(f"{name:42} {rate:12,.0f} {ratio:7.3f}x {mark:>8}")
+
+    decisions = [plan.decide(c) for c in cases]
+    differ = sum(d.to_json() != d.to_json_generic() for d in decisions)
+    if differ:
+        print(f"{differ} decisions' fast JSON differs from the generic JSON.", file=sys.stderr)
+        return 1
+    steps = [("plan.decide(raw)", timed(plan.decide, cases, args.repeat)),
+             ("decision.to_json()", timed(Decision.to_json, decisions, args.repeat)),
+             ("plan.decide(raw).to_json()", timed(lambda c: plan.decide(c).to_json(), cases, args.repeat))]
+    print(f"\n{'per case (JSON identical to to_json_generic)':42} {'us':>12}")
+    for name, rate in steps:
+        print(f"{name:42} {1e6 / rate:12.2f}")
     return 0
 
 

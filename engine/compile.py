@@ -16,11 +16,12 @@ from pathlib import Path
 
 from . import runtime
 from .cases import CaseError, build_validator
-from .decision import Decision, Outcome
+from .decision import Decision, Outcome, reason_value
 from . import emit
 from .emit import Emitter, to_dec
 from .errors import CaseInputError
-from .load import CheckedRule, CheckedVersion, Ruleset, format_value, load
+from .expr import INT
+from .load import _SHOWN_INT, CheckedRule, CheckedVersion, Ruleset, format_value, load
 
 _U = object()  # "not computed yet" marker for memoised derived values
 
@@ -55,7 +56,7 @@ def _runtime_globals() -> dict:
         "_neg": runtime.neg, "_dabs": runtime.dabs, "_floor": emit.floor, "_ceil": emit.ceil, "_imul": emit.imul,
         "_round": runtime.round_to, "_dsum": runtime.dsum, "_years_between": runtime.years_between,
         "_months_between": runtime.months_between, "_days_between": runtime.days_between,
-        "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": format_value,
+        "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": reason_value,
         "_kmin": runtime.kmin, "_kmax": runtime.kmax, "_item": runtime.item_field, "_each": runtime.each,
         "_k_any": runtime.k_any, "_k_all": runtime.k_all, "_SKIP": runtime.SKIP,
         "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
@@ -80,7 +81,17 @@ def _missing_check(fields, index: int, indent: str) -> list[str]:
     return [f"{indent}if {cond}:", f"{indent}    return ({index}, None)"]
 
 
+def _uses_derived(version: CheckedVersion, rule: CheckedRule) -> bool:
+    """Whether a rule's reason text reads a derived value."""
+    return any(n in version.derived for n in rule.because.names)
+
+
 def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded: set[str], indent: str) -> list[str]:
+    # a reason text that reads derived values is handed the ones the rule has computed (the
+    # decision keeps them), so rendering it does not compute them again
+    keep = ""
+    if _uses_derived(version, rule):
+        keep = ", (" + "".join(f"d_{d}, " for d in version.derived) + ")"
     lines = []
     vnames = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
     lines += _field_loads(version, vnames, loaded, indent)
@@ -95,13 +106,13 @@ def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded
             lines.append(f"{indent}_vals = {{{items}}}")
             lines += _field_loads(version, forced, loaded, indent)
             lines += _forced(em, forced, indent)
-            lines.append(f"{indent}return ({rule.index}, _vals)")
+            lines.append(f"{indent}return ({rule.index}, _vals{keep})")
         else:
-            lines.append(f"{indent}return ({rule.index}, {{{items}}})")
+            lines.append(f"{indent}return ({rule.index}, {{{items}}}{keep})")
     else:
         lines += _field_loads(version, forced, loaded, indent)
         lines += _forced(em, forced, indent)
-        lines.append(f"{indent}return {rule.index}")
+        lines.append(f"{indent}return ({rule.index}, None{keep})" if keep else f"{indent}return {rule.index}")
     return lines
 
 
@@ -142,16 +153,20 @@ def _compile_period(period: Period) -> None:
     # reason texts: one small function per rule, sharing the same memoised derived values
     for rule in version.rules:
         lines.append("")
-        lines.append(f"def because{rule.index}(c, vals):")
+        lines.append(f"def because{rule.index}(c, vals, _d=None):")
         names = [n for n in rule.because.names if n in version.scope]
         if any(version.scope[n].kind == "derived" for n in names):
-            lines.append("    " + " = ".join(f"d_{d}" for d in derived) + " = _U")
+            # _d: the derived values the decision kept (see _rule_result); _U where not computed
+            lines.append("    " + "".join(f"d_{d}, " for d in derived) + "= _d if _d is not None else _UD")
         lines += _field_loads(version, names, set(), "    ")
-        text = _template_code(rule, version, em)
+        steps, text = _template_code(rule, version, em, period.parameters)
         lines += ["    " + line for line in em.take_defs()]
+        lines += ["    " + line for line in steps]
         lines.append("    return " + text)
     source = "\n".join(lines) + "\n"
     env = _runtime_globals()
+    env["_UD"] = (_U,) * len(derived)
+    env["_SI"], env["_int"], env["_str"] = _SHOWN_INT, int, str
     env.update(em.constants)
     for name, value in period.parameters.items():
         env[f"P_{name}"] = value
@@ -178,24 +193,49 @@ def _compile_period(period: Period) -> None:
     period.rejected = Outcome(-1, None, "rejected", None, None, None, period)
 
 
-def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter) -> str:
-    """A `because` text as one string concatenation: literal pieces and formatted values."""
+def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter,
+                   parameters: dict) -> tuple[list[str], str]:
+    """A `because` text as statements that format each value, in the text's order, and one
+    f-string (adjacent literals, which Python joins in one step) that joins them.
+
+    A parameter is constant within the period, so it is formatted here, into the literal text.
+    A whole number is written by str() when it is a plain int the reason writes in full.
+    """
     from .load import _PLACEHOLDER
-    text, parts, pos = rule.because.text, [], 0
+    text, parts, steps, pos = rule.because.text, [], [], 0
+    literal = ""  # literal text not yet written out (merged with formatted parameters)
     for m in _PLACEHOLDER.finditer(text):
-        if m.start() > pos:
-            parts.append(repr(text[pos:m.start()]))
+        literal += text[pos:m.start()]
         n = m.group(1).strip()
+        code = None
         if n in rule.values:
-            parts.append(f"_fmt(vals.get({n!r}))")
+            code, vtype = f"vals.get({n!r})", rule.values[n].type
         else:
-            kind = version.scope[n].kind
-            ref = {"field": f"f_{n}", "parameter": f"P_{n}"}.get(kind) or em.derived_ref(n)
-            parts.append(f"_fmt({ref})")
+            sym = version.scope[n]
+            vtype = sym.type
+            if sym.kind == "parameter":
+                try:
+                    literal += format_value(parameters[n])
+                except Exception:  # noqa: BLE001 - then it fails when rendered, as it always did
+                    code = f"P_{n}"
+            else:
+                code = f"f_{n}" if sym.kind == "field" else em.derived_ref(n)
+        if code is not None:
+            if literal:
+                parts.append(repr(literal))
+                literal = ""
+            x = f"_x{len(parts)}"
+            if vtype == INT:
+                steps += [f"{x} = {code}",
+                          f"{x} = _str({x}) if {x}.__class__ is _int and -_SI < {x} < _SI else _fmt({x})"]
+            else:
+                steps.append(f"{x} = _fmt({code})")
+            parts.append(f"f'{{{x}}}'")
         pos = m.end()
-    if pos < len(text) or not parts:
-        parts.append(repr(text[pos:]))
-    return " + ".join(parts)
+    literal += text[pos:]
+    if literal or not parts:
+        parts.append(repr(literal))
+    return steps, " ".join(parts)
 
 
 class Validated(tuple):
@@ -248,6 +288,7 @@ class Plan:
         first = ruleset.versions[0].model
         self._date_field = first.decision_date
         self._id_field = first.case_id
+        self._single = self.versions[0] if len(self.versions) == 1 else None
 
     @property
     def id(self) -> str:
@@ -274,7 +315,9 @@ class Plan:
         i = bisect_right(self._starts, day) - 1
         if i < 0 or day > self._end:
             return self._no_version(case, day)
-        period = self._periods[i]
+        return self._evaluate_in(self._periods[i], case)
+
+    def _evaluate_in(self, period: Period, case: dict) -> Decision:
         try:
             r = period.decide(case)
         except runtime.ItemMissing:
@@ -283,6 +326,8 @@ class Plan:
             return self._failed(period, case, exc)
         if r.__class__ is int:
             return Decision((period.outcomes[r], case, None, None))
+        if len(r) == 3:  # (index, values or None, the derived values its reason text reads)
+            return Decision((period.outcomes[r[0]], case, r[1], r[2]))
         index, values = r
         if values is None:
             return self._missing(period, case, index)
@@ -309,6 +354,16 @@ class Plan:
 
     def decide(self, raw) -> Decision:
         """Validate and decide one case given as a dict (as JSON gives it)."""
+        vplan = self._single
+        if vplan is not None:
+            # one version: a valid case dated inside it is evaluated at once; anything else
+            # (a rejection, a date outside every period) takes the general path below
+            case, errors = vplan.validate(raw)
+            if not errors:
+                day = case[self._date_field]
+                i = bisect_right(self._starts, day) - 1
+                if i >= 0 and day <= self._end:
+                    return self._evaluate_in(self._periods[i], case)
         case, rejection = self.validate(raw)
         if rejection is not None:
             return rejection

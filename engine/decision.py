@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .load import format_value
+from .load import _SHOWN_INT, format_value
 from .runtime import EVALUATION_ERRORS, describe_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,12 +21,25 @@ _BIG_ID = 10 ** 34
 class Outcome:
     """What one rule yields in one parameter period; built once at compile time, shared by decisions."""
 
-    __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because", "_json")
+    __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because", "_json",
+                 "_render")
 
     def __init__(self, index, rule, status, outcome, queue, referral, period, because=None):
         self.index, self.rule, self.status, self.outcome = index, rule, status, outcome
         self.queue, self.referral, self.period, self.because = queue, referral, period, because
         self._json = None
+        self._render = _UNSET
+
+    def render(self):
+        """This outcome's JSON writer, ``(case, values, derived) -> str``, or None when its decisions
+        take the general path (rejections, missing-data and evaluation-error referrals). Built once.
+
+        The writer returns None for a decision it cannot write exactly (a reason text that fails,
+        a case that is not a validated dict); :meth:`Decision.to_json` then writes it the general way.
+        """
+        if self._render is _UNSET:
+            self._render = _json_writer(self)
+        return self._render
 
     def json_parts(self) -> tuple[str, str, str, str]:
         """The parts of this outcome's decision JSON that no case changes, in canonical key order.
@@ -48,6 +61,114 @@ class Outcome:
                 + ',"status":' + encode_scalar(self.status) + ',"values":',
             )
         return self._json
+
+
+_UNSET = object()
+_POLICY_NOTE = ('The outcome "{}" is not released automatically: '
+                "a caseworker must confirm or change it.")
+
+
+def _json_writer(o: Outcome):
+    """The fast JSON writer of one outcome (see :meth:`Outcome.render`): the constant parts
+    pre-encoded, the reason text encoded as one string, the values by their known keys."""
+    if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error") or o.because is None:
+        return None
+    a, b, c, d = o.json_parts()
+    model = o.period.version.model
+    id_field, date_field, because = model.case_id, model.decision_date, o.because
+    c += "["
+    d = ("," + _enc_str(_POLICY_NOTE.format(o.outcome)) if o.referral == "automation-policy" else "") + "]" + d
+    values_json = _values_writer(o.rule.values)
+    _date, _int, _dict, errors, days = date, int, dict, EVALUATION_ERRORS, _DAYS
+
+    def write(case, values, derived):
+        if case.__class__ is not _dict:
+            return None
+        day = case[date_field]
+        if day.__class__ is not _date:
+            return None
+        day_json = days.get(day) or _day_json(day)
+        cid = case.get(id_field)
+        try:
+            text = because(case, values or {}, derived)
+        except errors:
+            return None
+        text = _enc_str_raw(text) if text.isascii() else _enc_str(text)
+        cid = str(cid) if cid.__class__ is _int else encode_scalar(cid)
+        return f"{a}{cid}{b}{day_json}{c}{text}{d}{values_json(values)}}}"
+    return write
+
+
+_DAYS: dict = {}  # a decision date's JSON text, by date: a batch has few distinct dates
+
+
+def _day_json(day: date) -> str:
+    if len(_DAYS) >= 4096:
+        _DAYS.clear()
+    text = _DAYS[day] = '"' + day.isoformat() + '"'
+    return text
+
+
+def _values_writer(keys):
+    """``values -> JSON`` for a rule whose values have ``keys``: each value encoded by its class;
+    values of any other shape in canonical JSON."""
+    pairs = tuple((k, ("{" if i == 0 else ",") + _enc_str(k) + ":") for i, k in enumerate(sorted(keys)))
+    n = len(pairs)
+    if n == 1:
+        ((key, head),) = pairs
+        tail = "}"
+
+        def write_one(values):
+            if not values:
+                return "{}"
+            if values.__class__ is dict and len(values) == 1 and key in values:
+                value = values[key]
+                cls = value.__class__
+                if cls is int:
+                    return f"{head}{value!s}}}"
+                if cls is Decimal:
+                    return f'{head}"{value!s}"}}'
+                return head + _encode_value(value) + tail
+            return _canonical(values)
+        return write_one
+
+    def write(values):
+        if not values:
+            return "{}"
+        if values.__class__ is dict and len(values) == n:
+            try:
+                return "".join([head + _encode_value(values[k]) for k, head in pairs]) + "}"
+            except KeyError:
+                pass
+        return _canonical(values)
+    return write
+
+
+def _encode_value(value) -> str:
+    """One value as canonical JSON writes it; decimals and ints without the encoder's default hook."""
+    cls = value.__class__
+    if cls is Decimal:
+        return '"' + str(value) + '"'  # a decimal's text is plain ASCII: nothing to escape
+    if cls is int:
+        return str(value)
+    return _canonical(value)
+
+
+def reason_value(value) -> str:
+    """:func:`vedtak.load.format_value`, quicker for ints and for decimals in plain notation
+    (tested equal to it)."""
+    cls = value.__class__
+    if cls is int:
+        if -_SHOWN_INT < value < _SHOWN_INT:
+            return str(value)
+    elif cls is Decimal:
+        text = str(value)
+        # plain notation (no exponent) of under 40 characters is what format_value writes, less
+        # the fraction's zeros when the value is whole
+        if len(text) < 40 and "E" not in text and value.is_finite():
+            whole, dot, fraction = text.partition(".")
+            return whole if dot and not fraction.strip("0") else text
+    return format_value(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -217,7 +338,11 @@ class Decision(tuple):
 
     @property
     def detail(self):
-        return tuple.__getitem__(self, 3)
+        """A rejection's errors, a missing-data referral's fields, an evaluation error's message; else None."""
+        o = tuple.__getitem__(self, 0)
+        if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error"):
+            return tuple.__getitem__(self, 3)
+        return None  # an ordinary decision keeps the derived values its reason text reads there
 
     @property
     def referral_reason(self) -> str | None:
@@ -289,12 +414,11 @@ class Decision(tuple):
             out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")
             return out
         try:
-            out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}))
+            out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}, tuple.__getitem__(self, 3)))
         except EVALUATION_ERRORS as exc:  # the decision stands; say plainly that its text failed
             out.append(f"(the reason text of rule {o.rule.id} could not be rendered: {describe_error(exc)})")
         if o.referral == "automation-policy":
-            out.append(f'The outcome "{o.outcome}" is not released automatically: '
-                       "a caseworker must confirm or change it.")
+            out.append(_POLICY_NOTE.format(o.outcome))
         return out
 
     def trace(self):
@@ -336,8 +460,17 @@ class Decision(tuple):
 
     def to_json(self, *, trace: bool = False) -> str:
         """Canonical JSON (sorted keys, no whitespace, decimals as strings)."""
-        o = self._outcome
-        if trace or o.status == "rejected" or o.referral == "missing-data":
+        o = self[0]  # a Decision is a plain tuple underneath: indexing it is tuple indexing
+        if not trace:
+            write = o._render
+            if write is _UNSET:
+                write = o.render()
+            if write is not None:
+                text = write(self[1], self[2], self[3])
+                if text is not None:
+                    return text
+        if trace or o.status == "rejected" or o.referral == "missing-data" or o.referral is None \
+                or o.referral in ("rule", "automation-policy"):
             return canonical_json(self.to_dict(trace=trace))
         a, b, c, d = o.json_parts()
         values = tuple.__getitem__(self, 2)
