@@ -33,6 +33,7 @@ from .json_text import parse_json
 from .inputs import Item, Partition, detect_format, partitions, read, read_partition
 from .audit.block_store import EntryBlock, freeze
 from .audit.blocks import meta_and_input
+from .audit.compact import item_digest
 from .load import load
 
 MAX_PROBLEMS_KEPT = 50
@@ -244,6 +245,10 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Ch
                     block.rulesets.append(sha)
                 fields = _compact_constant(o)
                 values = released[released.rfind('"values":') + 9:-1]
+                if code == "r":
+                    item = work_item(decision, o.period.version)
+                    work.append((len(block), item))
+                    fields += ',"i":"' + item_digest(item[2]) + '"'
                 meta = ('{"k":"' + code + '","c":' + cid + (',"n":' + str(n) if n else "") + fields
                         + (',"v":' + values if values != "{}" else "") + "}")
                 add((meta + "\n" + text_in).encode("utf-8"), sha256(released.encode("utf-8")).digest(),
@@ -254,7 +259,6 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Ch
                     decided_count[o.outcome] += 1
                 else:
                     referred_count[(o.queue, o.referral)] += 1
-                    work.append((len(block) - 1, work_item(decision, o.period.version)))
                 continue
             entry = make_entry(decision, item.raw, pii, text_in)
             info = outcome_info(decision)

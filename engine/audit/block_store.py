@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..decision import ENGINE_VERSION, canonical_json, encode_scalar
 from . import blocks
 from .blocks import DIGEST, KIND_CODES, KIND_NAMES, BlockBuilder, StoredBlock
-from .compact import NotRenderable, full_fields, render
+from .compact import NotRenderable, full_fields, item_digest, render
 
 BLOCK_COLUMNS = "chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, hash"
 
@@ -74,6 +74,8 @@ class EntryBlock(BlockBuilder):
             fields = entry.meta
         else:
             fields = full_fields(entry.decision, entry.pii)
+        if entry.work_item is not None:
+            fields += ("," if fields else "") + '"i":"' + item_digest(entry.work_item[2]) + '"'
         meta = head + ("," + fields if fields else "") + "}"
         record = meta.encode("utf-8") + b"\n" + entry.input.encode("utf-8")
         released = hashlib.sha256((entry.released or entry.decision).encode("utf-8")).digest()

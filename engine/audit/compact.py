@@ -14,6 +14,7 @@ carries its full decision JSON (``"z"``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 
@@ -51,6 +52,12 @@ def compact_fields(decision: Decision, extra: dict | None = None) -> str:
     if extra:
         parts.append('"x":' + canonical_json(extra))
     return ",".join(parts)
+
+
+def item_digest(reason_text: str) -> str:
+    """What a record keeps of the reason text of the work item it opens (``"i"``): the verifier
+    checks the item against it without rendering the decision again."""
+    return hashlib.sha256(reason_text.encode("utf-8")).hexdigest()[:16]
 
 
 def full_fields(decision_json: str, pii: str | None) -> str:

@@ -107,7 +107,7 @@ class SQLiteStore(AuditStore):
             # Records are about 2 KB: with 64 KB pages they are stored without overflow pages, which
             # makes appending several times faster (measured in benchmarks/bench_audit.py). It only
             # takes effect when the file is created.
-            self._db.execute("PRAGMA page_size=65536")
+            self._db.execute("PRAGMA page_size=16384")
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
         self._db.execute("PRAGMA foreign_keys=ON")

@@ -15,10 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+import msgspec
+
+from ..decision import canonical_json
 from . import blocks
+from .compact import item_digest
 from .blocks import DIGEST, KIND_CODES, KIND_NAMES, SEED, BlockError
 
 _sha = hashlib.sha256
+_decode = msgspec.json.Decoder().decode
 _MASK = (1 << 64) - 1
 
 
@@ -33,7 +38,6 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
     """Check the blocks of one chain following (seq, hash) ``start`` (the chain's version 1 records'
     end); feed ``facts`` (engine/audit/verify.py) with what its records commit to; returns the last
     (seq, hash)."""
-    from .verify import record_facts
     seq, prev = start
     flagged = add.flagged
     expected_index = 0
@@ -88,6 +92,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
                 f"the block of {where} holds {len(texts)} records and {len(digests) // DIGEST} digests, not {n}: "
                 "records were removed or added")
         link, blamed = SEED, False
+        rulesets_of = head.get("rulesets") or []
         for i, text in enumerate(texts):
             at_seq = first + i
             d = digests[i * DIGEST:(i + 1) * DIGEST]
@@ -104,12 +109,13 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
                     else:
                         add(at_seq, "edited", f"record {at_seq}: its chain hash was changed")
                     blamed = True
+            end_meta = text.find(b"\n")
             try:
-                meta, _ = blocks.meta_and_input(text)
-                kind = meta.get("k")
-                if kind not in KIND_NAMES:
-                    raise ValueError("unknown kind")
-            except (ValueError, UnicodeDecodeError):
+                meta = _decode(text[:end_meta]) if end_meta > 0 else None
+                kind = meta.get("k") if type(meta) is dict else None
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                kind = None
+            if kind not in KIND_NAMES:
                 if not blamed:
                     add(at_seq, "edited", f"record {at_seq} is malformed (changed): it is not a version 2 record")
                     blamed = True
@@ -118,20 +124,16 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             if cid is not None:
                 key = _key(cid)
                 expected_index = (expected_index + hash((key, name, at_seq, kind))) & _MASK
-                if expected_rows is not None:
-                    expected_rows.append((key, name, at_seq, kind))
+            if kind == "d" and "x" not in meta:
+                continue
             if blamed and at_seq in flagged:
                 continue
-            if kind in "rjhm" or "x" in meta:  # what opens, closes or supersedes work items, and manifests
-                sha = _ruleset_of(head, meta)
-                try:
-                    record = records_of_one(store, chain, at_seq, at, head, text, d[:32].hex(), block_row=row)
-                    data = {"kind": KIND_NAMES[kind], "case_id": cid, "decision": json.loads(record.decision),
-                            "ruleset": None if sha is None else {"sha256": sha}, "recorded_at": at,
-                            "input": record.raw}
-                    record_facts(facts, data, at_seq, chain, rulesets)
-                except Exception as exc:  # noqa: BLE001 - whatever a forged record holds is reported, not raised
-                    add(at_seq, "edited", f"record {at_seq} was forged or changed: {exc}")
+            try:
+                n = meta.get("n", 0)
+                sha = rulesets_of[n] if type(n) is int and 0 <= n < len(rulesets_of) else None
+                _facts(facts, meta, kind, cid, at_seq, chain, at, sha, text[end_meta + 1:], rulesets)
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+                add(at_seq, "edited", f"record {at_seq} was forged or changed: {exc}")
         for sha in head.get("rulesets") or []:
             rulesets.check(sha if isinstance(sha, str) else None, first, add)
         if blocks.block_hash(prev_col, head_text, link) != hash_ and not blamed:
@@ -143,18 +145,49 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
     return seq, prev
 
 
-def _ruleset_of(head: dict, meta: dict) -> str | None:
-    rulesets, n = head.get("rulesets") or [], meta.get("n", 0)
-    return rulesets[n] if type(n) is int and 0 <= n < len(rulesets) and isinstance(rulesets[n], str) else None
+class _TextDigest(str):
+    """A work item's reason text as a record keeps it (a digest): equal to the texts with that digest."""
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, str) and item_digest(other) == str(self)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
 
 
-def records_of_one(store, chain, seq, at, head, text, released, *, block_row):
-    """One record of a block as :class:`~vedtak.audit.block_store.AuditRecordV2` (to render it)."""
-    from .block_store import AuditRecordV2
-    meta, data = blocks.meta_and_input(text)
-    return AuditRecordV2(seq, at, KIND_NAMES.get(meta.get("k"), "?"), meta.get("c"), data.decode("utf-8"), meta,
-                         _ruleset_of(head, meta), head.get("engine_version"), block_row[7], block_row[8], released,
-                         chain, store)
+def _facts(facts, meta: dict, kind: str, cid, seq: int, chain: str | None, at: str, sha: str | None,
+           data: bytes, rulesets) -> None:
+    """Note what one version 2 record commits to (as engine/audit/verify.py record_facts does for a
+    version 1 body); the opened work item from the compact decision, with no rendering."""
+    from .log import PRIORITY
+    from .verify import record_facts
+    if "z" in meta:  # a record that keeps its decision JSON: a human decision, a manifest, a masked copy
+        decision = meta["z"]
+        record = {"kind": KIND_NAMES[kind], "case_id": cid, "decision": decision, "recorded_at": at,
+                  "ruleset": None if sha is None else {"sha256": sha}, "input": json.loads(data)}
+        record_facts(facts, record, seq, chain, rulesets)
+        return
+    key = _key(cid)
+    if kind == "r":
+        reason = meta.get("w") or "rule"
+        proposed = None
+        if meta.get("o") is not None:
+            proposed = canonical_json({"outcome": meta["o"], "values": meta.get("v") or {}})
+        facts.opens[(chain, seq)] = (key, meta.get("q"), reason, _TextDigest(str(meta.get("i"))), proposed,
+                                     PRIORITY.get(reason, 0), at)
+    elif kind == "j":
+        codes = {e.get("code") for e in meta.get("e") or [] if isinstance(e, dict)}
+        if "already_decided" not in codes:
+            facts.opens[(chain, seq)] = (key, rulesets.review_queue(sha), "invalid-input",
+                                         _TextDigest(str(meta.get("i"))), None, 1, at)
+    x = meta.get("x")
+    if x is not None and kind in "dr" and chain is None:
+        target = x["supersedes"]
+        if type(target) is not int or type(x.get("supersedes_chain")) not in (str, type(None)):
+            raise ValueError("it supersedes a record it does not name as the engine writes it")
+        facts.supersedes[(x.get("supersedes_chain"), target)] = seq
 
 
 _COLUMNS = "chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, hash"
@@ -186,6 +219,3 @@ def _check_index(store, name: str, expected: int, add) -> None:
     for key, _, seq, kind in sorted(got - want, key=lambda r: r[2])[:20]:
         add(seq, "index", f"an index row says case {key} has a {KIND_NAMES.get(kind, kind)} at record {seq}, which "
             "no record says: it was added or changed")
-
-
-__all__ = ["check_blocks", "KIND_CODES"]
