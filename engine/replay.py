@@ -10,6 +10,7 @@ ruleset the log holds no record of is refused (:class:`ReplayScopeError`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -181,6 +182,15 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
                           f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions), ruleset=scope)
     plans = _Plans(store)
     for record in store.records():
+        if record.kind not in ("human", "manifest") and getattr(record, "record_version", 1) == 2:
+            problem = _released_problem(record)
+            if problem is not None:  # the log's compact decision, rendered again, is not what was released
+                if scope is None or record.ruleset_id == scope:
+                    report.replayed += 1
+                    report.differences.append(Difference(record.seq, record.case_id, [problem], record.chain))
+                else:
+                    report.skipped_other_rulesets += 1
+                continue
         if scope is not None and record.kind != "manifest" \
                 and _ruleset_of(record, json.loads(record.decision)) != scope:
             report.skipped_other_rulesets += 1
@@ -234,6 +244,22 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
                     count, total = report.value_deltas.get(name, (0, Decimal(0)))
                     report.value_deltas[name] = (count + 1, total + (b or 0) - (a or 0))
     return report
+
+
+def _released_problem(record) -> tuple[str, object, object] | None:
+    """For a version 2 record: why its decision JSON, rendered again from the stored input and
+    ruleset source, is not the one released (a change as (key, recorded, replayed)), or None."""
+    from .audit.compact import NotRenderable
+    try:
+        text = record.decision
+    except NotRenderable as exc:
+        return ("decision", "as the record's compact decision says", f"not reproduced: {exc}")
+    if "p" in record.meta:  # masked: what was released held personal data the log does not keep
+        return None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if digest != record.released_sha256:
+        return ("released_sha256", record.released_sha256, digest)
+    return None
 
 
 def _unreproducible(record: AuditRecordV1) -> str | None:
