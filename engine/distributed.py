@@ -17,6 +17,7 @@ partitions; ``--resume`` runs only those.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -25,14 +26,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audit.log import PiiPolicy, as_released, open_store
-from .audit.record import Entry, sha256
+from .audit.block_store import records_of
+from .audit.record import AuditRecordV1, Entry, sha256
 from .audit.store import AuditStore, case_key, stored_ruleset
-from .batch import Summary, already_decided, decide_chunk, decision_of, duplicate, info_of
+from .batch import Chunk, Summary, already_decided, decide_block, decide_chunk, duplicate, info_of
 from .compile import Plan
 from .compile import compile as compile_plan
 from .decision import ENGINE_VERSION, canonical_json
@@ -103,33 +105,37 @@ def run_partition(task: dict) -> dict:
         partial = out.with_suffix(".partial") if out else None
         sink = open(partial, "w", encoding="utf-8") if partial else None
         try:
-            write = (lambda text: (sink.write(text), sink.write("\n"))) if sink else (lambda text: None)
+            write_text = sink.write if sink else (lambda text: None)
+
+            def write(line: str) -> None:
+                write_text(line + "\n")
             items = read_partition(part, plan.ruleset.latest.model.case, Limits.from_dict(task.get("limits")))
             seq, seen = info.seq, set()
             if seq:  # an earlier attempt recorded the first `seq` cases: release them as recorded
-                rows = store.chain_rows(chain)
-                try:
-                    for item, row in zip(itertools.islice(items, seq), rows):
-                        text = decision_of(row[6])
-                        if '"masked":' in row[6]:  # the log keeps it masked: release it as decided
+                with contextlib.closing(_recorded(store, chain)) as records:
+                    for item, record in zip(itertools.islice(items, seq), records):
+                        text = record.decision
+                        if record.pii is not None and '"masked":' in record.pii:
+                            # the log keeps it masked: release it as decided
                             text = as_released(text, decide_chunk([item], plan, pii)[0][0])
                         write(text)
                         summary.count(info_of(text), item.source, item.line)
                         summary.resumed += 1
-                        if row[3] is not None:
-                            seen.add(row[3])
-                finally:
-                    rows.close()
+                        key = case_key(record.case_id)
+                        if key is not None:
+                            seen.add(key)
+            options = (bool(task.get("keep_released")), task.get("codec") or "none")
+            store.keep_released, store.codec = options
+            own = chain.rsplit("/", 1)[0] + "/"
             while chunk := list(itertools.islice(items, task["chunk_size"])):
-                decided = decide_chunk(chunk, plan, pii)
+                decided = decide_block(chunk, plan, pii, options)  # its block of records built here
                 built: list = []
-                prepare = _settler(plan, pii, chain.rsplit("/", 1)[0] + "/", chunk, decided, seen, built)
+                prepare = _settler(plan, pii, own, chunk, decided, seen, built)
                 store.append_to_chain(chain, expect_seq=seq, prepare=prepare)  # recorded, then released
-                entries, infos, seen = built
-                seq += len(entries)
-                for item, entry, outcome in zip(chunk, entries, infos):
-                    write(entry.released or entry.decision)  # as decided: the log's copy may be masked
-                    summary.count(outcome, item.source, item.line)
+                n, output, part_summary, seen = built
+                seq += n
+                write_text(output)  # as decided: the log's copy may be masked
+                summary.add(part_summary)
         finally:
             if sink:
                 sink.close()
@@ -143,17 +149,37 @@ def run_partition(task: dict) -> dict:
         store.close()
 
 
-def _settler(plan: Plan, pii: PiiPolicy, own_chains: str, chunk: list, decided: list, seen: set, built: list):
+def _recorded(store: AuditStore, chain: str) -> Iterator:
+    """A partition chain's records in order: version 1 rows (written by an earlier release), then
+    blocks. The blocks are read first, whole: rendering a record may read the log again."""
+    rows = store.chain_rows(chain)
+    try:
+        for row in rows:
+            yield AuditRecordV1.from_body(row[6], row[8])
+    finally:
+        rows.close()
+    for block in list(store.blocks(chain)):
+        yield from records_of(block, store)
+
+
+def _settler(plan: Plan, pii: PiiPolicy, own_chains: str, chunk: list, decided: Chunk, seen: set, built: list):
     """What a partition records of a decided chunk, read inside its append: a case id repeated within
     the partition is a duplicate_case_id rejection (as in a local run), and one this ruleset already
     decided or referred in the log outside this run (an earlier run) an already_decided rejection.
-    Fills ``built`` with [entries, summary infos, case ids seen]."""
-    def prepare(store: AuditStore) -> list:
-        ids = [e.case_id for e, _ in decided if e.case_id is not None]
-        earlier = {r.key: r for r in (store.prior_records(ids, plan.id) if ids else [])
+    When neither occurs (the rule) the block the chunk was built into is recorded as it is; else
+    the chunk's entries are settled case by case. Fills ``built`` with [records appended, output
+    text, summary, case keys seen]."""
+    def prepare(store: AuditStore) -> tuple:
+        keys = [k for k in decided.block.keys() if k is not None]
+        earlier = {r.key: r for r in (store.prior_records_by_key(keys, plan.id) if keys else [])
                    if r.kind in ("decision", "referral") and not (r.chain or "").startswith(own_chains)}
-        entries, infos, now_seen = [], [], set(seen)
-        for item, (entry, outcome) in zip(chunk, decided):
+        if not earlier and not decided.repeats and seen.isdisjoint(keys):
+            built[:] = [len(decided), decided.output, decided.summary, seen | set(keys)]
+            return [], None, decided.block
+        settled = list(zip(decided.entries, decided.infos)) if decided.entries is not None \
+            else decide_chunk(chunk, plan, pii)
+        entries, out, now_seen, summary = [], [], set(seen), Summary()
+        for item, (entry, outcome) in zip(chunk, settled):
             key = case_key(entry.case_id)
             if key is not None and key in now_seen:  # as a local run: the first one is decided
                 entry, outcome = duplicate(plan, item, entry, pii)
@@ -162,9 +188,10 @@ def _settler(plan: Plan, pii: PiiPolicy, own_chains: str, chunk: list, decided: 
             if key is not None:
                 now_seen.add(key)
             entries.append(entry)
-            infos.append(outcome)
-        built[:] = [entries, infos, now_seen]
-        return entries
+            out.append((entry.released or entry.decision) + "\n")  # as decided: the log's copy may be masked
+            summary.count(outcome, item.source, item.line)
+        built[:] = [len(entries), "".join(out), summary, now_seen]
+        return entries, None
     return prepare
 
 
@@ -189,8 +216,11 @@ class DistributedRun:
                  partition_bytes: int = DEFAULT_PARTITION_BYTES, fmt: str | None = None,
                  pii: tuple[str, bytes | None] = ("keep", None), retries: int = 3,
                  progress: Callable[[int, int], None] | None = None, task: Callable[[dict], dict] = run_partition,
-                 limits: Limits | None = None, lock_timeout: float = 60.0):
+                 limits: Limits | None = None, lock_timeout: float = 60.0, keep_released: bool = False,
+                 codec: str = "none"):
         self.ruleset_path, self.inputs = ruleset_path, inputs
+        # how partition chains store their blocks: every record's full released JSON too; compression
+        self.keep_released, self.codec = keep_released, codec
         self.lock_timeout = lock_timeout  # seconds a write waits for another writer's lock on the log
         self.audit = audit if audit.startswith(("postgresql://", "postgres://")) else os.path.abspath(audit)
         self.out_dir = os.path.abspath(out_dir) if out_dir else None
@@ -251,7 +281,8 @@ class DistributedRun:
         return [{"partition": p.to_dict(), "chain": chain_name(run_id, p.index), "audit": self.audit,
                  "rulesets": [v.sha256 for v in self.plan.ruleset.versions], "ruleset_name": self.plan.ruleset.path,
                  "pii": self.pii[0], "pii_key": key.hex() if key else None, "out": self.out_dir,
-                 "chunk_size": self.chunk_size, "limits": self.limits.to_dict(), "lock_timeout": self.lock_timeout}
+                 "chunk_size": self.chunk_size, "limits": self.limits.to_dict(), "lock_timeout": self.lock_timeout,
+                 "keep_released": self.keep_released, "codec": self.codec}
                 for p in parts]
 
     def _execute(self, run_id: str, parts: list[Partition]) -> tuple[dict[int, dict], dict[int, str]]:

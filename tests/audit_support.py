@@ -9,7 +9,7 @@ import pytest
 
 PG_URL = os.environ.get("VEDTAK_TEST_POSTGRES")
 TABLES = ("audit_records", "audit_head", "audit_rulesets", "audit_meta", "audit_work_items", "audit_work_item_events",
-          "audit_chain_records", "audit_chains", "audit_runs")
+          "audit_chain_records", "audit_chains", "audit_runs", "audit_blocks", "audit_case_index")
 
 
 def require_postgres() -> str:

@@ -10,7 +10,7 @@ def stop_after_first_chunk(task: dict) -> dict:
     leaving the partition's chain part-done for --resume to finish."""
     if task["partition"]["index"] != 0:
         return distributed.run_partition(task)
-    real = distributed.decide_chunk
+    real = distributed.decide_block
     calls = []
 
     def once(*args, **kwargs):
@@ -19,8 +19,8 @@ def stop_after_first_chunk(task: dict) -> dict:
             raise OSError("injected failure after the first chunk")
         return real(*args, **kwargs)
 
-    distributed.decide_chunk = once
+    distributed.decide_block = once
     try:
         return distributed.run_partition(task)
     finally:
-        distributed.decide_chunk = real
+        distributed.decide_block = real

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vedtak.audit import open_store
+from vedtak.audit.blocks import compress, decompress, split_records
 from vedtak.audit.verify import verify
 from vedtak.distributed import DistributedRun, IncompleteRun
 from vedtak.inputs import partitions, read, read_partition
@@ -207,7 +209,8 @@ def test_killing_a_worker_mid_run_still_records_every_case_once(tmp_path):
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        recorded = raw(url, "SELECT COUNT(*) FROM audit_chain_records")[0][0] if _has_chains(url) else 0
+        recorded = raw(url, "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM audit_blocks "
+                            "WHERE chain <> ''")[0][0] if _has_chains(url) else 0
         workers = _workers_of(proc.pid)
         if recorded >= 3000 and workers:
             killed = workers[0].pid
@@ -225,7 +228,7 @@ def test_killing_a_worker_mid_run_still_records_every_case_once(tmp_path):
 
 
 def _has_chains(url: str) -> bool:
-    return bool(raw(url, "SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_chain_records'"))
+    return bool(raw(url, "SELECT 1 FROM information_schema.tables WHERE table_name = 'audit_blocks'"))
 
 
 def test_a_failing_partition_is_named_and_resume_completes_only_it(tmp_path):
@@ -291,37 +294,58 @@ def test_a_killed_run_resumes_from_its_partition_chains(tmp_path):
     assert released == [c["case_id"] for c in cases]
 
 
+def _edit_record(url: str, chain: str, seq: int, edit) -> bytes:
+    """Rewrite record ``seq`` of a partition chain inside its block, digests left as they were;
+    returns the block's records as they were stored."""
+    (first, stored, header), = raw(url, "SELECT first_seq, records, header FROM audit_blocks WHERE chain = ? "
+                                        "AND first_seq <= ? AND last_seq >= ?", (chain, seq, seq))
+    codec = json.loads(header)["codec"]
+    texts = split_records(decompress(bytes(stored), codec))
+    texts[seq - first] = edit(texts[seq - first])
+    payload = compress(b"".join(struct.pack(">I", len(t)) + t for t in texts), codec)
+    raw(url, "UPDATE audit_blocks SET records = ? WHERE chain = ? AND first_seq = ?", (payload, chain, first))
+    return bytes(stored)
+
+
 def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_path):
+    """A partition chain's blocks: an edited record is named (chain and seq); a tail block cut with
+    the head moved back to match is found by the manifest; a deleted partition is named as missing."""
     url = fresh_url("postgresql", tmp_path)
     path = write_jsonl(tmp_path / "cases.jsonl", generate(1500, seed=12))
-    assert cli(path, "--audit", url, "--executor", "dask", "--workers", 2, "--partition-size", "64KB").returncode == 0
+    assert cli(path, "--audit", url, "--executor", "dask", "--workers", 2, "--partition-size", "64KB",
+               "--batch-size", 100).returncode == 0
     with open_store(url) as store:
         chains = [c.chain for c in store.chains()]
     assert len(chains) >= 3
     # an edited decision in the second partition's chain
-    body = raw(url, "SELECT body FROM audit_chain_records WHERE chain = ? AND seq = 7", (chains[1],))[0][0]
-    raw(url, "UPDATE audit_chain_records SET body = ? WHERE chain = ? AND seq = 7",
-        (body.replace('"status":"', '"status":"x', 1), chains[1]))
+    stored = _edit_record(url, chains[1], 7, lambda text: text.replace(b'"o":"', b'"o":"x', 1))
     with open_store(url) as store:
         problems = verify(store).problems
     assert [(p.chain, p.seq, p.kind) for p in problems] == [(chains[1], 7, "edited")]
-    raw(url, "UPDATE audit_chain_records SET body = ? WHERE chain = ? AND seq = 7", (body, chains[1]))
-    # the first partition's tail cut, with its head moved back to match: only the manifest knows
-    (last,) = raw(url, "SELECT seq FROM audit_chains WHERE chain = ?", (chains[0],))[0]
-    prev = raw(url, "SELECT hash FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last - 1))[0][0]
-    saved = raw(url, "SELECT * FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last))[0]
-    raw(url, "DELETE FROM audit_chain_records WHERE chain = ? AND seq = ?", (chains[0], last))
-    raw(url, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (last - 1, prev, chains[0]))
+    raw(url, "UPDATE audit_blocks SET records = ? WHERE chain = ? AND first_seq <= 7 AND last_seq >= 7",
+        (stored, chains[1]))
+    with open_store(url) as store:
+        assert verify(store).ok
+    # the first partition's tail block cut, with its head moved back to match: only the manifest knows
+    (first, last, _), (_, kept, prev) = raw(url, "SELECT first_seq, last_seq, hash FROM audit_blocks WHERE chain = ? "
+                                                 "ORDER BY first_seq DESC LIMIT 2", (chains[0],))
+    saved = raw(url, "SELECT * FROM audit_blocks WHERE chain = ? AND first_seq = ?", (chains[0], first))[0]
+    index = raw(url, "SELECT * FROM audit_case_index WHERE chain = ? AND seq >= ?", (chains[0], first))
+    raw(url, "DELETE FROM audit_blocks WHERE chain = ? AND first_seq = ?", (chains[0], first))
+    raw(url, "DELETE FROM audit_case_index WHERE chain = ? AND seq >= ?", (chains[0], first))
+    raw(url, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (kept, prev, chains[0]))
     with open_store(url) as store:
         problems = verify(store).problems
     assert [(p.seq, p.kind) for p in problems] == [(1, "partition")] and chains[0] in problems[0].message
-    raw(url, "INSERT INTO audit_chain_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", saved)
+    raw(url, "INSERT INTO audit_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", saved)
+    for row in index:
+        raw(url, "INSERT INTO audit_case_index VALUES (?, ?, ?, ?)", row)
     raw(url, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (last, saved[-1], chains[0]))
     with open_store(url) as store:
         assert verify(store).ok
-    # the third partition deleted, chain and head
-    raw(url, "DELETE FROM audit_chain_records WHERE chain = ?", (chains[2],))
-    raw(url, "DELETE FROM audit_chains WHERE chain = ?", (chains[2],))
+    # the third partition deleted: its blocks, index rows and head
+    for table in ("audit_blocks", "audit_case_index", "audit_chains"):
+        raw(url, f"DELETE FROM {table} WHERE chain = ?", (chains[2],))
     verified = subprocess.run([sys.executable, "-m", "vedtak.cli", "audit", "verify", url], capture_output=True,
                               text=True)
     assert verified.returncode == 1

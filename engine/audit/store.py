@@ -358,7 +358,8 @@ class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
         ``expect_seq`` is the head the caller last saw; if another writer has moved it since, nothing
         is written and :class:`ChainConflict` is raised — a partition is never recorded twice.
         Instead of ``entries``, ``prepare(store)`` may build them inside the transaction (SQLite: under
-        the log's one write lock; PostgreSQL: under the chain head's lock).
+        the log's one write lock; PostgreSQL: under the chain head's lock); it may also return
+        ``(entries, then, block)`` as :meth:`append_prepared`'s does (``block``: built by a worker).
         """
         try:
             seq, prev = self._begin_chain_append(chain)
@@ -370,9 +371,14 @@ class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
             if seq != expect_seq:
                 raise ChainConflict(f"partition chain {chain} is at record {seq}, not {expect_seq}: "
                                     "another attempt at this partition is writing it")
+            then, block = None, []
             if prepare is not None:
                 entries = prepare(self)
-            done = self._insert_records(entries or [], seq, prev, chain)
+                if isinstance(entries, tuple):
+                    entries, then, *block = entries
+            done = self._insert_records(entries or [], seq, prev, chain, *block)
+            if then is not None:
+                then(self, done)
             self._commit()
         except BaseException as exc:
             raise self._abort(exc) from exc
