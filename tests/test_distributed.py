@@ -7,6 +7,7 @@ PostgreSQL server of `.ci/run` (a SQLite file where the store does not matter).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -23,14 +24,20 @@ from hypothesis import strategies as st
 
 from vedtak.audit import open_store
 from vedtak.audit.blocks import compress, decompress, split_records
+from vedtak.audit.log import PiiPolicy
+from vedtak.audit.record import GENESIS, AuditRecordV1, sha256, utc_now
+from vedtak.audit.store import case_key
 from vedtak.audit.verify import verify
-from vedtak.distributed import DistributedRun, IncompleteRun
+from vedtak.batch import decide_chunk
+from vedtak.compile import compile as compile_plan
+from vedtak.decision import canonical_json
+from vedtak.distributed import DistributedRun, IncompleteRun, chain_name
 from vedtak.inputs import partitions, read, read_partition
 from vedtak.load import load
 
 from audit_support import fresh_url, raw
 from conftest import STUDY_GRANT
-from dist_support import fail_partition_1
+from dist_support import InProcessRun, fail_at_once, fail_partition_1, stop_after_first_block
 from workload import generate
 
 SG = str(STUDY_GRANT)
@@ -374,3 +381,80 @@ def test_usage_errors(tmp_path):
     assert r.returncode == 2 and "postgresql://" in r.stderr
     assert cli(path, "--audit", tmp_path / "a.db", "--scheduler", "tcp://127.0.0.1:1").returncode == 2
     assert cli(path, "--audit", tmp_path / "a.db", "--executor", "dask", "--partition-size", "lots").returncode == 2
+
+
+# -- resuming a partition from what its chain holds (in this process, no cluster) ---------------------
+
+def _released(folder) -> list[str]:
+    return [line for p in sorted(folder.glob("part-*.jsonl")) for line in p.read_text().splitlines()]
+
+
+def test_a_partition_stopped_after_its_first_block_resumes_from_it(tmp_path):
+    """Every partition records its first chunk (one block) and fails; --resume releases those cases
+    as recorded (a repeat of one of them later in the partition is still a duplicate_case_id), decides
+    only the rest, and output, log and summary are those of a run that never stopped."""
+    cases = generate(700, seed=21)
+    cases[150]["case_id"] = cases[5]["case_id"]  # a repeat of a case the first attempt recorded
+    path = write_jsonl(tmp_path / "cases.jsonl", cases, [(40, "{not json")])
+    options = dict(workers=1, chunk_size=100, partition_bytes=60_000)
+    whole = InProcessRun(SG, [str(path)], str(tmp_path / "whole.db"), out_dir=str(tmp_path / "whole"), **options)
+    expected = whole.run()
+    db = str(tmp_path / "audit.db")
+    with pytest.raises(IncompleteRun) as failed:
+        InProcessRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), task=stop_after_first_block,
+                     **options).run()
+    with open_store(str(tmp_path / "whole.db")) as store:
+        sizes = [c.seq for c in store.chains()]
+    assert len(failed.value.missing) == sum(1 for n in sizes if n > 100) >= 3
+    with open_store(db) as store:
+        assert [c.seq for c in store.chains()] == [min(n, 100) for n in sizes]
+    again = InProcessRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), resume=True, **options)
+    summary = again.run()
+    assert again.info.resumed_run and summary.resumed == sum(100 for n in sizes if n > 100)
+    assert _released(tmp_path / "parts") == _released(tmp_path / "whole")
+    repeat = [json.loads(line) for line in _released(tmp_path / "parts")][151]
+    assert [e["code"] for e in repeat["errors"]] == ["duplicate_case_id"]
+    assert content(db) == content(str(tmp_path / "whole.db"))
+    ignore = ("seconds", "cases_per_second", "resumed_from_log")
+    assert {k: v for k, v in summary.to_dict().items() if k not in ignore} == \
+        {k: v for k, v in expected.to_dict().items() if k not in ignore}
+    with open_store(db) as store:
+        assert verify(store).ok
+
+
+def test_a_partition_with_version_1_rows_resumes_after_them(tmp_path):
+    """A partition chain whose first cases an earlier release recorded as version 1 rows: --resume
+    releases them as recorded, appends the rest as blocks after them, and the log verifies."""
+    plan = compile_plan(load(STUDY_GRANT))
+    cases = generate(300, seed=22)
+    cases.sort(key=lambda c: plan.decide(c).status != "decided")  # the first ones open no work item
+    path = write_jsonl(tmp_path / "cases.jsonl", cases)
+    db = str(tmp_path / "audit.db")
+    options = dict(workers=1, chunk_size=50, partition_bytes=30_000)
+    first = InProcessRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), task=fail_at_once, **options)
+    with pytest.raises(IncompleteRun):
+        first.run()
+    chain = chain_name(first.info.run_id, 0)
+    part = partitions([str(path)], None, 30_000)[0]
+    items = list(read_partition(part, SCHEMA))[:30]
+    prev = GENESIS
+    for seq, (item, (entry, _)) in enumerate(zip(items, decide_chunk(items, plan, PiiPolicy("keep", None))), 1):
+        assert entry.kind == "decision"
+        entry = dataclasses.replace(entry, input=canonical_json(item.raw))
+        now = utc_now()
+        body = AuditRecordV1.make_body(entry, seq, now, prev, chain)
+        raw(db, "INSERT INTO audit_chain_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (chain, seq, now, entry.kind, case_key(entry.case_id), entry.input_sha256, entry.ruleset_sha256,
+             body, prev, sha256(body)))
+        prev = sha256(body)
+    raw(db, "UPDATE audit_chains SET seq = ?, hash = ? WHERE chain = ?", (len(items), prev, chain))
+    summary = InProcessRun(SG, [str(path)], db, out_dir=str(tmp_path / "parts"), resume=True, **options).run()
+    assert summary.resumed == len(items) and summary.read == len(cases)
+    assert [json.loads(line)["case_id"] for line in _released(tmp_path / "parts")] == [c["case_id"] for c in cases]
+    with open_store(db) as store:
+        report = verify(store)
+        assert report.ok, [str(p) for p in report.problems]
+        records = [r for r in store.records() if r.chain == chain]
+        assert [type(r).__name__ for r in records] == \
+            ["AuditRecordV1"] * len(items) + ["AuditRecordV2"] * (len(records) - len(items))
+        assert len(records) > len(items) and records[len(items)].prev_hash == prev
