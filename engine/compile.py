@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import runtime
 from .cases import CaseError, build_validator
-from .decision import Decision, Outcome, reason_value
+from .decision import Decision, Outcome, json_text, reason_json, reason_value
 from . import emit
 from .emit import Emitter, to_dec
 from .errors import CaseInputError
@@ -56,7 +56,7 @@ def _runtime_globals() -> dict:
         "_neg": runtime.neg, "_dabs": runtime.dabs, "_floor": emit.floor, "_ceil": emit.ceil, "_imul": emit.imul,
         "_round": runtime.round_to, "_dsum": runtime.dsum, "_years_between": runtime.years_between,
         "_months_between": runtime.months_between, "_days_between": runtime.days_between,
-        "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": reason_value,
+        "_make_date": runtime.make_date, "_to_dec": to_dec, "_fmt": reason_value, "_jfmt": reason_json,
         "_kmin": runtime.kmin, "_kmax": runtime.kmax, "_item": runtime.item_field, "_each": runtime.each,
         "_k_any": runtime.k_any, "_k_all": runtime.k_all, "_SKIP": runtime.SKIP,
         "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
@@ -151,15 +151,16 @@ def _compile_period(period: Period) -> None:
               "    except _EvaluationErrors as _e:", "        raise _RuleFailed(_k, _e) from None"]
     lines[top:top] = ["    " + line for line in em.take_defs()]
     # reason texts: one small function per rule, sharing the same memoised derived values
-    for rule in version.rules:
+    # (because_json<n>: the same text as a JSON string, each piece escaped as it is written)
+    for rule, json in ((rule, json) for rule in version.rules for json in (False, True)):
         lines.append("")
-        lines.append(f"def because{rule.index}(c, vals, _d=None):")
+        lines.append(f"def because{'_json' if json else ''}{rule.index}(c, vals, _d=None):")
         names = [n for n in rule.because.names if n in version.scope]
         if any(version.scope[n].kind == "derived" for n in names):
             # _d: the derived values the decision kept (see _rule_result); _U where not computed
             lines.append("    " + "".join(f"d_{d}, " for d in derived) + "= _d if _d is not None else _UD")
         lines += _field_loads(version, names, set(), "    ")
-        steps, text = _template_code(rule, version, em, period.parameters)
+        steps, text = _template_code(rule, version, em, period.parameters, json)
         lines += ["    " + line for line in em.take_defs()]
         lines += ["    " + line for line in steps]
         lines.append("    return " + text)
@@ -177,14 +178,14 @@ def _compile_period(period: Period) -> None:
     model = version.model
     automate = set(model.automate)
     for rule in version.rules:
-        because = env[f"because{rule.index}"]
+        because = env[f"because{rule.index}"], env[f"because_json{rule.index}"]
         if rule.refer is not None:
-            o = Outcome(rule.index, rule, "referred", rule.decide, rule.refer, "rule", period, because)
+            o = Outcome(rule.index, rule, "referred", rule.decide, rule.refer, "rule", period, *because)
         elif rule.decide in automate:
-            o = Outcome(rule.index, rule, "decided", rule.decide, None, None, period, because)
+            o = Outcome(rule.index, rule, "decided", rule.decide, None, None, period, *because)
         else:
             o = Outcome(rule.index, rule, "referred", rule.decide, model.review_queue, "automation-policy",
-                        period, because)
+                        period, *because)
         period.outcomes.append(o)
     period.missing = [Outcome(r.index, r, "referred", None, model.review_queue, "missing-data", period)
                       for r in version.rules]
@@ -194,13 +195,16 @@ def _compile_period(period: Period) -> None:
 
 
 def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter,
-                   parameters: dict) -> tuple[list[str], str]:
+                   parameters: dict, json: bool = False) -> tuple[list[str], str]:
     """A `because` text as statements that format each value, in the text's order, and one
     f-string (adjacent literals, which Python joins in one step) that joins them.
 
     A parameter is constant within the period, so it is formatted here, into the literal text.
     A whole number is written by str() when it is a plain int the reason writes in full.
+    With ``json``, the text as a JSON string: literal text escaped here, each value as it is
+    formatted (JSON escapes character by character, so the pieces join to the whole text's).
     """
+    fmt = "_jfmt" if json else "_fmt"
     from .load import _PLACEHOLDER
     text, parts, steps, pos = rule.because.text, [], [], 0
     literal = ""  # literal text not yet written out (merged with formatted parameters)
@@ -222,19 +226,21 @@ def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter,
                 code = f"f_{n}" if sym.kind == "field" else em.derived_ref(n)
         if code is not None:
             if literal:
-                parts.append(repr(literal))
+                parts.append(repr(json_text(literal)[1:-1] if json else literal))
                 literal = ""
             x = f"_x{len(parts)}"
             if vtype == INT:
                 steps += [f"{x} = {code}",
-                          f"{x} = _str({x}) if {x}.__class__ is _int and -_SI < {x} < _SI else _fmt({x})"]
+                          f"{x} = _str({x}) if {x}.__class__ is _int and -_SI < {x} < _SI else {fmt}({x})"]
             else:
-                steps.append(f"{x} = _fmt({code})")
+                steps.append(f"{x} = {fmt}({code})")
             parts.append(f"f'{{{x}}}'")
         pos = m.end()
     literal += text[pos:]
     if literal or not parts:
-        parts.append(repr(literal))
+        parts.append(repr(json_text(literal)[1:-1] if json else literal))
+    if json:
+        parts = ["'\"'", *parts, "'\"'"]
     return steps, " ".join(parts)
 
 

@@ -21,12 +21,13 @@ _BIG_ID = 10 ** 34
 class Outcome:
     """What one rule yields in one parameter period; built once at compile time, shared by decisions."""
 
-    __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because", "_json",
-                 "_render")
+    __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because",
+                 "because_json", "_json", "_render")
 
-    def __init__(self, index, rule, status, outcome, queue, referral, period, because=None):
+    def __init__(self, index, rule, status, outcome, queue, referral, period, because=None, because_json=None):
         self.index, self.rule, self.status, self.outcome = index, rule, status, outcome
         self.queue, self.referral, self.period, self.because = queue, referral, period, because
+        self.because_json = because_json  # the reason text as a JSON string
         self._json = None
         self._render = _UNSET
 
@@ -71,11 +72,11 @@ _POLICY_NOTE = ('The outcome "{}" is not released automatically: '
 def _json_writer(o: Outcome):
     """The fast JSON writer of one outcome (see :meth:`Outcome.render`): the constant parts
     pre-encoded, the reason text encoded as one string, the values by their known keys."""
-    if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error") or o.because is None:
+    if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error") or o.because_json is None:
         return None
     a, b, c, d = o.json_parts()
     model = o.period.version.model
-    id_field, date_field, because = model.case_id, model.decision_date, o.because
+    id_field, date_field, because = model.case_id, model.decision_date, o.because_json
     c += "["
     d = ("," + _enc_str(_POLICY_NOTE.format(o.outcome)) if o.referral == "automation-policy" else "") + "]" + d
     values_json = _values_writer(o.rule.values)
@@ -93,7 +94,6 @@ def _json_writer(o: Outcome):
             text = because(case, values or {}, derived)
         except errors:
             return None
-        text = _enc_str_raw(text) if text.isascii() else _enc_str(text)
         cid = str(cid) if cid.__class__ is _int else encode_scalar(cid)
         return f"{a}{cid}{b}{day_json}{c}{text}{d}{values_json(values)}}}"
     return write
@@ -152,6 +152,23 @@ def _encode_value(value) -> str:
     if cls is int:
         return str(value)
     return _canonical(value)
+
+
+def json_text(text: str) -> str:
+    """A string as canonical JSON writes it (quoted; lone surrogates as their escapes)."""
+    return _enc_str(text)
+
+
+_PLAIN = (bool, type(None), date)  # classes whose reason text JSON writes as it is
+
+
+def reason_json(value) -> str:
+    """:func:`reason_value` as it is written inside a JSON string."""
+    text = reason_value(value)
+    cls = value.__class__
+    if cls is int or cls is Decimal or cls in _PLAIN:
+        return text  # digits, signs, points, E, yes/no, ISO dates: nothing to escape
+    return _enc_str(text)[1:-1]
 
 
 def reason_value(value) -> str:

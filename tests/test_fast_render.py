@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.decision import Decision, reason_value
+from vedtak.decision import Decision, json_text, reason_json, reason_value
 from vedtak.errors import RulesetError
 from vedtak.load import format_value, load_text
 from vedtak.reference import Interpreter, run
@@ -139,6 +139,21 @@ def test_reason_value_writes_numbers_as_format_value(value):
             reason_value(value)
         return
     assert reason_value(value) == expected
+
+
+_ANY_VALUE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10 ** 45), 10 ** 45), st.decimals(allow_nan=False),
+              st.text(), st.dates(), st.datetimes()),
+    lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(st.text(max_size=3), sub, max_size=3)),
+    max_leaves=6)
+
+
+@given(value=_ANY_VALUE)
+@settings(max_examples=300, deadline=None)
+def test_a_reason_value_inside_a_json_string_is_the_json_escape_of_its_text(value):
+    """Each value of a reason text written inside its JSON string (how the fast writer joins the
+    string from escaped pieces) is exactly the JSON escape of the value's text."""
+    assert '"' + reason_json(value) + '"' == json_text(reason_value(value))
 
 
 RENDER = """\
