@@ -2,6 +2,8 @@
 
 Each test reproduces a tampering that `vedtak audit verify` used to pass (exit 0) or crash on, and
 checks that it now fails with exit 1 and names the bad record, work item, queue event, run or chain.
+Tamperings of one record's body are made on version 1 records (one a row: tests/fixtures/v1_log.db,
+written by the release before record version 2, upgraded on first open); the rest on a new log.
 """
 
 from __future__ import annotations
@@ -85,6 +87,29 @@ def db(template, tmp_path) -> str:
     return str(path)
 
 
+V1_LOG = Path(__file__).parent / "fixtures" / "v1_log.db"
+
+
+@pytest.fixture(scope="module")
+def v1_template(tmp_path_factory) -> Path:
+    """The version 1 fixture log (records one a row, partition chains, a decided and open work items),
+    upgraded by opening it to write once; it verifies clean."""
+    path = tmp_path_factory.mktemp("v1") / "audit.db"
+    shutil.copy(V1_LOG, path)
+    open_store(str(path)).close()
+    with open_store(str(path), read_only=True) as store:
+        report = verify(store)
+    assert report.ok and report.chains == 4, report.problems
+    return path
+
+
+@pytest.fixture
+def v1(v1_template, tmp_path) -> str:
+    path = tmp_path / "v1.db"
+    shutil.copy(v1_template, path)
+    return str(path)
+
+
 def test_the_template_log_verifies_and_says_what_it_checked(db):
     """An untouched log verifies (exit 0) and says how many work items and queue events it checked."""
     r = run("audit", "verify", db)
@@ -140,7 +165,9 @@ def test_an_item_re_pointed_at_another_cases_decision_is_named_and_cannot_be_dec
     (its record opens no work item), and `queue decide` refuses it (it used to let a caseworker decide
     a case the engine had already decided)."""
     (item_id,), = raw(db, "SELECT id FROM audit_work_items WHERE kind = 'referral' AND status = 'open' LIMIT 1")
-    (seq, cid), = raw(db, "SELECT seq, case_id FROM audit_records WHERE kind = 'decision' LIMIT 1")
+    with open_store(db, read_only=True) as store:
+        target = next(r for r in store.records() if r.kind == "decision")
+    seq, cid = target.seq, json.dumps(target.case_id)
     raw(db, "UPDATE audit_work_items SET record_seq = ?, case_id = ? WHERE id = ?", (seq, cid, item_id))
     assert f"work item {item_id} names record {seq}, which opens no work item" in failed(db)
     r = run("queue", "decide", db, item_id, "--outcome", "deny", "--by", "mallory", "--reason", "forged")
@@ -239,12 +266,12 @@ def _real_body(db: str, seq: int) -> dict:
     lambda d: {**d, "recorded_at": "yesterday"}, lambda d: {**d, "decision": {**d["decision"], "reasons": "x"}},
 ], ids=["list", "string", "ruleset-string", "seq-string", "no-recorded_at", "decision-list", "kind-number",
         "case-object", "pii-string", "time-text", "reasons-string"])
-def test_a_correctly_hashed_malformed_body_is_reported_as_edited(db, change):
+def test_a_correctly_hashed_malformed_body_is_reported_as_edited(v1, change):
     """A record whose body is replaced by a malformed one with a correct hash is reported as forged or
     changed, naming the record (exit 1), never a crash (AttributeError before)."""
-    (seq,), = raw(db, "SELECT seq FROM audit_records WHERE kind = 'referral' LIMIT 1")
-    _replace_body(db, seq, json.dumps(change(_real_body(db, seq))))
-    assert f"record {seq}: edited: record {seq} was forged or changed" in failed(db)
+    (seq,), = raw(v1, "SELECT seq FROM audit_records WHERE kind = 'referral' LIMIT 1")
+    _replace_body(v1, seq, json.dumps(change(_real_body(v1, seq))))
+    assert f"record {seq}: edited: record {seq} was forged or changed" in failed(v1)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -256,14 +283,14 @@ KEYS = st.sampled_from(["seq", "kind", "case_id", "decision", "input", "ruleset"
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(whole=JSON, fields=st.dictionaries(KEYS, JSON, max_size=3), use_whole=st.booleans(),
-       kind=st.sampled_from(["decision", "referral", "rejection", "human"]))
-def test_any_json_value_as_a_correctly_hashed_body_never_crashes_verify(template, tmp_path_factory, whole, fields,
-                                                                       use_whole, kind):
+       kind=st.sampled_from(["decision", "referral", "rejection", "human", "manifest"]))
+def test_any_json_value_as_a_correctly_hashed_body_never_crashes_verify(v1_template, tmp_path_factory, whole,
+                                                                       fields, use_whole, kind):
     """Any JSON value, or a real record with any fields replaced by any JSON values, as a body with a
     correct hash: verify never raises, and a body that is not the original is reported (the record,
     its item or its neighbours are named)."""
     path = str(tmp_path_factory.mktemp("h") / "audit.db")
-    shutil.copy(template, path)
+    shutil.copy(v1_template, path)
     rows = raw(path, "SELECT seq FROM audit_records WHERE kind = ? LIMIT 1", (kind,))
     seq = rows[0][0]
     original = _real_body(path, seq)
@@ -289,17 +316,17 @@ def _append_forged(db: str, entry: Entry, recorded_at: str) -> int:
     return seq + 1
 
 
-def test_a_back_dated_record_is_named_and_show_lists_it_in_chain_order(db):
+def test_a_back_dated_record_is_named_and_show_lists_it_in_chain_order(v1):
     """A correctly chained record appended with a time before its predecessor's fails as back-dated;
     `audit show` of its case lists it after the case's earlier records (it used to come first)."""
-    (cid, rs_json), = raw(db, "SELECT case_id, body FROM audit_records WHERE kind = 'decision' LIMIT 1")
+    (cid, rs_json), = raw(v1, "SELECT case_id, body FROM audit_records WHERE kind = 'decision' LIMIT 1")
     original = AuditRecordV1.from_body(rs_json, "")
     entry = Entry("decision", original.case_id, original.input, original.decision, original.ruleset_id,
                   original.ruleset_version, original.ruleset_sha256, original.decision_date, original.engine_version)
-    seq = _append_forged(db, entry, "2001-01-01T00:00:00.000000Z")
+    seq = _append_forged(v1, entry, "2001-01-01T00:00:00.000000Z")
     assert f"record {seq}: backdated: record {seq} is dated 2001-01-01T00:00:00.000000Z, before the record " \
-           "before it" in failed(db)
-    shown = run("audit", "show", db, str(original.case_id)).output
+           "before it" in failed(v1)
+    shown = run("audit", "show", v1, str(original.case_id)).output
     assert shown.index(f"Record {original.seq} ") < shown.index(f"Record {seq} ")
 
 
@@ -332,27 +359,27 @@ def dist(dist_template, tmp_path) -> str:
     return str(path)
 
 
-def test_a_forged_partition_chain_without_a_manifest_fails_even_with_a_signed_checkpoint(db, keys):
+def test_a_forged_partition_chain_without_a_manifest_fails_even_with_a_signed_checkpoint(v1, keys):
     """An audit_runs row without a manifest, a chain head and one correctly hashed grant (the forgery that
     passed with exit 0): verify fails, names the run as unfinished (nothing commits to its records), also
     with a checkpoint signed before the forgery."""
     key, pub = keys
-    cp = Path(db).with_suffix(".cp")
-    assert run("audit", "checkpoint", db, "--key", key, "-o", cp).exit_code == 0
+    cp = Path(v1).with_suffix(".cp")
+    assert run("audit", "checkpoint", v1, "--key", key, "-o", cp).exit_code == 0
     chain = "run-forged/00000"
-    (body0,), = raw(db, "SELECT body FROM audit_records WHERE kind = 'decision' LIMIT 1")
+    (body0,), = raw(v1, "SELECT body FROM audit_records WHERE kind = 'decision' LIMIT 1")
     r = AuditRecordV1.from_body(body0, "")
     entry = Entry("decision", "F-1", r.input, r.decision, r.ruleset_id, r.ruleset_version, r.ruleset_sha256,
                   r.decision_date, r.engine_version)
     body = AuditRecordV1.make_body(entry, 1, r.recorded_at, GENESIS, chain)
-    raw(db, "INSERT INTO audit_runs (run_id, run_key, spec, started_at) VALUES ('run-forged', 'k', '{}', ?)",
+    raw(v1, "INSERT INTO audit_runs (run_id, run_key, spec, started_at) VALUES ('run-forged', 'k', '{}', ?)",
         (r.recorded_at,))
-    raw(db, "INSERT INTO audit_chains (chain, run_id, part, spec, seq, hash) VALUES (?, 'run-forged', 0, '{}', 1, ?)",
+    raw(v1, "INSERT INTO audit_chains (chain, run_id, part, spec, seq, hash) VALUES (?, 'run-forged', 0, '{}', 1, ?)",
         (chain, sha(body)))
-    raw(db, "INSERT INTO audit_chain_records VALUES (?, 1, ?, 'decision', '\"F-1\"', ?, ?, ?, ?, ?)",
+    raw(v1, "INSERT INTO audit_chain_records VALUES (?, 1, ?, 'decision', '\"F-1\"', ?, ?, ?, ?, ?)",
         (chain, r.recorded_at, entry.input_sha256, r.ruleset_sha256, body, GENESIS, sha(body)))
     for extra in ((), ("--checkpoint", cp, "--public-key", pub)):
-        out = failed(db, *extra)
+        out = failed(v1, *extra)
         assert "run run-forged: unfinished: run run-forged has no manifest: nothing commits to its 1 partition " \
                "chains (1 records) yet" in out
 
@@ -398,38 +425,38 @@ def test_run_and_chain_metadata_is_checked_against_the_manifest(dist, sql, named
     assert named in failed(dist)
 
 
-def test_a_stored_rulesets_id_and_version_are_checked_against_its_records(db):
+def test_a_stored_rulesets_id_and_version_are_checked_against_its_records(v1):
     """The id or version of a stored ruleset rewritten (its source untouched) fails, naming the ruleset."""
-    raw(db, "UPDATE audit_rulesets SET version = '1999-01-01'")
-    assert "is listed as study-grant 1999-01-01, but record 1 names it study-grant" in failed(db)
+    raw(v1, "UPDATE audit_rulesets SET version = '1999-01-01'")
+    assert "is listed as study-grant 1999-01-01, but record 1 names it study-grant" in failed(v1)
 
 
-def test_a_checkpoint_commits_to_every_partition_chains_head(dist, keys):
+def test_a_checkpoint_commits_to_every_partition_chains_head(v1, keys):
     """A checkpoint lists every partition chain's head; a chain cut with its head after it was signed is
     named by the checkpoint (on that chain), beside the manifest."""
     key, pub = keys
-    cp = Path(dist).with_suffix(".cp")
-    assert run("audit", "checkpoint", dist, "--key", key, "-o", cp).exit_code == 0
+    cp = Path(v1).with_suffix(".cp")
+    assert run("audit", "checkpoint", v1, "--key", key, "-o", cp).exit_code == 0
     chains = json.loads(cp.read_text())["chains"]
-    assert len(chains) >= 2
+    assert len(chains) == 4
     name, head = sorted(chains.items())[0]
-    raw(dist, "DELETE FROM audit_chain_records WHERE chain = ? AND seq = ?", (name, head["seq"]))
-    (prev,), = raw(dist, "SELECT hash FROM audit_chain_records WHERE chain = ? AND seq = ?", (name, head["seq"] - 1))
-    raw(dist, "UPDATE audit_chains SET seq = seq - 1, hash = ? WHERE chain = ?", (prev, name))
-    out = failed(dist, "--checkpoint", cp, "--public-key", pub)
+    raw(v1, "DELETE FROM audit_chain_records WHERE chain = ? AND seq = ?", (name, head["seq"]))
+    (prev,), = raw(v1, "SELECT hash FROM audit_chain_records WHERE chain = ? AND seq = ?", (name, head["seq"] - 1))
+    raw(v1, "UPDATE audit_chains SET seq = seq - 1, hash = ? WHERE chain = ?", (prev, name))
+    out = failed(v1, "--checkpoint", cp, "--public-key", pub)
     assert f"record {name}:{head['seq']}: checkpoint:" in out
 
 
-def test_a_version_1_checkpoint_still_verifies(db, keys):
+def test_a_version_1_checkpoint_still_verifies(v1, keys):
     """A checkpoint signed as before (main head only, no chains or queue) still verifies a clean log."""
     import base64
     from vedtak.audit.checkpoint import _message, load_private_key
     key, pub = keys
-    (seq, head), = raw(db, "SELECT seq, hash FROM audit_head")
+    (seq, head), = raw(v1, "SELECT seq, hash FROM audit_head")
     cp = {"seq": seq, "hash": head, "signed_at": "2026-01-01T00:00:00.000000Z"}
     cp["signature"] = base64.b64encode(load_private_key(Path(key).read_bytes()).sign(_message(cp))).decode()
-    Path(db).with_suffix(".cp").write_text(json.dumps(cp))
-    r = run("audit", "verify", db, "--checkpoint", Path(db).with_suffix(".cp"), "--public-key", pub)
+    Path(v1).with_suffix(".cp").write_text(json.dumps(cp))
+    r = run("audit", "verify", v1, "--checkpoint", Path(v1).with_suffix(".cp"), "--public-key", pub)
     assert r.exit_code == 0, r.output
 
 

@@ -165,7 +165,12 @@ def check_checkpoint(store, cp: dict, public_pem: bytes | None, last_seq: int, a
 
 
 def _hash_of(store, seq: int, chain: str | None) -> str | None:
-    """The stored hash of a record, None if it is missing or too damaged to read."""
+    """The stored hash of a record, None if it is missing or too damaged to read (a version 2 record:
+    the hash of the block it ends; a head is always a block's last record)."""
+    found = list(store._query(store._sql("SELECT last_seq, hash FROM audit_blocks WHERE chain = ? AND first_seq <= ? "
+                                         "AND last_seq >= ?"), (chain or "", seq, seq)))
+    if found:
+        return found[0][1] if int(found[0][0]) == seq else None
     rows = store.rows(seq) if chain is None else store.chain_rows(chain, seq)
     try:
         row = next(rows, None)
