@@ -1,0 +1,192 @@
+"""PostgreSQL block insert: one 1 000-record block and its case-index rows, written three ways.
+
+Usage: python benchmarks/bench_pg_insert.py [--postgres URL] [--blocks 30] [--records 1000]
+
+Builds one block of N study-grant records as a batch worker builds it (records, digests,
+index), then, on the server (default $VEDTAK_TEST_POSTGRES; the benchmark drops and creates
+its own two tables, ``bench_blocks`` and ``bench_case_index``, shaped as ``audit_blocks`` and
+``audit_case_index``), inserts the block row and its N index rows per transaction:
+
+- executemany: the block row, then one single-row INSERT per index row (psycopg's
+  executemany, which pipelines the statements);
+- jsonb: the block row, then one INSERT ... SELECT over the block's index as one jsonb array
+  (``jsonb_array_elements``: one statement per block);
+- copy: the block row, then ``COPY ... FROM STDIN`` of the index rows as one text buffer;
+- jsonb, pglz: as jsonb, on a connection that leaves the block row's TOAST compression at
+  the server's default (pglz) where the others use lz4, as the store's writer does;
+- store: ``PostgresStore._link_block`` as shipped (an append to a partition chain, whatever
+  way the store uses), for comparison.
+
+Prints, per way, the statements' time and the commit's (fsync on) in microseconds per record,
+the median of ``--blocks`` blocks after one warm-up each. The ways run interleaved, block by
+block, so that a slower moment of a shared machine falls on all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from workload import generate  # noqa: E402
+
+RULESET = HERE.parent / "rulesets" / "study-grant"
+
+BLOCK_TABLE = """CREATE TABLE bench_blocks (chain TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL,
+    recorded_at TEXT NOT NULL, header TEXT NOT NULL, records BYTEA NOT NULL, digests BYTEA NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (chain, first_seq))"""
+INDEX_TABLE = """CREATE TABLE bench_case_index (case_id TEXT NOT NULL, chain TEXT NOT NULL, seq BIGINT NOT NULL,
+    kind TEXT NOT NULL, PRIMARY KEY (case_id, chain, seq))"""
+BLOCK_INSERT = ("INSERT INTO bench_blocks (chain, first_seq, last_seq, recorded_at, header, records, digests, "
+                "prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+def build_block(n: int):
+    """One block of ``n`` study-grant records, built as a batch worker builds it."""
+    from vedtak.audit.log import PiiPolicy
+    from vedtak.batch import decide_block
+    from vedtak.compile import compile as compile_plan
+    from vedtak.inputs import Item
+    from vedtak.load import load
+
+    plan = compile_plan(load(str(RULESET)))
+    items = []
+    for i, case in enumerate(generate(n, seed=7), 1):
+        case["case_id"] = f"C-{i:07d}"  # text ids, as agencies' case numbers are
+        items.append(Item("cases.jsonl", i, case, None, json.dumps(case)))
+    return decide_block(items, plan, PiiPolicy("keep", None)).block
+
+
+def _text_field(value: str) -> str:
+    """A value in COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def way_executemany(cur, block, chain, first):
+    index = json.loads(block.index)
+    cur.executemany("INSERT INTO bench_case_index (case_id, chain, seq, kind) VALUES (%s, %s, %s, %s)",
+                    [(k, chain, first + i, c) for i, (k, c) in enumerate(index) if k is not None])
+
+
+def way_jsonb(cur, block, chain, first):
+    cur.execute("INSERT INTO bench_case_index (case_id, chain, seq, kind) SELECT x->>0, %s, %s::bigint + ord - 1, "
+                "x->>1 FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(x, ord) "
+                "WHERE jsonb_typeof(x->0) = 'string'", (chain, first, block.index))
+
+
+def way_copy(cur, block, chain, first):
+    index = json.loads(block.index)
+    c = _text_field(chain)
+    text = "".join([f"{_text_field(k)}\t{c}\t{first + i}\t{kind}\n" for i, (k, kind) in enumerate(index)
+                    if k is not None])
+    with cur.copy("COPY bench_case_index (case_id, chain, seq, kind) FROM STDIN") as copy:
+        copy.write(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--postgres", default=os.environ.get("VEDTAK_TEST_POSTGRES"),
+                    help="A PostgreSQL URL where the benchmark may create and drop its tables "
+                         "(default: $VEDTAK_TEST_POSTGRES).")
+    ap.add_argument("--blocks", type=int, default=30, help="blocks written each way (default 30)")
+    ap.add_argument("--records", type=int, default=1000, help="records per block (default 1000)")
+    args = ap.parse_args()
+    if not args.postgres:
+        print("no PostgreSQL server: give --postgres URL or set VEDTAK_TEST_POSTGRES (bash .ci/postgres starts one)",
+              file=sys.stderr)
+        return 2
+    import psycopg
+
+    from vedtak.audit import blocks
+    from vedtak.audit.postgres import PostgresStore
+    from vedtak.audit.record import GENESIS, utc_now
+    from vedtak.decision import ENGINE_VERSION
+
+    block = build_block(args.records)
+    n = len(block)
+    db = psycopg.connect(args.postgres, autocommit=False)
+    plain = psycopg.connect(args.postgres, autocommit=False)  # the server's default TOAST compression
+    try:  # as the store's writer does (engine/audit/postgres.py _lz4)
+        db.execute("SET default_toast_compression = 'lz4'")
+        db.commit()
+        lz4 = "lz4"
+    except psycopg.Error:
+        db.rollback()
+        lz4 = "the server's default (no lz4 here)"
+    with db.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_blocks")
+        cur.execute("DROP TABLE IF EXISTS bench_case_index")
+        cur.execute(BLOCK_TABLE)
+        cur.execute(INDEX_TABLE)
+    db.commit()
+    # the store's own way, on a partition chain of a throwaway run in the audit tables
+    store = PostgresStore(args.postgres)
+    run_id = "bench-insert-" + utc_now()
+    store.start_run(run_id, run_id, "{}", [(f"{run_id}/{w:05d}", w, "{}") for w in range(1)])
+    ways = {"executemany": way_executemany, "jsonb": way_jsonb, "copy": way_copy, "jsonb, pglz": way_jsonb,
+            "store": None}
+    timings: dict = {name: ([], [], []) for name in ways}
+    try:
+        for b in range(args.blocks + 1):
+            for w, (name, way) in enumerate(ways.items()):
+                first = b * n + 1
+                if way is None:
+                    chain = f"{run_id}/00000"
+                    started = time.perf_counter()
+                    seq, prev = store._begin_chain_append(chain)
+                    store._link_block(block, seq, prev, chain, utc_now())
+                    row = mid = time.perf_counter()
+                    store._commit()
+                else:
+                    chain = f"bench/{w}"
+                    now = utc_now()
+                    head = blocks.header(chain, first, first + n - 1, now, block.codec, ENGINE_VERSION, block.rulesets)
+                    conn = plain if name.endswith("pglz") else db
+                    started = time.perf_counter()
+                    with conn.cursor() as cur:
+                        cur.execute(BLOCK_INSERT, (chain, first, first + n - 1, now, head, block.payload,
+                                                   block.digests, GENESIS, blocks.block_hash(GENESIS, head, block.link)))
+                        row = time.perf_counter()
+                        way(cur, block, chain, first)
+                    mid = time.perf_counter()
+                    conn.commit()
+                ended = time.perf_counter()
+                if b:  # the first block of each way warms up
+                    timings[name][0].append(row - started)
+                    timings[name][1].append(mid - row)
+                    timings[name][2].append(ended - mid)
+        with db.cursor() as cur:
+            cur.execute("SELECT chain, COUNT(*) FROM bench_case_index GROUP BY chain ORDER BY chain")
+            counts = cur.fetchall()
+        assert all(c == n * (args.blocks + 1) for _, c in counts) and len(counts) == 4, counts
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS bench_blocks")
+            cur.execute("DROP TABLE IF EXISTS bench_case_index")
+        db.commit()
+        db.close()
+        plain.close()
+        store.close()
+    print(f"PostgreSQL: one block of {n} records and its {n} case-index rows per transaction; "
+          f"median of {args.blocks} blocks; block rows TOAST-compressed with {lz4} unless named pglz")
+    print("µs per record:")
+    print(f"{'way':>12} {'block row':>10} {'index rows':>11} {'commit':>8} {'total':>8}")
+    for name, parts in timings.items():
+        r, i, c = (statistics.median(t) / n * 1e6 for t in parts)
+        if name == "store":  # the store's statements are timed together
+            print(f"{name:>12} {'':>10} {r + i:>11.2f} {c:8.2f} {r + i + c:8.2f}   (block row and index rows)")
+        else:
+            print(f"{name:>12} {r:10.2f} {i:11.2f} {c:8.2f} {r + i + c:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
