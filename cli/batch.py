@@ -46,6 +46,8 @@ class BatchOptions:
     redecide: bool = False
     lock_timeout: float = 60.0  # seconds a write waits for another process's lock on the log
     limits: Limits = field(default_factory=Limits)  # what one input line may cost to read
+    compress: str = "none"  # block compression of the log's records
+    keep_released: bool = False  # the log keeps each released decision JSON in full too
 
 
 def parse_size(text: str) -> int:
@@ -151,7 +153,8 @@ def _progress(show: bool, what: str) -> Progress:
 
 def _run_local(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
     try:
-        log = AuditLog.open(o.audit, pii=o.pii, pii_key=key, batch_size=o.batch_size, timeout=o.lock_timeout)
+        log = AuditLog.open(o.audit, pii=o.pii, pii_key=key, batch_size=o.batch_size, timeout=o.lock_timeout,
+                            compress=o.compress, keep_released=o.keep_released)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except StoreError as exc:  # locked longer than the timeout, or full, before anything was done

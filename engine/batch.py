@@ -213,11 +213,12 @@ def decide_block(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | N
                  [info for _, info in decided] if keep else None, items if send_items else None)
 
 
-def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Chunk:
+def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str, decisions: list | None = None) -> Chunk:
     """:func:`decide_block` for the common case — lines kept as read, no personal-data masking —
     without building audit entries: each record's meta is put together from its outcome's
     constant part and the values and case id its decision JSON already encodes. Anything else
-    (a rejection, a missing-data referral, a CSV row) takes the general path, case by case."""
+    (a rejection, a missing-data referral, a CSV row) takes the general path, case by case.
+    ``decisions``, if given, receives each case's Decision (a library caller's batch)."""
     block = EntryBlock(False)
     block.entries = None
     work: list = []
@@ -232,6 +233,8 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Ch
         text_in = item.text
         if item.error is None and text_in is not None:
             decision = plan.decide(item.raw)
+            if decisions is not None:
+                decisions.append(decision)
             o = decision._outcome
             if o.status != "rejected" and o.referral in general:
                 released = decision.to_json()
@@ -246,13 +249,14 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Ch
                 fields = _compact_constant(o)
                 values = released[released.rfind('"values":') + 9:-1]
                 if code == "r":
-                    item = work_item(decision, o.period.version)
-                    work.append((len(block), item))
-                    fields += ',"i":"' + item_digest(item[2]) + '"'
-                meta = ('{"k":"' + code + '","c":' + cid + (',"n":' + str(n) if n else "") + fields
+                    opened = work_item(decision, o.period.version)
+                    work.append((len(block), opened))
+                    fields += ',"i":"' + item_digest(opened[2]) + '"'
+                meta = ('{"' + code.upper() + '":' + cid + (',"n":' + str(n) if n else "") + fields
                         + (',"v":' + values if values != "{}" else "") + "}")
+                key = cid if cid[0] != '"' else json.dumps(json.loads(cid), ensure_ascii=False)
                 add((meta + "\n" + text_in).encode("utf-8"), sha256(released.encode("utf-8")).digest(),
-                    cid if cid[0] != '"' else json.dumps(json.loads(cid), ensure_ascii=False), code)
+                    None if key == "null" else key, code)
                 out.append(released)
                 summary.read += 1
                 if code == "d":
@@ -264,6 +268,8 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str) -> Ch
             info = outcome_info(decision)
         else:
             (entry, info), = decide_chunk([item], plan, pii)
+            if decisions is not None:
+                decisions.append(None)  # a library caller's items are always read
         block.add(*block.record_of(entry))
         for sha in block.rulesets:
             ruleset_index.setdefault(sha, block.rulesets.index(sha))
@@ -397,7 +403,7 @@ class Batch:
     def __init__(self, ruleset_path: str, inputs: list[str], log: AuditLog, *, workers: int = 1,
                  resume: bool = False, chunk_size: int = 1000, fmt: str | None = None,
                  progress: Callable[[int], None] | None = None, pii: tuple[str, bytes | None] = ("keep", None),
-                 redecide: bool = False, limits: Limits | None = None, keep_released: bool = False):
+                 redecide: bool = False, limits: Limits | None = None):
         if resume and redecide:
             raise ValueError("resume and redecide cannot be combined: resume releases recorded decisions, "
                              "redecide replaces them")
@@ -411,8 +417,8 @@ class Batch:
         self.plan = compile_plan(load(ruleset_path))
         self.schema = self.plan.ruleset.latest.model.case
         self.recorded = 0  # records this run appended
-        self.keep_released = keep_released
-        self._options = (keep_released, log.store.codec)
+        # what the log's records keep (engine/audit/block_store.py): the workers build the blocks
+        self._options = (log.store.keep_released, log.store.codec)
 
     def items(self) -> Iterator[Item]:
         for path in self.inputs:

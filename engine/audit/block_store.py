@@ -58,9 +58,7 @@ class EntryBlock(BlockBuilder):
     def record_of(self, entry) -> tuple[bytes, bytes, str | None, str]:
         """(record bytes, SHA-256 of the released JSON, case key, kind code) of one entry."""
         code = KIND_CODES[entry.kind]
-        head = '{"k":"' + code + '"'
-        if entry.case_id is not None:
-            head += ',"c":' + encode_scalar(entry.case_id)
+        head = '{"' + code.upper() + '":' + encode_scalar(entry.case_id)
         sha = entry.ruleset_sha256
         if sha is not None:
             try:
@@ -222,19 +220,32 @@ class BlockStoreMixin:
         return found
 
     @functools.cached_property
-    def _render_plans(self) -> dict:
+    def _versions(self) -> dict:
         return {}
 
-    def render_plan(self, sha: str):
-        """The plan of one stored ruleset version, compiled from its stored source (cached)."""
-        plans = self._render_plans
-        if sha not in plans:
-            from ..compile import compile as compile_plan
-            from ..load import load_sources
-            stored = self.ruleset(sha)
-            plans[sha] = None if stored is None else compile_plan(load_sources([(stored.path, stored.source)],
-                                                                              stored.ruleset_id))
-        return plans[sha]
+    def stored_version(self, sha: str | None):
+        """The stored source of one ruleset version (cached per store), or None."""
+        if sha is None:
+            return None
+        found = self._versions
+        if sha not in found:
+            found[sha] = self.ruleset(sha)
+        return found[sha]
+
+
+_PLANS: dict = {}
+
+
+def render_plan(stored):
+    """The plan of one stored ruleset version, compiled from its stored source (cached by SHA-256)."""
+    plan = _PLANS.get(stored.sha256)
+    if plan is None:
+        from ..compile import compile as compile_plan
+        from ..load import load_sources
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        plan = _PLANS[stored.sha256] = compile_plan(load_sources([(stored.path, stored.source)], stored.ruleset_id))
+    return plan
 
 
 def _stored(row) -> StoredBlock:
@@ -250,12 +261,13 @@ def records_of(block: StoredBlock, store) -> list["AuditRecordV2"]:
     out = []
     for i, text in enumerate(texts):
         meta, data = blocks.meta_and_input(text)
+        kind, cid = blocks.kind_of(meta)
         n = meta.get("n", 0)
         sha = rulesets[n] if isinstance(n, int) and 0 <= n < len(rulesets) else None
         released = block.digests[i * DIGEST:i * DIGEST + 32].hex()
-        out.append(AuditRecordV2(block.first_seq + i, block.recorded_at, KIND_NAMES.get(meta.get("k"), "?"),
-                                 meta.get("c"), data.decode("utf-8"), meta, sha, head.get("engine_version"),
-                                 block.prev_hash, block.hash, released, block.chain, store))
+        out.append(AuditRecordV2(block.first_seq + i, block.recorded_at, KIND_NAMES.get(kind, "?"),
+                                 cid, data.decode("utf-8"), meta, sha, head.get("engine_version"),
+                                 block.prev_hash, block.hash, released, block.chain, store.stored_version(sha)))
     return out
 
 
@@ -275,7 +287,7 @@ class AuditRecordV2:
     hash: str  # the block's
     released_sha256: str
     chain: str | None
-    store: object
+    version: object  # the StoredRuleset of ruleset_sha256, if the log holds it
 
     record_version = 2
 
@@ -301,19 +313,13 @@ class AuditRecordV2:
     def input_sha256(self) -> str:
         return hashlib.sha256(self.stored_input.encode("utf-8")).hexdigest()
 
-    @functools.cached_property
-    def _stored_version(self):
-        return self.store.ruleset(self.ruleset_sha256) if self.ruleset_sha256 else None
-
     @property
     def ruleset_id(self) -> str | None:
-        v = self._stored_version
-        return v.ruleset_id if v is not None else None
+        return self.version.ruleset_id if self.version is not None else None
 
     @property
     def ruleset_version(self) -> str | None:
-        v = self._stored_version
-        return v.version if v is not None else None
+        return self.version.version if self.version is not None else None
 
     @property
     def pii(self) -> str | None:
@@ -325,10 +331,9 @@ class AuditRecordV2:
         """The released decision JSON, rendered again from the stored ruleset source (or kept)."""
         if "z" in self.meta:
             return canonical_json(self.meta["z"])
-        plan = self.store.render_plan(self.ruleset_sha256) if self.ruleset_sha256 else None
-        if plan is None:
+        if self.version is None:
             raise NotRenderable(f"record {self.ref}: its ruleset version is not stored in the log")
-        return render(self.meta, self.raw, plan, self.ruleset_sha256)
+        return render(self.meta, self.raw, render_plan(self.version), self.ruleset_sha256)
 
     @property
     def renders_exactly(self) -> bool:

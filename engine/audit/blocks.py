@@ -13,7 +13,7 @@ Hashes, per record ``i`` of a block (``released_i``: the SHA-256 of the released
 
     leaf_i  = SHA-256(released_i || record_i)
     link_i  = SHA-256(link_{i-1} || leaf_i)          link_0 = SEED
-    digests = released_i (32 bytes) || leaf_i[:8] || link_i[:8]    for each record, in order
+    digests = released_i (32 bytes) || leaf_i[:4] || link_i[:4]    for each record, in order
     hash    = SHA-256(prev_hash || "\\n" || header || "\\n" || hex(link_n))
 
 ``header`` is the block's canonical JSON (chain, first and last sequence number, time,
@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 
 RECORD_VERSION = 2
 SEED = hashlib.sha256(b"vedtak audit block, record version 2").digest()
-DIGEST = 48  # bytes of digests per record: released (32) + leaf prefix (8) + link prefix (8)
-_LEN = struct.Struct(">I")
+DIGEST = 40  # bytes of digests per record: released (32) + leaf prefix (4) + link prefix (4)
+LOCATE = 4  # bytes of each leaf and link kept: they locate a change; the block hash (full) detects it
 _sha = hashlib.sha256
 
 KIND_CODES = {"decision": "d", "referral": "r", "rejection": "j", "human": "h", "manifest": "m"}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
+_KIND_KEYS = tuple(code.upper() for code in KIND_NAMES)
 
 try:  # optional block compression (vedtak[zstd])
     import zstandard as _zstd
@@ -51,6 +51,12 @@ CODECS = ("none", "zstd")
 
 class BlockError(ValueError):
     """A stored block that cannot be decoded (its codec, framing or digests are not as written)."""
+
+
+def compress_check(codec: str) -> None:
+    """BlockError if this codec cannot be written here (zstd without the zstandard package)."""
+    if codec == "zstd" and _zstd is None:
+        raise BlockError("block compression zstd needs the zstandard package: pip install 'vedtak[zstd]'")
 
 
 def compress(data: bytes, codec: str) -> bytes:
@@ -91,7 +97,7 @@ class BlockBuilder:
     def add(self, record: bytes, released: bytes, case_key: str | None, kind: str) -> None:
         leaf = _sha(released + record).digest()
         self.link = link = _sha(self.link + leaf).digest()
-        self.digests += released + leaf[:8] + link[:8]
+        self.digests += released + leaf[:4] + link[:4]
         self.records.append(record)
         self.case_keys.append(case_key)
         self.kinds.append(kind)
@@ -129,13 +135,12 @@ class BlockBuilder:
             released = bytes(self.digests[i * DIGEST:i * DIGEST + 32])
             leaf = _sha(released + self.records[i]).digest()
             link = _sha(link + leaf).digest()
-            self.digests[i * DIGEST + 32:(i + 1) * DIGEST] = leaf[:8] + link[:8]
+            self.digests[i * DIGEST + 32:(i + 1) * DIGEST] = leaf[:4] + link[:4]
         self.link = link
 
     def payload(self) -> bytes:
-        """The records, each prefixed by its length (4 bytes, big-endian)."""
-        pack = _LEN.pack
-        return b"".join([pack(len(r)) + r for r in self.records])
+        """The records, each prefixed by its length (a varint: 7 bits a byte, low bits first)."""
+        return b"".join([_varint(len(r)) + r for r in self.records])
 
 
 def header(chain: str | None, first_seq: int, last_seq: int, recorded_at: str, codec: str, engine: str,
@@ -154,17 +159,47 @@ def block_hash(prev_hash: str, header_text: str, link: bytes) -> str:
 def split_records(payload: bytes) -> list[bytes]:
     """The records of a block's (decompressed) payload; BlockError if its framing is broken."""
     out, pos, end = [], 0, len(payload)
-    unpack = _LEN.unpack_from
     while pos < end:
-        if pos + 4 > end:
-            raise BlockError("its records end in the middle of a length")
-        (n,) = unpack(payload, pos)
-        pos += 4
+        n = shift = 0
+        while True:
+            if pos >= end or shift > 28:
+                raise BlockError("its records end in the middle of a length")
+            byte = payload[pos]
+            pos += 1
+            n |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
         if pos + n > end:
             raise BlockError("a record runs past the end of the block")
         out.append(payload[pos:pos + n])
         pos += n
     return out
+
+
+_VARINTS = [bytes([n]) for n in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _VARINTS[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def kind_of(meta) -> tuple[str | None, object]:
+    """A record meta's kind code and case id: the one member named by an upper-case kind letter
+    (``{"D": 17, ...}``: a decision of case 17). (None, None) when the meta has no single kind."""
+    if type(meta) is not dict:
+        return None, None
+    found = [k for k in _KIND_KEYS if k in meta]
+    if len(found) != 1:
+        return None, None
+    return found[0].lower(), meta[found[0]]
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def render(meta: dict, raw, plan, sha: str | None) -> str:
     ``plan`` (compiled from the stored sources of the record's ruleset versions)."""
     if "z" in meta:
         return canonical_json(meta["z"])
-    kind = meta.get("k")
+    from .blocks import kind_of
+    kind, _ = kind_of(meta)
     if kind == "j":
         period = next((p for p in reversed(plan._periods) if p.version.sha256 == sha), None)
         if period is None:

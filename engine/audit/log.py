@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+
+import msgspec
 from collections.abc import Iterable, Iterator
 
 from ..compile import Plan
 from ..decision import Decision, canonical_json
+from .blocks import CODECS, compress_check
 from .compact import compact_fields
 from .pii import PII_MODES, PiiPolicy, stored_decision  # noqa: F401 - PII_MODES, PiiPolicy: re-exported
 from .record import Entry
@@ -66,6 +70,22 @@ def open_store(db: str, *, timeout: float = 60.0, read_only: bool = False) -> Au
     return SQLiteStore(db, timeout=timeout, read_only=read_only)
 
 
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def input_text(raw) -> str:
+    """The canonical encoding a library caller's case is recorded in: JSON with sorted keys and
+    no whitespace, decimals and dates as strings (read back, the same case)."""
+    try:
+        text = _encode_sorted(raw).decode("utf-8")
+    except (TypeError, ValueError, UnicodeError, OverflowError, msgspec.EncodeError):
+        return canonical_json(raw)
+    return text if text.isascii() or not _LONE.search(text) else canonical_json(raw)
+
+
+_LONE = re.compile("[\ud800-\udfff]")
+
+
 def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None) -> Entry:
     """The audit entry for a decision on the raw case it was made from (``text``: the case as
     received, a batch's line, which the log then keeps instead of the canonical JSON of ``raw``)."""
@@ -86,7 +106,7 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None)
     day = decision.decision_date
     item = None if decision.status == "decided" else work_item(decision, version, reasons, values)
     kind = KIND_OF_STATUS[decision.status]
-    given = text if meta is not None and text is not None else canonical_json(kept)
+    given = text if meta is not None and text is not None else input_text(kept)
     if version is None:
         return Entry(kind, decision.case_id, given, stored, None, None, None, None,
                      decision.engine_version, note, item, released)
@@ -103,10 +123,16 @@ class AuditLog:
     """
 
     def __init__(self, store: AuditStore, *, pii: str = "keep", pii_key: bytes | None = None,
-                 batch_size: int = 1000):
+                 batch_size: int = 1000, compress: str = "none", keep_released: bool = False):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if compress not in CODECS:
+            raise ValueError(f"compress must be one of {', '.join(CODECS)}, not {compress!r}")
+        compress_check(compress)
         self.store = store
+        # what each block's records keep: compressed with zstd or not; the full released decision JSON
+        # too (keep_released), or only its SHA-256 and what renders it again
+        store.codec, store.keep_released = compress, keep_released
         self.pii = PiiPolicy(pii, pii_key)
         self.batch_size = batch_size
         self._stored: set[str] = set()
@@ -187,7 +213,7 @@ class AuditLog:
         """
         batch: list = []
         for raw in raws:
-            batch.append((raw, plan.decide(raw)))
+            batch.append(raw)
             if len(batch) >= self.batch_size:
                 yield from self._flush(plan, batch, skip_recorded)
                 batch = []
@@ -195,6 +221,19 @@ class AuditLog:
             yield from self._flush(plan, batch, skip_recorded)
 
     def _flush(self, plan: Plan, batch: list, skip_recorded: bool) -> Iterator[Decision]:
+        if not skip_recorded and self.pii.mode == "keep" and not self.store.keep_released:
+            # decided, the block built (records, digests) without audit entries, then committed
+            from ..batch import _fast_block
+            from ..inputs import Item
+            decisions: list = []
+            items = [Item("", 0, raw, None, input_text(raw) if type(raw) is dict else None) for raw in batch]
+            chunk = _fast_block(items, plan, self.pii, self.store.codec, decisions)
+            rulesets = self._new_rulesets(plan)
+            self.store.append_prepared(lambda store: ([], None, chunk.block), rulesets)
+            self._stored.update(r.sha256 for r in rulesets)
+            yield from (d if d is not None else plan.decide(raw) for d, raw in zip(decisions, batch))
+            return
+        batch = [(raw, plan.decide(raw)) for raw in batch]
         if skip_recorded:
             entries = [(raw, d, self.entry(d, raw)) for raw, d in batch]
             keys = [(e.case_id, e.input_sha256, e.ruleset_sha256) for _, _, e in entries]

@@ -20,7 +20,7 @@ import msgspec
 from ..decision import canonical_json
 from . import blocks
 from .compact import item_digest
-from .blocks import DIGEST, KIND_CODES, KIND_NAMES, SEED, BlockError
+from .blocks import DIGEST, KIND_CODES, KIND_NAMES, LOCATE, SEED, BlockError
 
 _sha = hashlib.sha256
 _decode = msgspec.json.Decoder().decode
@@ -99,10 +99,10 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             leaf = _sha(d[:32] + text).digest()
             link = _sha(link + leaf).digest()
             if not blamed and len(d) == DIGEST:
-                if leaf[:8] != d[32:40]:
+                if leaf[:LOCATE] != d[32:32 + LOCATE]:
                     add(at_seq, "edited", f"record {at_seq} was changed: its content does not match its hash")
                     blamed = True
-                elif link[:8] != d[40:48]:
+                elif link[:LOCATE] != d[32 + LOCATE:DIGEST]:
                     if i:
                         add(at_seq - 1, "edited", f"record {at_seq - 1} was changed and its hashes recomputed: "
                             f"record {at_seq} no longer follows it")
@@ -112,15 +112,14 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             end_meta = text.find(b"\n")
             try:
                 meta = _decode(text[:end_meta]) if end_meta > 0 else None
-                kind = meta.get("k") if type(meta) is dict else None
+                kind, cid = blocks.kind_of(meta)
             except (msgspec.DecodeError, UnicodeDecodeError):
-                kind = None
+                kind = cid = None
             if kind not in KIND_NAMES:
                 if not blamed:
                     add(at_seq, "edited", f"record {at_seq} is malformed (changed): it is not a version 2 record")
                     blamed = True
                 continue
-            cid = meta.get("c")
             if cid is not None:
                 key = _key(cid)
                 expected_index = (expected_index + hash((key, name, at_seq, kind))) & _MASK
@@ -207,8 +206,9 @@ def _check_index(store, name: str, expected: int, add) -> None:
         try:
             for i, text in enumerate(block.record_texts()):
                 meta, _ = blocks.meta_and_input(text)
-                if meta.get("c") is not None:
-                    want.add((_key(meta["c"]), name, block.first_seq + i, meta.get("k")))
+                kind, cid = blocks.kind_of(meta)
+                if cid is not None:
+                    want.add((_key(cid), name, block.first_seq + i, kind))
         except (ValueError, BlockError):
             continue
     got = {(k, c, int(s), kind) for k, c, s, kind in store._query(store._sql(
