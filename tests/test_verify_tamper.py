@@ -485,3 +485,11 @@ def test_a_raised_mark_of_where_the_queue_chain_begins_is_named(db):
     raw(db, "INSERT INTO audit_meta (key, value) VALUES ('queue_events_chained_from', '1000')")
     assert "queue event 1: queue_event: queue event 1 is chained, but the log says its chain begins at event " \
            "1000" in failed(db)
+
+
+def test_a_stored_rulesets_id_is_checked_against_its_source_in_a_log_of_blocks(db):
+    """In a log of version 2 blocks (whose records name a ruleset by SHA-256 only), a stored ruleset's
+    id rewritten fails too: the columns must be what the stored source (as hashed) says."""
+    (sha,), = raw(db, "SELECT sha256 FROM audit_rulesets")
+    raw(db, "UPDATE audit_rulesets SET ruleset_id = 'other-grant'")
+    assert f"ruleset {sha[:12]}: ruleset: the stored ruleset {sha[:12]} is listed as other-grant" in failed(db)

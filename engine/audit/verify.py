@@ -125,7 +125,7 @@ class _Rulesets:
         self.bad = {sha for sha, rs in self.stored.items() if sha256(rs.source) != sha}
         self.reported: set[str] = set()
         self.named: set[str] = set()
-        self._review_queues: dict[str | None, str] = {None: "review"}
+        self._versions: dict = {None: None}
 
     def check(self, rs_sha: str | None, seq: int, add, named: dict | None = None) -> None:
         if rs_sha is None or rs_sha in self.reported:
@@ -146,19 +146,33 @@ class _Rulesets:
                     f"but record {seq} names it {named.get('id')} {named.get('version')}")
                 self.reported.add(rs_sha)
 
-    def review_queue(self, rs_sha: str | None) -> str:
-        """The review queue of the ruleset version (where its rejections go), as the engine chose it."""
-        if rs_sha not in self._review_queues:
-            queue = "review"
+    def _version(self, rs_sha: str | None):
+        """The ruleset version its stored source loads as (None: not stored, not as hashed, or not loading)."""
+        if rs_sha not in self._versions:
+            version = None
             rs = self.stored.get(rs_sha)  # type: ignore[arg-type]
             if rs is not None and rs_sha not in self.bad:
                 from ..load import load_text
                 try:
-                    queue = load_text(rs.source, rs.path).latest.model.review_queue
+                    version = load_text(rs.source, rs.path).latest
                 except Exception:  # noqa: BLE001 - a source that no longer loads is reported by replay
                     pass
-            self._review_queues[rs_sha] = queue
-        return self._review_queues[rs_sha]
+            self._versions[rs_sha] = version
+        return self._versions[rs_sha]
+
+    def review_queue(self, rs_sha: str | None) -> str:
+        """The review queue of the ruleset version (where its rejections go), as the engine chose it."""
+        version = self._version(rs_sha)
+        return "review" if version is None else version.model.review_queue
+
+    def check_columns(self, other) -> None:
+        """Every stored ruleset's id and version columns against what its source (checked against its
+        SHA-256) says; ``other(subject, kind, message)`` for each that differs."""
+        for sha, rs in sorted(self.stored.items()):
+            version = self._version(sha)
+            if version is not None and (rs.ruleset_id, rs.version) != (version.id, version.version):
+                other(f"ruleset {sha[:12]}", "ruleset", f"the stored ruleset {sha[:12]} is listed as {rs.ruleset_id} "
+                      f"{rs.version}, but its source is {version.id} {version.version}")
 
 
 @dataclass
@@ -210,6 +224,7 @@ def verify(store: AuditStore, *, checkpoint: dict | None = None, public_key: byt
         end_seq, end_hash = end = check_blocks(store, name, end, chain_add, report, rulesets, facts)
         check_head(head, end, chain_add)
         ends[name] = (report.records - n_before, end_seq, end_hash)
+    rulesets.check_columns(other_problem(problems))
     check_runs(store, facts, ends, heads, report, add, adder, other_problem(problems))
     check_work_items(store, facts, report, adder, other_problem(problems))
     if checkpoint is not None:
