@@ -132,8 +132,9 @@ def run_partition(task: dict) -> dict:
                 built: list = []
                 prepare = _settler(plan, pii, own, chunk, decided, seen, built)
                 store.append_to_chain(chain, expect_seq=seq, prepare=prepare)  # recorded, then released
-                n, output, part_summary, seen = built
+                n, output, part_summary, added = built
                 seq += n
+                seen.update(added)
                 write_text(output)  # as decided: the log's copy may be masked
                 summary.add(part_summary)
         finally:
@@ -168,29 +169,29 @@ def _settler(plan: Plan, pii: PiiPolicy, own_chains: str, chunk: list, decided: 
     decided or referred in the log outside this run (an earlier run) an already_decided rejection.
     When neither occurs (the rule) the block the chunk was built into is recorded as it is; else
     the chunk's entries are settled case by case. Fills ``built`` with [records appended, output
-    text, summary, case keys seen]."""
+    text, summary, the chunk's case keys]."""
     def prepare(store: AuditStore) -> tuple:
         keys = [k for k in decided.block.keys() if k is not None]
         earlier = {r.key: r for r in (store.prior_records_by_key(keys, plan.id) if keys else [])
                    if r.kind in ("decision", "referral") and not (r.chain or "").startswith(own_chains)}
         if not earlier and not decided.repeats and seen.isdisjoint(keys):
-            built[:] = [len(decided), decided.output, decided.summary, seen | set(keys)]
+            built[:] = [len(decided), decided.output, decided.summary, keys]
             return [], None, decided.block
         settled = list(zip(decided.entries, decided.infos)) if decided.entries is not None \
             else decide_chunk(chunk, plan, pii)
-        entries, out, now_seen, summary = [], [], set(seen), Summary()
+        entries, out, added, summary = [], [], set(), Summary()
         for item, (entry, outcome) in zip(chunk, settled):
             key = case_key(entry.case_id)
-            if key is not None and key in now_seen:  # as a local run: the first one is decided
+            if key is not None and (key in seen or key in added):  # as a local run: the first one is decided
                 entry, outcome = duplicate(plan, item, entry, pii)
             elif key is not None and key in earlier:
                 entry, outcome = already_decided(plan, item, entry, earlier[key], pii)
             if key is not None:
-                now_seen.add(key)
+                added.add(key)
             entries.append(entry)
             out.append((entry.released or entry.decision) + "\n")  # as decided: the log's copy may be masked
             summary.count(outcome, item.source, item.line)
-        built[:] = [len(entries), "".join(out), summary, now_seen]
+        built[:] = [len(entries), "".join(out), summary, added]
         return entries, None
     return prepare
 
