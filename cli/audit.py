@@ -246,7 +246,8 @@ def keygen(prefix: str) -> None:
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the signed checkpoint; keep it outside the log.")
 def checkpoint(db: str, key: str, out: str) -> None:
-    """Sign the log's current head, so that a later truncation of the tail is detected.
+    """Sign the log's current heads, so that a later truncation of a tail is detected: the main chain's,
+    every partition chain's and the queue events'.
 
     Example: vedtak audit checkpoint decisions.db --key audit.key -o head.json
     """
@@ -255,7 +256,10 @@ def checkpoint(db: str, key: str, out: str) -> None:
     with _open(db, read_only=True) as store:
         cp = sign_checkpoint(store, private)
     write_output("-o", out, json.dumps(cp, sort_keys=True, indent=2) + "\n")
-    say(f"signed record {cp['seq']} ({cp['hash'][:16]}) into {out}")
+    also = [f"{len(cp['chains'])} partition chain heads"] if cp.get("chains") else []
+    also += [f"queue event {cp['queue']['id']}"] if cp.get("queue") else []
+    say(f"signed record {cp['seq']} ({cp['hash'][:16]})" + (f" with {' and '.join(also)}" if also else "")
+        + f" into {out}")
 
 
 @click.command("replay")
