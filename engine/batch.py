@@ -293,7 +293,7 @@ def _compact_constant(o) -> str:
     found = _COMPACT.get(id(o))
     if found is None or found[0] is not o:
         parts = []
-        if o.outcome is not None:
+        if o.outcome is not None and o.status != "decided":  # a decision's rule gives its outcome
             parts.append('"o":' + json.dumps(o.outcome, ensure_ascii=False))
         if o.queue is not None:
             parts.append('"q":' + json.dumps(o.queue, ensure_ascii=False))

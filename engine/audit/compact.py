@@ -1,8 +1,9 @@
 """The compact decision of a version 2 record, and the released decision JSON rendered back from it.
 
 A decision or referral made from a case the log holds in full is stored as what a reader
-cannot derive again: its kind, outcome, rule and values (and a referral's queue, reason and
-missing fields; a rejection's errors; the record a decision supersedes). Its decision JSON
+cannot derive again: its kind (the status), rule and values (a decision's rule names its
+outcome; a referral keeps its proposed outcome, queue, reason and missing fields; a
+rejection its errors; a decision made again the record it supersedes). Its decision JSON
 — reasons, basis, the parameters in force — is rendered again from the stored ruleset
 source by deciding the stored input once more (evaluation is deterministic), checked
 against the compact decision, and its SHA-256 against the one the record holds.
@@ -38,7 +39,7 @@ def compact_fields(decision: Decision, extra: dict | None = None) -> str:
         parts = []
         if o.referral == "missing-data":
             parts.append('"f":' + canonical_json(list(decision.missing)))
-        if o.outcome is not None:
+        if o.outcome is not None and o.status != "decided":  # a decision's rule gives its outcome
             parts.append('"o":' + encode_scalar(o.outcome))
         if o.queue is not None:
             parts.append('"q":' + encode_scalar(o.queue))
@@ -93,7 +94,8 @@ def render(meta: dict, raw, plan, sha: str | None) -> str:
         if decision.period is None or decision.period.version.sha256 != sha:
             raise NotRenderable("deciding its input again picks another ruleset version")
         o = decision._outcome
-        if (_KIND.get(o.status) != kind or o.outcome != meta.get("o") or decision.rule != meta.get("r")
+        if (_KIND.get(o.status) != kind or o.outcome != meta.get("o", o.outcome if kind == "d" else None)
+                or decision.rule != meta.get("r")
                 or o.queue != meta.get("q") or o.referral != meta.get("w")
                 or _values_json(tuple.__getitem__(decision, 2)) != (meta.get("v") or {})
                 or list(decision.missing) != (meta.get("f") or [])):

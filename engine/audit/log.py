@@ -114,6 +114,17 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None)
                  version.sha256, day.isoformat() if day else None, decision.engine_version, note, item, released, meta)
 
 
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class AuditLog:
     """An audit store plus the policy for writing to it.
 
@@ -211,28 +222,51 @@ class AuditLog:
         With ``skip_recorded``, a case already in the log with the same case id, input and
         ruleset is not decided or recorded again (resuming an interrupted run).
         """
-        batch: list = []
-        for raw in raws:
-            batch.append(raw)
-            if len(batch) >= self.batch_size:
+        fast = not skip_recorded and self.pii.mode == "keep" and not self.store.keep_released
+        batches = _batches(raws, self.batch_size)
+        if not fast:
+            for batch in batches:
                 yield from self._flush(plan, batch, skip_recorded)
-                batch = []
-        if batch:
-            yield from self._flush(plan, batch, skip_recorded)
+            return
+        # The common case, pipelined: while one block commits (SQLite's fsync, PostgreSQL's round
+        # trip, without the GIL) the next is decided and built. A block's decisions are yielded only
+        # once it is committed; a block left unyielded (the caller stopped) is recorded, not released.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1, thread_name_prefix="vedtak-commit") as writer:
+            pending = None
+            try:
+                for batch in batches:
+                    built = self._build(plan, batch)
+                    if pending is not None:
+                        committed, decisions = pending
+                        pending = None
+                        committed.result()
+                        yield from decisions
+                    pending = (writer.submit(self._commit_block, plan, built[0]), built[1])
+                if pending is not None:
+                    committed, decisions = pending
+                    pending = None
+                    committed.result()
+                    yield from decisions
+            finally:
+                if pending is not None:
+                    pending[0].result()
+
+    def _build(self, plan: Plan, batch: list) -> tuple:
+        """A batch decided and built into a block (records, digests) without audit entries."""
+        from ..batch import _fast_block
+        from ..inputs import Item
+        decisions: list = []
+        items = [Item("", 0, raw, None, input_text(raw) if type(raw) is dict else None) for raw in batch]
+        chunk = _fast_block(items, plan, self.pii, self.store.codec, decisions)
+        return chunk.block, [d if d is not None else plan.decide(raw) for d, raw in zip(decisions, batch)]
+
+    def _commit_block(self, plan: Plan, block) -> None:
+        rulesets = self._new_rulesets(plan)
+        self.store.append_prepared(lambda store: ([], None, block), rulesets)
+        self._stored.update(r.sha256 for r in rulesets)
 
     def _flush(self, plan: Plan, batch: list, skip_recorded: bool) -> Iterator[Decision]:
-        if not skip_recorded and self.pii.mode == "keep" and not self.store.keep_released:
-            # decided, the block built (records, digests) without audit entries, then committed
-            from ..batch import _fast_block
-            from ..inputs import Item
-            decisions: list = []
-            items = [Item("", 0, raw, None, input_text(raw) if type(raw) is dict else None) for raw in batch]
-            chunk = _fast_block(items, plan, self.pii, self.store.codec, decisions)
-            rulesets = self._new_rulesets(plan)
-            self.store.append_prepared(lambda store: ([], None, chunk.block), rulesets)
-            self._stored.update(r.sha256 for r in rulesets)
-            yield from (d if d is not None else plan.decide(raw) for d, raw in zip(decisions, batch))
-            return
         batch = [(raw, plan.decide(raw)) for raw in batch]
         if skip_recorded:
             entries = [(raw, d, self.entry(d, raw)) for raw, d in batch]
