@@ -231,3 +231,22 @@ def test_an_ordinary_decision_keeps_no_detail_and_an_unusual_one_keeps_its_own()
     assert granted.reasons == ["Extra 5, 6.250 in all: «x»."]
     missing = RENDER_PLAN.decide(dict(base, extra=None))
     assert (missing.referral_reason, missing.detail) == ("missing-data", ("extra",))
+
+
+_BOUNDS = st.one_of(st.none(), st.sampled_from([Decimal("0"), Decimal("0.5"), Decimal("-3"), Decimal("130"),
+                                                Decimal("1E+2"), Decimal("9E+33"), Decimal("-9E+33"), Decimal("1E-3"),
+                                                Decimal("129.999")]))
+
+
+@given(low=_BOUNDS, high=_BOUNDS, value=st.one_of(st.integers(-200, 200), st.integers(-(10 ** 41), 10 ** 41),
+                                                  st.decimals(allow_nan=False, places=3), st.booleans()))
+@settings(max_examples=300, deadline=None)
+def test_the_generated_validator_compares_an_int_field_with_its_bounds_as_the_careful_path(low, high, value):
+    """An int field's whole bounds are compared as int literals by the generated validator: for
+    whole, fractional, exponent and large bounds it accepts and rejects as the careful path does."""
+    from vedtak.cases import build_validator, validate_slow
+    from vedtak.model import FieldSpec
+    schema = {"n": FieldSpec(type="int", min=low, max=high)}
+    got, errors = build_validator(schema)({"n": value})
+    want, want_errors = validate_slow(schema, {"n": value})
+    assert got == want and list(errors) == list(want_errors)
