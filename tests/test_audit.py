@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -12,15 +13,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.audit import AuditLog, open_store
+from vedtak.audit import AuditLog, blocks, open_store
+from vedtak.audit.blocks import DIGEST
 from vedtak.audit.verify import generate_key, sign_checkpoint, verify
+from vedtak.decision import canonical_json
 from vedtak.replay import replay
 
 from audit_support import fresh_url, raw
+from block_support import (block_at, digest_entry, edit_record, find_value, full_link, replace_values, set_digest,
+                           write_block)
 from conftest import STUDY_GRANT
 from workload import generate
 
 KINDS = ["sqlite", "postgres"]
+BLOCKS = [(1, 7), (8, 14), (15, 21), (22, 28), (29, 35), (36, 40)]  # the filled log's blocks
 
 
 @pytest.fixture(params=KINDS)
@@ -38,35 +44,49 @@ def filled(url, study_plan):
 
 
 def problems(url, **kw):
+    """(seq, kind) of each problem verify finds, in the order it reports them."""
     with open_store(url) as store:
         report = verify(store, **kw)
+    assert report.ok == (not report.problems)
     return [(p.seq, p.kind) for p in report.problems]
 
 
 def test_records_chain_and_verify(filled):
-    """Sequence numbers run 1..n, each prev_hash is the previous hash, and verify agrees."""
+    """Sequence numbers run 1..n in blocks of 7, each block's prev_hash is the hash before it, and verify agrees."""
     with open_store(filled) as store:
         records = list(store.records())
         assert [r.seq for r in records] == list(range(1, 41))
-        assert records[0].prev_hash == "0" * 64
-        assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:]))
-        assert store.head() == (40, records[-1].hash)
+        assert {r.record_version for r in records} == {2}
+        rows = raw(filled, "SELECT first_seq, last_seq, prev_hash, hash FROM audit_blocks WHERE chain = '' "
+                           "ORDER BY first_seq")
+        assert [(f, last) for f, last, _, _ in rows] == BLOCKS
+        assert rows[0][2] == "0" * 64
+        assert all(b[2] == a[3] for a, b in zip(rows, rows[1:]))
+        assert store.head() == (40, rows[-1][3])
+        assert records[0].prev_hash == "0" * 64 and records[-1].hash == rows[-1][3]
         assert {r.kind for r in records} <= {"decision", "referral", "rejection"}
         assert len(store.rulesets()) == 1 and store.rulesets()[0].source == \
             (STUDY_GRANT / "study-grant.yaml").read_text()
+    assert raw(filled, "SELECT count(*) FROM audit_case_index")[0][0] == 40
     assert problems(filled) == []
 
 
-def test_record_holds_the_canonical_input_and_decision(filled, study_plan):
+def test_record_holds_the_input_as_received_and_renders_the_released_decision(filled, study_plan):
+    """A version 2 record keeps the case input (canonical JSON for a library caller) and the SHA-256 of
+    the released decision JSON, which it renders again, byte for byte, from the stored ruleset."""
     with open_store(filled) as store:
         record = next(store.records())
-    body = json.loads(record.body)
-    assert record.hash == __import__("hashlib").sha256(record.body.encode()).hexdigest()
-    assert body["record_version"] == 1 and body["kind"] == "decision"
-    case = generate(40, seed=3)[0]
-    assert json.loads(record.input) == case
-    assert record.decision == study_plan.decide(case).to_json()
-    assert body["ruleset"]["sha256"] == study_plan.ruleset.latest.sha256
+        assert record.record_version == 2 and record.kind == "decision"
+        case = generate(40, seed=3)[0]
+        assert json.loads(record.input) == case
+        assert record.stored_input == canonical_json(case)
+        released = study_plan.decide(case).to_json()
+        assert record.decision == released
+        assert record.released_sha256 == hashlib.sha256(released.encode()).hexdigest()
+        assert record.renders_exactly
+        assert record.ruleset_sha256 == study_plan.ruleset.latest.sha256
+        _, data = blocks.meta_and_input(block_at(filled, 1)["records"][0])
+        assert data.decode() == canonical_json(case) and record.case_id == case["case_id"]
 
 
 def test_decide_returns_only_after_the_record_is_committed(url, study_plan):
@@ -76,66 +96,124 @@ def test_decide_returns_only_after_the_record_is_committed(url, study_plan):
         decision = log.decide(study_plan, case)
         with open_store(url) as other:
             (record,) = list(other.records())
-    assert record.decision == decision.to_json()
+            assert record.decision == decision.to_json() and record.renders_exactly
+    assert raw(url, "SELECT first_seq, last_seq FROM audit_blocks") == [(1, 1)]
 
 
-def test_an_edited_field_is_detected_at_its_record(filled):
-    raw(filled, "UPDATE audit_records SET body = replace(body, '\"status\":\"decided\"', "
-                "'\"status\":\"referred\"') WHERE seq = 12")
-    assert problems(filled)[0] == (12, "edited")
+def _deny_to_grant(meta):
+    """A decision turned around in its compact decision: its outcome, else the rule that decided it."""
+    text = json.dumps(meta)
+    if '"deny"' in text or '"grant"' in text:
+        replace_values(meta, "deny", "grant") if '"deny"' in text else replace_values(meta, "grant", "deny")
+    else:
+        meta["r"] = "not-resident" if meta.get("r") != "not-resident" else "age-out-of-range"
 
 
-def test_an_edit_with_a_recomputed_hash_is_detected_at_its_record(filled):
-    import hashlib
-    (body,) = raw(filled, "SELECT body FROM audit_records WHERE seq = 17")[0]
-    forged = body.replace('"status":"decided"', '"status":"referred"').replace('"deny"', '"grant"')
-    assert forged != body
-    raw(filled, "UPDATE audit_records SET body = ?, hash = ? WHERE seq = 17",
-        (forged, hashlib.sha256(forged.encode()).hexdigest()))
+def test_an_edited_record_is_detected_at_its_record(filled):
+    """A record's outcome changed in its block, its digests left alone: verify names that record."""
+    edit_record(filled, 12, _deny_to_grant)
+    assert problems(filled) == [(12, "edited")]
+
+
+def test_an_edit_with_recomputed_digests_is_detected_at_its_record(filled):
+    """The forger recomputes the edited record's own leaf and link: the next record no longer follows it."""
+    edit_record(filled, 17, _deny_to_grant, recompute=True)
     assert problems(filled) == [(17, "edited")]
 
 
+def test_an_edit_with_recomputed_digests_and_block_hashes_is_still_named(filled):
+    """Every digest of the block and the block's hash recomputed: the next block no longer follows it,
+    and verify names the changed block by its first record."""
+    edit_record(filled, 17, _deny_to_grant, recompute=True)
+    block = block_at(filled, 17)
+    for i in range(17 - 15 + 1, 7):
+        released = block["digests"][i * DIGEST:i * DIGEST + 32]
+        entry, _ = digest_entry(released, block["records"][i], full_link(block, i))
+        set_digest(block, i, entry)
+    write_block(filled, block, hash=blocks.block_hash(block["prev"], block["header"], full_link(block, 7)))
+    assert problems(filled) == [(15, "edited")]
+
+
+def _drop(block, i):
+    del block["records"][i]
+    block["digests"] = block["digests"][:i * DIGEST] + block["digests"][(i + 1) * DIGEST:]
+
+
 def test_a_deleted_record_is_detected(filled):
-    raw(filled, "DELETE FROM audit_records WHERE seq = 5")
-    assert problems(filled) == [(5, "deleted")]
+    """Record 5 removed from its block with its digests: record 5 is named as deleted (and a work item
+    that named record 6 no longer finds the referral, which is now read as record 5)."""
+    block = block_at(filled, 5)
+    _drop(block, 4)
+    write_block(filled, block)
+    found = problems(filled)
+    assert found[0] == (5, "deleted") and {kind for _, kind in found[1:]} <= {"work_item"}
+
+
+def test_a_deleted_last_record_of_a_block_is_detected(filled):
+    """The last record of a block removed with its digests: the block's tail no longer matches its hash."""
+    block = block_at(filled, 14)
+    _drop(block, 6)
+    write_block(filled, block)
+    assert problems(filled) == [(14, "deleted")]
 
 
 def test_a_deleted_record_with_renumbering_is_detected(filled):
-    raw(filled, "DELETE FROM audit_records WHERE seq = 5")
-    raw(filled, "UPDATE audit_records SET seq = seq - 1 WHERE seq > 5")
+    """Record 5 removed and every later record renumbered: the blocks' columns, index rows, work items and
+    the head (the headers are hashed): record 5 is named."""
+    block = block_at(filled, 5)
+    _drop(block, 4)
+    write_block(filled, block, last_seq=6)
+    for first, last in BLOCKS[1:]:
+        raw(filled, "UPDATE audit_blocks SET first_seq = ?, last_seq = ? WHERE first_seq = ?",
+            (first - 1, last - 1, first))
+    raw(filled, "DELETE FROM audit_case_index WHERE seq = 5")
+    raw(filled, "UPDATE audit_case_index SET seq = seq - 1 WHERE seq > 5")
+    raw(filled, "UPDATE audit_work_items SET record_seq = record_seq - 1 WHERE record_seq > 5")
     raw(filled, "UPDATE audit_head SET seq = 39")
-    assert problems(filled)[0] == (5, "deleted")
+    assert problems(filled) == [(5, "deleted")]
 
 
 def test_two_swapped_records_are_detected(filled):
-    rows = {seq: row for seq, *row in raw(filled, "SELECT seq, body, hash, prev_hash, case_id, kind, "
-                                                  "input_sha256, recorded_at FROM audit_records "
-                                                  "WHERE seq IN (8, 20)")}
-    for seq, other in ((8, 20), (20, 8)):
-        raw(filled, "UPDATE audit_records SET body = ?, hash = ?, prev_hash = ?, case_id = ?, kind = ?, "
-                    "input_sha256 = ?, recorded_at = ? WHERE seq = ?", (*rows[other], seq))
-    found = problems(filled)
-    assert found[0] == (8, "reordered") and (20, "reordered") in found
+    """Records 8 and 12 exchanged with their digests inside a block: both are named as reordered."""
+    block = block_at(filled, 8)
+    d = [block["digests"][i * DIGEST:(i + 1) * DIGEST] for i in range(7)]
+    block["records"][0], block["records"][4] = block["records"][4], block["records"][0]
+    d[0], d[4] = d[4], d[0]
+    block["digests"] = b"".join(d)
+    write_block(filled, block)
+    raw(filled, "UPDATE audit_case_index SET seq = CASE seq WHEN 8 THEN 12 ELSE 8 END WHERE seq IN (8, 12)")
+    assert problems(filled) == [(8, "reordered"), (12, "reordered")]
 
 
-def test_an_inserted_record_is_detected(filled, study_plan):
-    """A forged record inserted after record 9, the later ones renumbered: record 10 is named."""
-    import hashlib
-    from vedtak.audit.record import AuditRecordV1, Entry
-    (prev,) = raw(filled, "SELECT hash FROM audit_records WHERE seq = 9")[0]
-    raw(filled, "UPDATE audit_records SET seq = seq + 1000 WHERE seq >= 10")
-    raw(filled, "UPDATE audit_records SET seq = seq - 999 WHERE seq >= 1000")
-    entry = Entry("decision", 999, '{"case_id":999}', '{"status":"decided"}', None, None, None, None, "0.1.0")
-    body = AuditRecordV1.make_body(entry, 10, "2025-01-01T00:00:00.000000Z", prev)
-    raw(filled, "INSERT INTO audit_records (seq, recorded_at, kind, case_id, input_sha256, ruleset_sha256, body, "
-                "prev_hash, hash) VALUES (10, '2025-01-01T00:00:00.000000Z', 'decision', '999', ?, NULL, ?, ?, ?)",
-        (entry.input_sha256, body, prev, hashlib.sha256(body.encode()).hexdigest()))
-    assert problems(filled)[0] == (10, "inserted")
+def test_an_inserted_record_is_detected(filled, study_plan, tmp_path):
+    """A forged record, correctly hashed, inserted after record 9 with the later records (their index rows
+    and work items too) renumbered: the inserted record (10) is named."""
+    block = block_at(filled, 9)
+    forged = str(tmp_path / "forged.db")  # the forger has the engine write the record for them
+    with AuditLog.open(forged) as log:
+        log.decide(study_plan, {**generate(1, seed=99)[0], "case_id": 999})
+    source = block_at(forged, 1)
+    record = source["records"][0]
+    entry, _ = digest_entry(source["digests"][:32], record, full_link(block, 2))
+    block["records"].insert(2, record)
+    block["digests"] = block["digests"][:2 * DIGEST] + entry + block["digests"][2 * DIGEST:]
+    for first, last in reversed(BLOCKS[2:]):
+        raw(filled, "UPDATE audit_blocks SET first_seq = ?, last_seq = ? WHERE first_seq = ?",
+            (first + 1, last + 1, first))
+    write_block(filled, block, last_seq=15)
+    raw(filled, "UPDATE audit_case_index SET seq = seq + 1 WHERE seq >= 10")
+    ((key, kind),) = raw(forged, "SELECT case_id, kind FROM audit_case_index")
+    raw(filled, "INSERT INTO audit_case_index (case_id, chain, seq, kind) VALUES (?, '', 10, ?)", (key, kind))
+    raw(filled, "UPDATE audit_work_items SET record_seq = record_seq + 1 WHERE record_seq >= 10")
+    raw(filled, "UPDATE audit_head SET seq = 41")
+    assert problems(filled) == [(10, "inserted")]
 
 
 def test_a_truncated_tail_is_detected_by_the_head(filled):
-    raw(filled, "DELETE FROM audit_records WHERE seq > 30")
-    assert problems(filled) == [(31, "truncated")]
+    """The last two blocks deleted: the head still says 40, so record 29 is named as where the log was cut."""
+    raw(filled, "DELETE FROM audit_blocks WHERE first_seq > 28")
+    raw(filled, "DELETE FROM audit_case_index WHERE seq > 28")
+    assert problems(filled) == [(29, "truncated")]
 
 
 def test_a_truncated_tail_with_the_head_rewritten_needs_a_signed_checkpoint(filled):
@@ -145,16 +223,18 @@ def test_a_truncated_tail_with_the_head_rewritten_needs_a_signed_checkpoint(fill
         checkpoint = sign_checkpoint(store, private)
     assert checkpoint["seq"] == 40
     assert problems(filled, checkpoint=checkpoint, public_key=public) == []
-    (hash30,) = raw(filled, "SELECT hash FROM audit_records WHERE seq = 30")[0]
-    raw(filled, "DELETE FROM audit_records WHERE seq > 30")
-    raw(filled, "UPDATE audit_head SET seq = 30, hash = ?", (hash30,))
+    (hash28,) = raw(filled, "SELECT hash FROM audit_blocks WHERE last_seq = 28")[0]
+    raw(filled, "DELETE FROM audit_blocks WHERE first_seq > 28")
+    raw(filled, "DELETE FROM audit_case_index WHERE seq > 28")
+    raw(filled, "UPDATE audit_head SET seq = 28, hash = ?", (hash28,))
     assert problems(filled) == []
-    assert problems(filled, checkpoint=checkpoint, public_key=public) == [(31, "truncated")]
+    assert problems(filled, checkpoint=checkpoint, public_key=public) == [(29, "truncated")]
     _, other_public = generate_key()
     assert problems(filled, checkpoint=checkpoint, public_key=other_public)[0][1] == "checkpoint"
 
 
 def test_an_edited_ruleset_source_is_detected(filled):
+    """The stored ruleset source changed: the first record that uses it is named."""
     raw(filled, "UPDATE audit_rulesets SET source = replace(source, '13000', '14000')")
     assert problems(filled) == [(1, "ruleset")]
 
@@ -182,19 +262,19 @@ def test_a_clean_log_replays_with_zero_differences(filled):
 
 
 def test_replay_reports_a_tampered_decision_as_a_difference(filled):
-    """A record re-hashed after editing fails verify, and replay names the changed values too."""
-    import hashlib
-    rows = raw(filled, "SELECT seq, body FROM audit_records WHERE body LIKE '%\"amount\":%' ORDER BY seq")
-    seq, body = rows[0]
-    data = json.loads(body)
-    old = data["decision"]["values"]["amount"]
-    forged = body.replace(f'"amount":{old}', f'"amount":{old + 1}')
-    raw(filled, "UPDATE audit_records SET body = ?, hash = ? WHERE seq = ?",
-        (forged, hashlib.sha256(forged.encode()).hexdigest(), seq))
+    """A granted amount raised in its record with the record's digests recomputed: verify names the record,
+    and replay reports that deciding the stored input again does not give the recorded decision."""
+    with open_store(filled) as store:
+        record = next(r for r in store.records() if find_value(r.meta, "amount") is not None)
+        seq, old = record.seq, find_value(record.meta, "amount")
+    new = str(Decimal(old) + 1) if isinstance(old, str) else old + 1
+    edit_record(filled, seq, lambda meta: replace_values(meta, old, new), recompute=True)
+    assert problems(filled) == [(seq, "edited")]
     with open_store(filled) as store:
         report = replay(store)
-    assert [(d.seq, d.changes) for d in report.differences] == [(seq, [("values", {"amount": old + 1},
-                                                                         {"amount": old})])]
+        assert [d.seq for d in report.differences] == [seq]
+        ((key, _, replayed),) = report.differences[0].changes
+        assert key == "decision" and "gives another decision than the one recorded" in replayed
 
 
 def test_replay_against_a_changed_threshold_reports_exactly_the_cases_it_moves(filled, tmp_path, study_plan):

@@ -9,9 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from vedtak.audit import AuditLog
+from vedtak.audit.blocks import DIGEST
 from vedtak.cli.main import main
 
+from vedtak.audit import open_store
+
 from audit_support import raw
+from block_support import block_at, edit_record, write_block
 from conftest import STUDY_GRANT
 from workload import generate
 
@@ -22,19 +26,23 @@ def run(*args, input=None):
 
 @pytest.fixture
 def db(tmp_path, study_plan):
+    """A log of 30 study-grant decisions in three blocks: records 1-10, 11-20 and 21-30."""
     path = str(tmp_path / "decisions.db")
-    with AuditLog.open(path) as log:
+    with AuditLog.open(path, batch_size=10) as log:
         list(log.decide_many(study_plan, generate(30, seed=5)))
     return path
 
 
 def test_decide_with_audit_records_before_printing(tmp_path):
+    """decide --audit prints the decision the log's record renders, byte for byte, and commits to."""
     path = tmp_path / "one.db"
     r = run("decide", STUDY_GRANT, STUDY_GRANT / "case.json", "--audit", path, "--json")
     assert r.exit_code == 0
-    decision = json.loads(r.output)
-    (body,) = raw(str(path), "SELECT body FROM audit_records")[0]
-    assert json.loads(body)["decision"] == decision
+    with open_store(str(path)) as store:
+        (record,) = list(store.records())
+        assert record.record_version == 2 and record.renders_exactly
+        assert json.loads(record.decision) == json.loads(r.output)
+    assert raw(str(path), "SELECT first_seq, last_seq FROM audit_blocks") == [(1, 1)]
 
 
 def test_verify_ok(db):
@@ -44,12 +52,17 @@ def test_verify_ok(db):
 
 
 def test_verify_names_the_first_bad_record_and_exits_1(db):
-    raw(db, "UPDATE audit_records SET body = replace(body, '\"status\"', '\"statvs\"') WHERE seq = 7")
-    raw(db, "DELETE FROM audit_records WHERE seq = 20")
+    """An edited record and a record removed from another block: both named, the first bad one last."""
+    edit_record(db, 7, lambda meta: meta.update(r="not-resident" if meta.get("r") != "not-resident" else "grant"))
+    block = block_at(db, 20)
+    block["records"].pop()
+    block["digests"] = block["digests"][:-DIGEST]
+    write_block(db, block)
     r = run("audit", "verify", db)
     assert r.exit_code == 1
     assert r.output == ("record 7: edited: record 7 was changed: its content does not match its hash\n"
-                        "record 20: deleted: record 20 is missing\n"
+                        "record 20: deleted: record 20 was removed from the block of records 11 to 20 (written "
+                        "with 10 records)\n"
                         "FAILED: 2 problems; first bad record: 7\n")
     data = json.loads(run("audit", "verify", db, "--json").output)
     assert (data["ok"], data["first_bad_seq"], [p["kind"] for p in data["problems"]]) == (False, 7,
@@ -64,14 +77,15 @@ def test_signed_checkpoint_catches_a_truncated_tail(db, tmp_path):
     assert r.exit_code == 0 and r.output.startswith("signed record 30 (")
     ok = run("audit", "verify", db, "--checkpoint", cp, "--public-key", f"{prefix}.pub")
     assert ok.exit_code == 0 and "checkpoint at record 30 verified" in ok.output
-    (hash25,) = raw(db, "SELECT hash FROM audit_records WHERE seq = 25")[0]
-    raw(db, "DELETE FROM audit_records WHERE seq > 25")
-    raw(db, "UPDATE audit_head SET seq = 25, hash = ?", (hash25,))
+    (hash20,) = raw(db, "SELECT hash FROM audit_blocks WHERE last_seq = 20")[0]
+    raw(db, "DELETE FROM audit_blocks WHERE first_seq > 20")
+    raw(db, "DELETE FROM audit_case_index WHERE seq > 20")
+    raw(db, "UPDATE audit_head SET seq = 20, hash = ?", (hash20,))
     assert run("audit", "verify", db).exit_code == 0
     r = run("audit", "verify", db, "--checkpoint", cp, "--public-key", f"{prefix}.pub")
     assert r.exit_code == 1
-    assert r.output.splitlines()[0] == ("record 26: truncated: the signed checkpoint covers record 30 but the "
-                                        "log ends at 25")
+    assert r.output.splitlines()[0] == ("record 21: truncated: the signed checkpoint covers record 30 but the "
+                                        "log ends at 20")
     assert run("audit", "verify", db, "--checkpoint", cp).exit_code == 2
 
 
@@ -94,12 +108,19 @@ def test_show_without_a_case_lists_the_latest_records(db):
 
 
 def test_export_writes_one_verified_record_per_line(db):
+    """Each record exported with its decision rendered again, the SHA-256 of the decision released (which
+    the rendering has) and its block's hashes."""
+    import hashlib
     r = run("audit", "export", db)
-    lines = r.output.splitlines()
-    assert len(lines) == 30
-    first = json.loads(lines[0])
-    assert (first["seq"], first["prev_hash"], first["record_version"]) == (1, "0" * 64, 1)
-    assert json.loads(lines[1])["prev_hash"] == first["hash"]
+    records = [json.loads(line) for line in r.output.splitlines()]
+    assert [e["seq"] for e in records] == list(range(1, 31)) and {e["record_version"] for e in records} == {2}
+    blocks = raw(db, "SELECT first_seq, prev_hash, hash FROM audit_blocks ORDER BY first_seq")
+    assert [(e["block_prev_hash"], e["hash"]) for e in records] == [(p, h) for f, p, h in blocks for _ in range(10)]
+    assert blocks[0][1] == "0" * 64 and blocks[1][1] == blocks[0][2]
+    with open_store(db) as store:
+        for e, record in zip(records, store.records()):
+            assert e["released_sha256"] == hashlib.sha256(record.decision.encode()).hexdigest()
+            assert e["decision"] == json.loads(record.decision)
 
 
 def test_replay_of_a_clean_log(db):

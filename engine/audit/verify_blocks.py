@@ -41,74 +41,62 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
     seq, prev = start
     flagged = add.flagged
     expected_index = 0
-    expected_rows: list | None = None
     name = chain or ""
+    shift = 0  # column numbering minus header numbering: records removed or added renumber the blocks after
+    damaged: list[tuple[int, int]] = []  # blocks whose records were named: their index rows follow from that
+    before = (seq or None, f"record {seq}")  # the block (or version 1 record) before: (first seq, name)
     for row in store._query(store._sql(
             f"SELECT {_COLUMNS} FROM audit_blocks WHERE chain = ? ORDER BY first_seq"), (name,)):
         col_chain, first, last, at, head_text, data, digests, prev_col, hash_ = row
         first, last, data, digests = int(first), int(last), bytes(data), bytes(digests)
-        where = f"record {first}" if first == last else f"records {first} to {last}"
+        where = _span(first, last)
         try:
             head = json.loads(head_text)
-            if not isinstance(head, dict):
+            if not isinstance(head, dict) or type(head.get("first_seq")) is not int \
+                    or type(head.get("last_seq")) is not int:
                 raise ValueError("not an object")
-        except ValueError:
-            add(first, "edited", f"the block of {where}: its header is not valid (changed)")
-            seq, prev = last, hash_
+            texts = blocks.split_records(blocks.decompress(data, str(head.get("codec", "none"))))
+        except ValueError as exc:  # BlockError too
+            why = f"cannot be read: {exc}" if isinstance(exc, BlockError) else "its header is not valid (changed)"
+            add(first, "edited", f"the block of {where} {why}")
+            report.records += max(last - first + 1, 0)
+            seq, prev, before = last, hash_, (first, f"block of {where}")
             continue
-        columns = {"chain": (chain, head.get("chain")), "first_seq": (first, head.get("first_seq")),
-                   "last_seq": (last, head.get("last_seq")), "recorded_at": (at, head.get("recorded_at"))}
-        for col, (have, said) in columns.items():
+        report.records += len(texts)
+        h_first, h_last = head["first_seq"], head["last_seq"]
+        for col, (have, said) in (("chain", (chain, head.get("chain"))), ("recorded_at", (at, head.get("recorded_at")))):
             if have != said:
                 add(first, "edited", f"the block of {where}: column {col} was changed ({have!r}, its header "
                     f"says {said!r})")
                 break
-        if first != seq + 1:
-            if first > seq + 1:
-                gap = f"{seq + 1}" if first == seq + 2 else f"{seq + 1} to {first - 1}"
-                add(seq + 1, "deleted", f"record{'s' if first > seq + 2 else ''} {gap} "
-                    f"{'are' if first > seq + 2 else 'is'} missing")
+        if len(texts) != last - first + 1 and len(texts) == h_last - h_first + 1:
+            add(first, "edited", f"the block of {where}: column last_seq was changed ({last}, its header says "
+                f"{h_last})")
+            last = first + len(texts) - 1
+        if first - h_first != shift:  # not as the blocks before it were numbered
+            if first - h_first == last - h_last:
+                add(first, "reordered", f"{where} hold the block written as {_span(h_first, h_last)}: blocks "
+                    "were moved")
             else:
-                add(first, "inserted", f"the block of {where} overlaps records before it")
-        if prev_col != prev:
-            add(first, "broken_chain" if first == seq + 1 else "reordered",
-                f"the block of {where} does not follow the record before it (its prev_hash was changed, or a "
-                "block before it was replaced)")
-        if isinstance(at, str) and at < last_time:
-            add(first, "edited", f"{where} recorded at {at}, earlier than the record before it ({last_time}): "
-                "the time was changed")
-        last_time = max(last_time, at) if isinstance(at, str) else last_time
-        n = last - first + 1
-        try:
-            texts = blocks.split_records(blocks.decompress(data, str(head.get("codec", "none"))))
-        except BlockError as exc:
-            add(first, "edited", f"the block of {where} cannot be read: {exc}")
-            report.records += max(n, 0)
-            seq, prev = last, hash_
-            continue
-        report.records += len(texts)
-        if len(texts) != n or len(digests) != n * DIGEST:
-            add(first, "deleted" if len(texts) < n else "inserted",
-                f"the block of {where} holds {len(texts)} records and {len(digests) // DIGEST} digests, not {n}: "
-                "records were removed or added")
-        link, blamed = SEED, False
+                add(first, "edited", f"the block of {where}: column first_seq was changed ({first}, its header "
+                    f"says {h_first})")
+        else:  # a block that lost or gained records renumbers the ones after it (named in the block)
+            shift = last - h_last
+        gap = first > seq + 1
+        if gap:
+            add(seq + 1, "deleted", f"{_span(seq + 1, first - 1)} {'are' if first > seq + 2 else 'is'} missing")
+        elif first < seq + 1:
+            add(first, "inserted", f"the block of {where} overlaps records before it")
+        link, broken = SEED, False
         rulesets_of = head.get("rulesets") or []
+        later = []  # records whose facts are noted once the block's own problems are known
         for i, text in enumerate(texts):
             at_seq = first + i
             d = digests[i * DIGEST:(i + 1) * DIGEST]
             leaf = _sha(d[:32] + text).digest()
             link = _sha(link + leaf).digest()
-            if not blamed and len(d) == DIGEST:
-                if leaf[:LOCATE] != d[32:32 + LOCATE]:
-                    add(at_seq, "edited", f"record {at_seq} was changed: its content does not match its hash")
-                    blamed = True
-                elif link[:LOCATE] != d[32 + LOCATE:DIGEST]:
-                    if i:
-                        add(at_seq - 1, "edited", f"record {at_seq - 1} was changed and its hashes recomputed: "
-                            f"record {at_seq} no longer follows it")
-                    else:
-                        add(at_seq, "edited", f"record {at_seq}: its chain hash was changed")
-                    blamed = True
+            if not broken and (leaf[:LOCATE] != d[32:32 + LOCATE] or link[:LOCATE] != d[32 + LOCATE:DIGEST]):
+                broken = True
             end_meta = text.find(b"\n")
             try:
                 meta = _decode(text[:end_meta]) if end_meta > 0 else None
@@ -116,32 +104,139 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             except (msgspec.DecodeError, UnicodeDecodeError):
                 kind = cid = None
             if kind not in KIND_NAMES:
-                if not blamed:
-                    add(at_seq, "edited", f"record {at_seq} is malformed (changed): it is not a version 2 record")
-                    blamed = True
+                later.append((at_seq, None, None, None, None))
                 continue
             if cid is not None:
                 key = _key(cid)
                 expected_index = (expected_index + hash((key, name, at_seq, kind))) & _MASK
             if kind == "d" and "x" not in meta:
                 continue
-            if blamed and at_seq in flagged:
+            later.append((at_seq, meta, kind, cid, text[end_meta + 1:]))
+        blamed = broken or len(texts) != h_last - h_first + 1 or len(digests) != len(texts) * DIGEST
+        suspect: set = set()  # records of the block whose content is not as written (their facts are not noted)
+        if blamed:
+            blamed, suspect = _locate(first, texts, digests, h_last - h_first + 1, where, add)
+            if blamed:
+                damaged.append((first, max(last, first + len(texts) - 1)))
+        for at_seq, meta, kind, cid, data in later:
+            if at_seq - first in suspect:
+                continue
+            if meta is None:
+                add(at_seq, "edited", f"record {at_seq} is malformed (changed): it is not a version 2 record")
                 continue
             try:
                 n = meta.get("n", 0)
                 sha = rulesets_of[n] if type(n) is int and 0 <= n < len(rulesets_of) else None
-                _facts(facts, meta, kind, cid, at_seq, chain, at, sha, text[end_meta + 1:], rulesets)
+                _facts(facts, meta, kind, cid, at_seq, chain, at, sha, data, rulesets)
             except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
                 add(at_seq, "edited", f"record {at_seq} was forged or changed: {exc}")
         for sha in head.get("rulesets") or []:
             rulesets.check(sha if isinstance(sha, str) else None, first, add)
-        if blocks.block_hash(prev_col, head_text, link) != hash_ and not blamed:
+        intact = not blamed and blocks.block_hash(prev_col, head_text, link) == hash_
+        if prev_col != prev and not gap and first not in flagged:
+            if intact and before[0] is not None:  # this block is as written: what is now before it is not
+                if before[0] not in flagged:
+                    add(before[0], "edited", f"the {before[1]} was changed and its hashes recomputed (or replaced): "
+                        f"the block of {where} no longer follows it")
+            else:
+                add(first, "broken_chain", f"the block of {where} does not follow the record before it (its "
+                    "prev_hash was changed)")
+        if not intact and not blamed and first not in flagged:
             add(first, "edited", f"the block of {where}: its hash does not match its header and records "
                 "(changed, or its hash replaced)")
-        seq, prev = last, hash_
-    _check_index(store, name, expected_index, add)
+        if isinstance(at, str) and at < last_time and first not in flagged:
+            add(first, "backdated", f"{where} recorded at {at}, earlier than the record before it ({last_time}): "
+                "written out of order or back-dated")
+        last_time = max(last_time, at) if isinstance(at, str) else last_time
+        seq, prev, before = last, hash_, (first, f"block of {where}")
+    _check_index(store, name, expected_index, add, damaged)
     facts.ends[chain] = seq
     return seq, prev
+
+
+def _span(first: int, last: int) -> str:
+    return f"record {first}" if first == last else f"records {first} to {last}"
+
+
+def _locate(first: int, texts: list, digests: bytes, written: int, where: str, add) -> tuple[bool, set]:
+    """Name the records of a block whose digests do not hold, or which were removed, added or swapped;
+    ``written``: how many records its header says it holds. Returns whether a record was named, and the
+    positions of the records whose content is not as written (edited or inserted)."""
+    n = len(texts)
+    if len(digests) != n * DIGEST:
+        add(first, "edited", f"the block of {where} holds {n} records and {len(digests) / DIGEST:g} digests, not "
+            f"{written}: its records or digests were changed")
+        return True, set(range(n))
+    stored = [digests[i * DIGEST:(i + 1) * DIGEST] for i in range(n)]
+    leaves = [_sha(d[:32] + t).digest() for d, t in zip(stored, texts)]
+    links = [SEED]  # links[i]: the full link before record i, while the stored prefixes hold
+    broken = None
+    for i in range(n):
+        link = _sha(links[i] + leaves[i]).digest()
+        if leaves[i][:LOCATE] != stored[i][32:32 + LOCATE] or link[:LOCATE] != stored[i][32 + LOCATE:]:
+            broken = i
+            break
+        links.append(link)
+    if n != written and broken is not None and leaves[broken][:LOCATE] != stored[broken][32:32 + LOCATE]:
+        add(first + broken, "edited", f"record {first + broken} was changed: its content does not match its hash")
+        add(first + broken + 1, "deleted" if n < written else "inserted",
+            f"{abs(n - written)} record{'s' if abs(n - written) > 1 else ''} {'removed from' if n < written else 'added to'} "
+            f"the block of {where} (written with {written} records) after record {first + broken}, which was changed: "
+            "where, its hashes cannot tell")
+        return True, set(range(broken, n))
+    if n != written:
+        k = abs(n - written)
+        if n < written:  # removed: the first record that no longer follows its predecessor is where
+            at = n if broken is None else broken
+            add(first + at, "deleted", f"{_span(first + at, first + at + k - 1)} {'were' if k > 1 else 'was'} removed "
+                f"from the block of {where} (written with {written} records)")
+            return True, set()
+        at = written if broken is None else broken
+        for c in (broken - 1, broken) if broken else ():  # the one whose successor follows its predecessor
+            after = c + k
+            if c >= 0 and (after >= n or _sha(links[c] + leaves[after]).digest()[:LOCATE] == stored[after][32 + LOCATE:]):
+                at = c
+                break
+        add(first + at, "inserted", f"{_span(first + at, first + at + k - 1)} {'were' if k > 1 else 'was'} inserted "
+            f"into the block of {where} (written with {written} records)")
+        return True, set(range(at, at + k))
+    if broken is None:
+        return False, set()
+    if leaves[broken][:LOCATE] != stored[broken][32:32 + LOCATE]:
+        add(first + broken, "edited", f"record {first + broken} was changed: its content does not match its hash")
+        return True, {broken}
+    order = _reorder(leaves, stored, broken, links[broken])
+    if order is not None:
+        for now, was in sorted((now, was) for was, now in enumerate(order, broken) if now != was):
+            add(first + now, "reordered", f"record {first + now} is the record written as {first + was}: records "
+                "were swapped")
+        return True, set()
+    if broken:
+        add(first + broken - 1, "edited", f"record {first + broken - 1} was changed and its hashes recomputed: "
+            f"record {first + broken} no longer follows it")
+        return True, {broken - 1}
+    add(first, "edited", f"record {first}: its chain hash was changed")
+    return True, {0}
+
+
+def _reorder(leaves: list, stored: list, start: int, link: bytes, limit: int = 4096) -> list | None:
+    """The positions, from ``start`` on, that the records written there now hold (each record's stored
+    link prefix names its predecessor), or None if they are not the same records reordered."""
+    left = list(range(start, len(leaves)))
+    if len(left) > limit or any(leaves[j][:LOCATE] != stored[j][32:32 + LOCATE] for j in left):
+        return None
+    order = []
+    while left:
+        for j in left:
+            nxt = _sha(link + leaves[j]).digest()
+            if nxt[:LOCATE] == stored[j][32 + LOCATE:]:
+                break
+        else:
+            return None
+        order.append(j)
+        left.remove(j)
+        link = nxt
+    return order
 
 
 class _TextDigest(str):
@@ -192,8 +287,9 @@ def _facts(facts, meta: dict, kind: str, cid, seq: int, chain: str | None, at: s
 _COLUMNS = "chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, hash"
 
 
-def _check_index(store, name: str, expected: int, add) -> None:
-    """The index rows of one chain against the digest of what its records say they must be."""
+def _check_index(store, name: str, expected: int, add, damaged: list[tuple[int, int]]) -> None:
+    """The index rows of one chain against the digest of what its records say they must be; rows of
+    ``damaged`` blocks (whose records were named as removed, added, swapped or changed) are not named again."""
     have = 0
     rows = store._query(store._sql("SELECT case_id, chain, seq, kind FROM audit_case_index WHERE chain = ?"), (name,))
     for key, chain, seq, kind in rows:
@@ -213,6 +309,11 @@ def _check_index(store, name: str, expected: int, add) -> None:
             continue
     got = {(k, c, int(s), kind) for k, c, s, kind in store._query(store._sql(
         "SELECT case_id, chain, seq, kind FROM audit_case_index WHERE chain = ?"), (name,))}
+    def named(row) -> bool:
+        return any(a <= row[2] <= b for a, b in damaged)
+
+    want = {r for r in want if not named(r)}
+    got = {r for r in got if not named(r)}
     for key, _, seq, kind in sorted(want - got, key=lambda r: r[2])[:20]:
         add(seq, "index", f"record {seq} (case {key}, {KIND_NAMES.get(kind, kind)}) has no index row by case id: "
             "it was deleted or changed")
