@@ -337,7 +337,8 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]),
               help="The input format (default: from the file name, or the first character for stdin).")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000),
-              help="Cases per audit transaction.")
+              help="Cases per block of audit records (one row of the log; the run commits up to 16 "
+              "blocks in one transaction while its workers keep ahead).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the summary as JSON here (- for "
               "standard output).")
 @click.option("--log-json", is_flag=True, help="Structured JSON logs (structlog) on standard error.")
