@@ -171,3 +171,34 @@ def test_a_read_only_log_with_records_in_its_write_ahead_log_is_read_in_full(fol
     verified = cli("audit", "verify", db)
     assert verified.returncode == 0, verified.stderr[-2000:]
     assert "ok: 33 records" in verified.stdout
+
+
+def _mount_namespaces() -> bool:
+    """Whether this process may make a private mount namespace with a tmpfs remounted read-only."""
+    try:
+        return subprocess.run(["unshare", "-m", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs none $d && "
+                               "mount -o remount,ro $d"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _mount_namespaces(), reason="needs unshare -m and mount (a private mount namespace)")
+def test_reading_commands_work_on_a_read_only_file_system(tmp_path, study_plan):
+    """The log on a read-only mount (a tmpfs remounted read-only in a private mount namespace): every
+    reading command completes with exit 0 and its usual output."""
+    db, case_id = make_log(tmp_path, study_plan)
+    commands = reading(db, case_id)
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    lines = [f"mount -t tmpfs none {mount}", f"cp {db} {mount}/audit.db", f"mount -o remount,ro {mount}"]
+    for args, _ in commands:
+        argv = " ".join(f"'{a}'" for a in (sys.executable, "-m", "vedtak.cli",
+                                           *[str(mount / "audit.db") if a == db else str(a) for a in args]))
+        lines.append(f"echo '=== {' '.join(map(str, args[:2]))}'; {argv}; echo \"rc=$?\"")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", "\n".join(lines)], capture_output=True, text=True,
+                       timeout=HANG_GUARD)
+    outputs = r.stdout.split("=== ")[1:]
+    assert len(outputs) == len(commands), (r.stdout[-2000:], r.stderr[-2000:])
+    for (args, shown), out in zip(commands, outputs):
+        assert out.rstrip().endswith("rc=0") and shown in out, (args, out[-1000:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
