@@ -71,7 +71,7 @@ _POLICY_NOTE = ('The outcome "{}" is not released automatically: '
 
 def _json_writer(o: Outcome):
     """The fast JSON writer of one outcome (see :meth:`Outcome.render`): the constant parts
-    pre-encoded, the reason text encoded as one string, the values by their known keys."""
+    pre-encoded, the reason text compiled as a JSON string, the values by their known keys."""
     if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error") or o.because_json is None:
         return None
     a, b, c, d = o.json_parts()
@@ -315,7 +315,8 @@ class Decision(tuple):
 
     __slots__ = ()
 
-    # tuple layout: (Outcome, case, values or None, detail)
+    # tuple layout: (Outcome, case, values or None, detail); for an ordinary decision the last is
+    # None or the derived values the rule computed, which its reason text reads (see compile)
     @property
     def _outcome(self) -> Outcome:
         return tuple.__getitem__(self, 0)
@@ -486,8 +487,7 @@ class Decision(tuple):
                 text = write(self[1], self[2], self[3])
                 if text is not None:
                     return text
-        if trace or o.status == "rejected" or o.referral == "missing-data" or o.referral is None \
-                or o.referral in ("rule", "automation-policy"):
+        if trace or o.referral != "evaluation-error":
             return canonical_json(self.to_dict(trace=trace))
         a, b, c, d = o.json_parts()
         values = tuple.__getitem__(self, 2)
