@@ -590,14 +590,17 @@ class Batch:
         recorded (a repeat, a case decided before), the chunk's entries are rebuilt here."""
         store = self.log.store
         block = chunk.block
-        keys = [k for k in block.keys() if k is not None]
         rulesets = [] if self._stored_rulesets else [stored_ruleset(v) for v in self.plan.ruleset.versions]
         settled: list = []
         its: list = [items or chunk.items]
 
         def prepare(s: AuditStore) -> tuple:
+            if not chunk.repeats and not s.any_indexed(block.index):  # none of these cases was recorded
+                settled[:] = [None, None, [], []]                       # before: recorded as built
+                return [], None, block
+            keys = [k for k in block.keys() if k is not None]
             prior = s.prior_records_by_key(keys, self.plan.id, with_body=self.resume) if keys else []
-            if not prior and not chunk.repeats:  # nothing here was decided before: recorded as built
+            if not prior and not chunk.repeats:
                 settled[:] = [None, None, [], []]
                 return [], None, block
             entries, infos, its[0] = self._materialise(chunk, its[0])

@@ -192,6 +192,23 @@ class BlockStoreMixin:
                 return record
         return None
 
+    KEYS_OF_INDEX = "SELECT json_extract(value, '$[0]') FROM json_each(?)"
+
+    def any_indexed(self, index: str) -> bool:
+        """Whether the log holds a record of any case of a block's index (its JSON array of [case
+        key, kind]); inside an append. The common answer, no, costs one statement."""
+        if self._has_version_1_rows():
+            return True  # the careful path reads those rows too
+        return bool(self._execute(self._sql(
+            f"SELECT 1 FROM audit_case_index WHERE case_id IN ({self.KEYS_OF_INDEX}) LIMIT 1"), (index,)))
+
+    def _has_version_1_rows(self) -> bool:
+        found = getattr(self, "_v1_rows", None)
+        if found is None:  # version 1 rows are never added after the upgrade: asked once
+            found = self._v1_rows = bool(self._execute(
+                "SELECT 1 FROM audit_records UNION ALL SELECT 1 FROM audit_chain_records LIMIT 1"))
+        return found
+
     def indexed(self, keys: list[str], *, in_append: bool = True) -> list[tuple[str, str | None, int, str]]:
         """(case key, chain or None, seq, kind name) of every block record of these case keys."""
         if not keys:

@@ -146,6 +146,7 @@ class PostgresStore(AuditStore):
                     "x->>1 FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS t(x, ord) "
                     "WHERE jsonb_typeof(x->0) = 'string'")
     KEYS_OF_JSON = "SELECT jsonb_array_elements_text(?::jsonb)"
+    KEYS_OF_INDEX = "SELECT x->>0 FROM jsonb_array_elements(?::jsonb) AS t(x)"
 
     def _begin_append(self) -> tuple[int, str]:
         with self._db.cursor() as cur:
