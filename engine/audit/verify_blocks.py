@@ -60,6 +60,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             why = f"cannot be read: {exc}" if isinstance(exc, BlockError) else "its header is not valid (changed)"
             add(first, "edited", f"the block of {where} {why}")
             report.records += max(last - first + 1, 0)
+            damaged.append((first, last))
             seq, prev, before = last, hash_, (first, f"block of {where}")
             continue
         report.records += len(texts)
@@ -166,7 +167,7 @@ def _locate(first: int, texts: list, digests: bytes, written: int, where: str, a
     if len(digests) != n * DIGEST:
         add(first, "edited", f"the block of {where} holds {n} records and {len(digests) / DIGEST:g} digests, not "
             f"{written}: its records or digests were changed")
-        return True, set(range(n))
+        return True, set()
     stored = [digests[i * DIGEST:(i + 1) * DIGEST] for i in range(n)]
     leaves = [_sha(d[:32] + t).digest() for d, t in zip(stored, texts)]
     links = [SEED]  # links[i]: the full link before record i, while the stored prefixes hold
