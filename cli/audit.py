@@ -129,8 +129,9 @@ def show(db: str, case_id: str | None, limit: int) -> None:
             sys.exit(EXIT_FINDINGS)
         from vedtak.replay import explain_record
         for record in _chain_order(records):
-            say(f"Record {record.ref} ({record.kind}, recorded {record.recorded_at}, hash {record.hash[:16]})",
-                style="bold")
+            hashes = (f"released JSON sha256 {record.released_sha256[:16]}, block hash {record.hash[:16]}"
+                      if getattr(record, "record_version", 1) == 2 else f"hash {record.hash[:16]}")
+            say(f"Record {record.ref} ({record.kind}, recorded {record.recorded_at}, {hashes})", style="bold")
             for line in explain_record(store, record).split("\n"):  # not splitlines: data may hold U+2028
                 say("  " + line)
 
