@@ -22,7 +22,7 @@ class Outcome:
     """What one rule yields in one parameter period; built once at compile time, shared by decisions."""
 
     __slots__ = ("index", "rule", "status", "outcome", "queue", "referral", "period", "because",
-                 "because_json", "_json", "_render")
+                 "because_json", "_json", "_render", "_values")
 
     def __init__(self, index, rule, status, outcome, queue, referral, period, because=None, because_json=None):
         self.index, self.rule, self.status, self.outcome = index, rule, status, outcome
@@ -30,6 +30,7 @@ class Outcome:
         self.because_json = because_json  # the reason text as a JSON string
         self._json = None
         self._render = _UNSET
+        self._values = None  # the writer of this outcome's values (see Decision.values_json)
 
     def render(self):
         """This outcome's JSON writer, ``(case, values, derived) -> str``, or None when its decisions
@@ -79,7 +80,7 @@ def _json_writer(o: Outcome):
     id_field, date_field, because = model.case_id, model.decision_date, o.because_json
     c += "["
     d = ("," + _enc_str(_POLICY_NOTE.format(o.outcome)) if o.referral == "automation-policy" else "") + "]" + d
-    values_json = _values_writer(o.rule.values)
+    values_json = o._values = o._values or _values_writer(o.rule.values)
     _date, _int, _dict, errors, days = date, int, dict, EVALUATION_ERRORS, _DAYS
 
     def write(case, values, derived):
@@ -493,6 +494,17 @@ class Decision(tuple):
         values = tuple.__getitem__(self, 2)
         return (a + encode_scalar(self.case_id) + b + '"' + self.decision_date.isoformat() + '"' + c  # type: ignore
                 + encode_scalar(self.reasons) + d + (_canonical(values) if values else "{}") + "}")
+
+    def values_json(self) -> str:
+        """The values as canonical JSON, exactly as :meth:`to_json` writes them (``{}`` for none)."""
+        values = self[2]
+        if not values:
+            return "{}"
+        o = self[0]
+        write = o._values
+        if write is None:
+            write = o._values = _values_writer(o.rule.values if o.rule is not None else ())
+        return write(values)
 
     def to_json_generic(self) -> str:
         """The same JSON built from :meth:`to_dict` (the reference the fast path is tested against)."""

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.decision import Decision, json_text, reason_json, reason_value
+from vedtak.decision import Decision, canonical_json, json_text, reason_json, reason_value
 from vedtak.errors import RulesetError
 from vedtak.load import format_value, load_text
 from vedtak.reference import Interpreter, run
@@ -51,10 +51,11 @@ def _reference_reasons(decision) -> list[str] | None:
 
 
 def _check(plan, decision) -> None:
-    """The fast JSON is the canonical JSON; without the derived values the decision kept, the
+    """The fast JSON (and values JSON) is the canonical JSON; without the derived values it kept, the
     same JSON and reasons; an ordinary decision agrees with the reference interpreter."""
     text = decision.to_json()
     assert text == decision.to_json_generic()
+    assert decision.values_json() == canonical_json(decision.to_dict()["values"])
     assert decision.to_json() == text  # the writer, once built, writes the same again
     if decision.status == "rejected":
         return
