@@ -185,6 +185,21 @@ def test_two_swapped_records_are_detected(filled):
     assert problems(filled) == [(8, "reordered"), (12, "reordered")]
 
 
+def test_two_records_swapped_across_blocks_are_named(filled):
+    """Records 8 and 20 exchanged with their digests between two blocks: record 8 is named, and in the other
+    block record 20 or the record before it (a record does not hold its own seq: that the record at 20
+    came from elsewhere and that record 19 was changed with its digests recomputed look alike)."""
+    a, b = block_at(filled, 8), block_at(filled, 20)
+    da, db = a["digests"][:DIGEST], b["digests"][5 * DIGEST:6 * DIGEST]
+    a["records"][0], b["records"][5] = b["records"][5], a["records"][0]
+    a["digests"] = db + a["digests"][DIGEST:]
+    b["digests"] = b["digests"][:5 * DIGEST] + da + b["digests"][6 * DIGEST:]
+    write_block(filled, a)
+    write_block(filled, b)
+    found = problems(filled)
+    assert found[0][0] == 8 and len(found) == 2 and found[1][0] in (19, 20)
+
+
 def test_an_inserted_record_is_detected(filled, study_plan, tmp_path):
     """A forged record, correctly hashed, inserted after record 9 with the later records (their index rows
     and work items too) renumbered: the inserted record (10) is named."""

@@ -13,7 +13,7 @@ from vedtak.audit.blocks import DIGEST
 from vedtak.audit.verify import verify
 
 from audit_support import fresh_url, raw
-from block_support import block_at, edit_record, rehash_from, write_block
+from block_support import block_at, edit_record, frame, full_link, rehash_from, write_block
 from cli_support import run
 from workload import generate
 
@@ -220,3 +220,29 @@ def test_changed_digests_are_named_at_their_block(filled):
     block = block_at(filled, 36)
     write_block(filled, block, digests=block["digests"][:-DIGEST])
     assert problems(filled) == [(36, "edited")]
+
+
+def test_a_forged_block_inserted_in_the_middle_is_named(filled, study_plan, tmp_path):
+    """A whole block of forged records, correctly hashed and linked after the block of records 8-14, put in
+    as records 15-21 with every later block, index row, work item and the head renumbered: the forged
+    block is named as inserted, and nothing outside it."""
+    forged = str(tmp_path / "forged.db")  # the forger has the engine build the records and digests
+    with AuditLog.open(forged, batch_size=7) as log:
+        list(log.decide_many(study_plan, [{**c, "case_id": 9000 + i} for i, c in enumerate(generate(7, seed=8))]))
+    source = block_at(forged, 1)
+    ((prev, at),) = raw(filled, "SELECT hash, recorded_at FROM audit_blocks WHERE first_seq = 8")
+    rulesets = json.loads(source["header"])["rulesets"]
+    header = blocks.header(None, 15, 21, at, "none", json.loads(source["header"])["engine_version"], rulesets)
+    hash_ = blocks.block_hash(prev, header, full_link(source, 7))
+    for first, last in reversed(BLOCKS[2:]):
+        raw(filled, "UPDATE audit_blocks SET first_seq = ?, last_seq = ? WHERE first_seq = ?", (first + 7, last + 7, first))
+    raw(filled, "INSERT INTO audit_blocks (chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, "
+                "hash) VALUES ('', 15, 21, ?, ?, ?, ?, ?, ?)",
+        (at, header, frame(source["records"]), source["digests"], prev, hash_))
+    raw(filled, "UPDATE audit_case_index SET seq = seq + 7 WHERE seq >= 15")
+    for key, _, seq, kind in raw(forged, "SELECT case_id, chain, seq, kind FROM audit_case_index"):
+        raw(filled, "INSERT INTO audit_case_index (case_id, chain, seq, kind) VALUES (?, '', ?, ?)", (key, seq + 14, kind))
+    raw(filled, "UPDATE audit_work_items SET record_seq = record_seq + 7 WHERE record_seq >= 15")
+    raw(filled, "UPDATE audit_head SET seq = 47")
+    found = problems(filled)  # (and the forged referrals' work items, which the forger did not make)
+    assert found[0] == (15, "inserted") and all(15 <= seq <= 21 for seq, _ in found)

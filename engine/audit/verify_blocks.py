@@ -45,6 +45,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
     shift = 0  # column numbering minus header numbering: records removed or added renumber the blocks after
     damaged: list[tuple[int, int]] = []  # blocks whose records were named: their index rows follow from that
     before = (seq or None, f"record {seq}")  # the block (or version 1 record) before: (first seq, name)
+    older = None  # the hash before the block before
     for row in store._query(store._sql(
             f"SELECT {_COLUMNS} FROM audit_blocks WHERE chain = ? ORDER BY first_seq"), (name,)):
         col_chain, first, last, at, head_text, data, digests, prev_col, hash_ = row
@@ -61,7 +62,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             add(first, "edited", f"the block of {where} {why}")
             report.records += max(last - first + 1, 0)
             damaged.append((first, last))
-            seq, prev, before = last, hash_, (first, f"block of {where}")
+            seq, older, prev, before = last, prev, hash_, (first, f"block of {where}")
             continue
         report.records += len(texts)
         h_first, h_last = head["first_seq"], head["last_seq"]
@@ -75,7 +76,12 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
                 f"{h_last})")
             last = first + len(texts) - 1
         if first - h_first != shift:  # not as the blocks before it were numbered
-            if first - h_first == last - h_last:
+            if first - h_first == last - h_last and prev_col == older and before[0] not in flagged \
+                    and before[1].startswith("block"):  # it follows the block two back: the one between was put in
+                add(before[0], "inserted", f"the {before[1]} was inserted: the block now of {where} (written as "
+                    f"{_span(h_first, h_last)}) follows the block before it")
+                shift = first - h_first
+            elif first - h_first == last - h_last:
                 add(first, "reordered", f"{where} hold the block written as {_span(h_first, h_last)}: blocks "
                     "were moved")
             else:
@@ -149,7 +155,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             add(first, "backdated", f"{where} recorded at {at}, earlier than the record before it ({last_time}): "
                 "written out of order or back-dated")
         last_time = max(last_time, at) if isinstance(at, str) else last_time
-        seq, prev, before = last, hash_, (first, f"block of {where}")
+        seq, older, prev, before = last, prev, hash_, (first, f"block of {where}")
     _check_index(store, name, expected_index, add, damaged)
     facts.ends[chain] = seq
     return seq, prev
