@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from vedtak.audit import AuditLog, StoreError, open_store
 from vedtak.audit.verify import verify
+from vedtak.audit.store import SCHEMA_VERSION
 from vedtak.cli.main import main
 
 from conftest import STUDY_GRANT
@@ -214,7 +215,7 @@ def test_a_log_that_needs_an_upgrade_is_refused_by_reading_commands_with_a_clear
     for args in (("audit", "verify", db), ("queue", "list", db), ("replay", db), ("audit", "show", db)):
         r = invoke(*args)
         assert r.exit_code == 1, (args, r.output)
-        assert (f"the audit log {db} has schema version 1 and needs an upgrade to version 2, which reading "
+        assert (f"the audit log {db} has schema version 1 and needs an upgrade to version {SCHEMA_VERSION}, which reading "
                 "commands do not make") in r.output
         assert f"vedtak queue supervisors {db}" in r.output
     with pytest.raises(StoreError) as caught:

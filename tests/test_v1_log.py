@@ -167,3 +167,48 @@ def test_a_tampered_version_1_partition_record_is_named(v1):
     raw(v1, "UPDATE audit_chain_records SET body = replace(body, '\"case_id\":', '\"case_id\": ') "
             "WHERE chain = ? AND seq = 3", (chain,))
     assert (3, "edited", chain) in problems(v1)
+
+
+def test_reading_commands_read_a_version_1_log_as_it_is(tmp_path):
+    """An auditor's copy of a log written before record version 2 (schema version 2), never opened by
+    a writer since, is verified, shown, exported, replayed and listed as it is: nothing is upgraded,
+    the file's bytes are unchanged and nothing is created beside it."""
+    import shutil
+    from click.testing import CliRunner
+    from vedtak.cli.main import main as cli_main
+    db = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "v1_log.db", db)
+    before = db.read_bytes()
+    runner = CliRunner()
+    for args in (["audit", "verify"], ["audit", "show", "--limit", "3"], ["audit", "export"], ["replay"],
+                 ["queue", "list"]):
+        r = runner.invoke(cli_main, [*args, str(db)])
+        assert r.exit_code == 0, (args, r.output)
+    assert "0 differences" in runner.invoke(cli_main, ["replay", str(db)]).output
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+
+
+def test_a_dask_run_appends_to_a_version_1_log(v1, tmp_path):
+    """A distributed run on the version 1 log: its partition chains are blocks beside the version 1
+    partition chains, its manifest a block after the version 1 head; the whole log verifies and no
+    version 1 row is rewritten."""
+    import subprocess
+    import sys
+    before = v1_rows(v1)
+    cases = tmp_path / "dist.jsonl"
+    cases.write_text("".join(json.dumps({**c, "case_id": 8000 + i}) + "\n" for i, c in enumerate(generate(40, seed=4))))
+    r = subprocess.run([sys.executable, "-m", "vedtak.cli", "run", str(STUDY_GRANT), str(cases), "--audit", v1,
+                        "--executor", "dask", "--workers", "1", "--partition-size", "2KB",
+                        "--out", str(tmp_path / "parts")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = v1_rows(v1)
+    assert after[:2] == before[:2] and set(before[2]) < set(after[2])  # one more run
+    ((first, prev),) = raw(v1, "SELECT first_seq, prev_hash FROM audit_blocks WHERE chain = '' ORDER BY first_seq "
+                               "LIMIT 1")
+    assert (first, prev) == (V1_HEAD + 1, before[0][-1][-1])
+    ((chains,),) = raw(v1, "SELECT count(DISTINCT chain) FROM audit_blocks WHERE chain <> ''")
+    assert chains >= 2
+    assert problems(v1) == []
+    out = run("audit", "verify", v1)
+    assert out.exit_code == 0 and f"{4 + chains} partition chains match the manifests of 2 runs" in out.output

@@ -140,6 +140,19 @@ def schema_problem(version: str | None, present: set[str]) -> str | None:
     return f"lacks {', '.join(missing)} and needs an upgrade" if missing else None
 
 
+VERSION_3_OBJECTS = ("audit_blocks", "audit_case_index")
+
+
+def older_schema_reads(version: str | None, present: set[str]) -> list[str] | None:
+    """For a log at schema version 2 (written before record version 2), the statements that let a
+    reading command read it as it is: the version 3 tables, empty, in the reader's temporary
+    schema. None for any other log (current, older, or not a log)."""
+    if version != "2" or any(name not in present for name in SCHEMA_OBJECTS if name not in VERSION_3_OBJECTS):
+        return None
+    return [stmt.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE IF NOT EXISTS", 1) for stmt in SCHEMA
+            if any(f"EXISTS {name} " in stmt for name in VERSION_3_OBJECTS)]
+
+
 def read_only_refusal(name: str, problem: str) -> "StoreError":
     """The error of a reading command that met a log it could only read after creating or upgrading
     its schema (``problem`` from :func:`schema_problem`; ``name``: the log as the user gave it)."""
