@@ -257,7 +257,7 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path, study_plan):
         list(log.decide_many(study_plan, generate(300, seed=4)))
     proc = subprocess.Popen([sys.executable, "-m", "vedtak.cli", "audit", "export", path], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    assert proc.stdout.read(10) == b'{"case_id"'
+    assert proc.stdout.read(10).startswith(b'{"')
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 1 and stderr == ""
