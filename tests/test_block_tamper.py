@@ -5,8 +5,11 @@ back-dated, the index by case id, a compressed block's data — on SQLite and Po
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vedtak.audit import AuditLog, blocks, open_store
 from vedtak.audit.blocks import DIGEST
@@ -246,3 +249,55 @@ def test_a_forged_block_inserted_in_the_middle_is_named(filled, study_plan, tmp_
     raw(filled, "UPDATE audit_head SET seq = 47")
     found = problems(filled)  # (and the forged referrals' work items, which the forger did not make)
     assert found[0] == (15, "inserted") and all(15 <= seq <= 21 for seq, _ in found)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, study_plan):
+    """One SQLite log of 40 decisions in blocks of 7, copied for each generated tampering."""
+    path = str(tmp_path_factory.mktemp("template") / "audit.db")
+    with AuditLog.open(path, batch_size=7) as log:
+        list(log.decide_many(study_plan, generate(40, seed=3)))
+    return path
+
+
+def _tamper(url: str, seq: int, how: str) -> list[tuple[int, str]]:
+    """Tamper with record ``seq`` as ``how`` says; the (seq, kind) verify must name first."""
+    block = block_at(url, seq)
+    i, first, last = seq - block["first"], block["first"], block["last"]
+    if how == "edit":
+        edit_record(url, seq, lambda meta: meta.update(r="not-resident" if meta.get("r") != "not-resident"
+                                                       else "grant"))
+        return [(seq, "edited")]
+    if how == "edit, digests recomputed":
+        edit_record(url, seq, lambda meta: meta.update(r="not-resident" if meta.get("r") != "not-resident"
+                                                       else "grant"), recompute=True)
+        # the last record of a block: any record's digests might have been recomputed up to the block's
+        # hash, so the block is named (by its first record)
+        return [(seq if seq < last else first, "edited")]
+    if how == "delete":
+        del block["records"][i]
+        block["digests"] = block["digests"][:i * DIGEST] + block["digests"][(i + 1) * DIGEST:]
+        write_block(url, block)
+        return [(seq, "deleted")]
+    # swap with the next record of the block (or the one before, for a block's last)
+    j = i + 1 if seq < last else i - 1
+    d = [block["digests"][k * DIGEST:(k + 1) * DIGEST] for k in range(len(block["records"]))]
+    block["records"][i], block["records"][j] = block["records"][j], block["records"][i]
+    d[i], d[j] = d[j], d[i]
+    block["digests"] = b"".join(d)
+    write_block(url, block)
+    raw(url, "UPDATE audit_case_index SET seq = CASE seq WHEN ? THEN ? ELSE ? END WHERE seq IN (?, ?)",
+        (seq, first + j, seq, seq, first + j))
+    return sorted([(seq, "reordered"), (first + j, "reordered")])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=st.integers(1, 40), how=st.sampled_from(["edit", "edit, digests recomputed", "delete", "swap"]))
+def test_any_one_record_tampered_is_named_exactly(template, tmp_path_factory, seq, how):
+    """Whichever record of whichever block is edited (with or without its digests recomputed), removed, or
+    swapped with its neighbour: verify names that record, with the right kind, and no other record."""
+    url = str(tmp_path_factory.mktemp("t") / "audit.db")
+    shutil.copyfile(template, url)
+    expected = _tamper(url, seq, how)
+    found = [p for p in problems(url) if p[1] != "work_item"]  # a removed referral leaves its work item
+    assert sorted(found) == expected, (seq, how, found)
