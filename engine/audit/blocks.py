@@ -40,6 +40,8 @@ _sha = hashlib.sha256
 KIND_CODES = {"decision": "d", "referral": "r", "rejection": "j", "human": "h", "manifest": "m"}
 KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 _KIND_KEYS = tuple(code.upper() for code in KIND_NAMES)
+_KIND_KEY_SET = frozenset(_KIND_KEYS)
+_KIND_OF_KEY = {key: key.lower() for key in _KIND_KEYS}
 
 try:  # optional block compression (vedtak[zstd])
     import zstandard as _zstd
@@ -196,10 +198,11 @@ def kind_of(meta) -> tuple[str | None, object]:
     (``{"D": 17, ...}``: a decision of case 17). (None, None) when the meta has no single kind."""
     if type(meta) is not dict:
         return None, None
-    found = [k for k in _KIND_KEYS if k in meta]
+    found = _KIND_KEY_SET.intersection(meta)
     if len(found) != 1:
         return None, None
-    return found[0].lower(), meta[found[0]]
+    key = found.pop()
+    return _KIND_OF_KEY[key], meta[key]
 
 
 @dataclass(frozen=True)
