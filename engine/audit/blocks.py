@@ -201,7 +201,7 @@ def kind_of(meta) -> tuple[str | None, object]:
     found = _KIND_KEY_SET.intersection(meta)
     if len(found) != 1:
         return None, None
-    key = found.pop()
+    (key,) = found
     return _KIND_OF_KEY[key], meta[key]
 
 
