@@ -23,6 +23,7 @@ import importlib.util
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,8 @@ def main() -> int:
     if not with_zen:
         why = "--no-zen" if args.no_zen else "zen-engine is not installed (pip install -e '.[bench]')"
         print(f"zen-engine's evaluate-only figure skipped: {why}")
-    print(f"{'cases':>10} {'workers':>7} {'seconds':>8} {'cases/s':>9} {'peak RSS MB':>12} {'vs zen':>7}")
+    print(f"{'cases':>10} {'workers':>7} {'seconds':>8} {'cases/s':>9} {'peak RSS MB':>12} {'vs zen':>7} "
+          f"{'B/record':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             cases = Path(tmp) / f"cases-{n}.jsonl"
@@ -102,7 +104,7 @@ def main() -> int:
                     print(exc, file=sys.stderr)
                     return 1
                 zen_rate = done / zen_seconds
-                print(f"{n:>10,} {'zen':>7} {zen_seconds:8.1f} {zen_rate:9,.0f} {'-':>12} {1:6.2f}x   "
+                print(f"{n:>10,} {'zen':>7} {zen_seconds:8.1f} {zen_rate:9,.0f} {'-':>12} {1:6.2f}x {'-':>9}   "
                       "zen-engine evaluate alone, in process, graph compiled once")
             for w in args.workers:
                 db, out = Path(tmp) / f"audit-{n}-{w}.db", Path(tmp) / f"out-{n}-{w}.jsonl"
@@ -120,7 +122,12 @@ def main() -> int:
                 lines = sum(1 for _ in out.open())
                 ok = "verified" if v.returncode == 0 and lines == n else "NOT VERIFIED"
                 ratio = f"{n / seconds / zen_rate:6.2f}x" if zen_rate else f"{'-':>7}"
-                print(f"{n:>10,} {w:>7} {seconds:8.1f} {n / seconds:9,.0f} {peak:12.1f} {ratio}   log {ok}")
+                con = sqlite3.connect(db)  # the log on disk: the file once its write-ahead log is checkpointed
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.close()
+                size = db.stat().st_size / n
+                print(f"{n:>10,} {w:>7} {seconds:8.1f} {n / seconds:9,.0f} {peak:12.1f} {ratio} {size:9,.0f}   "
+                      f"log {ok}")
                 os.remove(db)
                 os.remove(out)
     return 0
