@@ -1,13 +1,21 @@
 """Verifying a chain's version 2 blocks: every record, every digest, every block link and index row.
 
-For each block, in order: its columns against its header (which the block hash commits to),
-its place in the chain (first record follows the last one before it; prev_hash is the hash
-before it), its framing and record count, then each record's digests — a record whose
-content does not match its own leaf is named as edited; a record whose leaf holds but whose
-link does not names its predecessor, changed with its digests recomputed — then the block
-hash, time order, and each record's meta. Index rows by case id are checked against the
-records: a multiset digest over (case, chain, seq, kind) of both sides, and when they
-differ, row by row, naming what is missing or was added.
+For each block, in order: its columns against its header (which the block hash commits to) —
+blocks whose seq columns were shifted together after a record was removed or added are
+followed, a block holding another block's numbers is named as moved (``reordered``), a block
+the next one skips over (it follows the block two back) as ``inserted``; its place in the
+chain (missing records are named ``deleted``); then each record's digests, in one pass. Only
+when something does not hold does :func:`_locate` look closer and name the exact record: a
+record whose content does not match its own leaf is ``edited``; a record whose leaf holds but
+whose link does not names its predecessor, changed with its digests recomputed — unless the
+records after it are the same records in another order (``reordered``), or the block holds
+fewer or more records than its header says (the first that no longer follows its
+predecessor was ``deleted`` or ``inserted``). Then the block hash: a block whose own hash
+holds but that does not follow the one before it names that one, changed with its hashes
+recomputed. Times must not decrease (``backdated``). Index rows by case id are checked
+against the records: a multiset digest over (case, chain, seq, kind) of both sides, and
+when they differ, row by row, naming what is missing or was added (not again inside a
+block whose records were named already).
 """
 
 from __future__ import annotations
