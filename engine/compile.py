@@ -348,29 +348,35 @@ class Plan:
     def validate(self, raw) -> "Validated":
         """Validate a raw case; returns a :class:`Validated`, ``(case, None)`` or ``(None, rejection)``,
         which :meth:`evaluate` takes as it is (or unpack it: ``case, rejection = plan.validate(raw)``)."""
+        return _validated(self._validate(raw))
+
+    def _validate(self, raw, checked: tuple | None = None) -> tuple:
+        """``(case, None)`` or ``(None, rejection)``; ``checked``: what the validator of the only
+        version returned for ``raw``, when the caller has it already."""
         if type(raw) is not dict:
             period = self._periods[-1]
             err = CaseError("", "wrong_type", "a case is a JSON object")
-            return _validated((None, Decision((period.rejected, raw, None, (err,)))))
+            return None, Decision((period.rejected, raw, None, (err,)))
         day = raw.get(self._date_field)
         if day.__class__ is not date:
             day = _parse_day(day)
         period = self.period_for(day) if day is not None else None
         vplan = period.vplan if period is not None else self.versions[-1]
-        case, errors = vplan.validate(raw)
+        case, errors = checked if checked is not None and vplan is self._single else vplan.validate(raw)
         if errors:
-            return _validated((None, Decision(((period or vplan.periods[-1]).rejected, raw, None, tuple(errors)))))
+            return None, Decision(((period or vplan.periods[-1]).rejected, raw, None, tuple(errors)))
         if period is None:
-            return _validated((None, self._no_version(raw, day)))
-        return _validated((case, None))
+            return None, self._no_version(raw, day)
+        return case, None
 
     def decide(self, raw) -> Decision:
         """Validate and decide one case given as a dict (as JSON gives it)."""
         vplan = self._single
+        checked = None
         if vplan is not None:
             # one version: a valid case dated inside it is evaluated at once; anything else
             # (a rejection, a date outside every period) takes the general path below
-            case, errors = vplan.validate(raw)
+            checked = case, errors = vplan.validate(raw)
             if not errors:
                 day = case[self._date_field]
                 i = bisect_right(self._starts, day) - 1
@@ -385,7 +391,7 @@ class Plan:
                     if r.__class__ is int:
                         return Decision((period.outcomes[r], case, None, None))
                     return self._result(period, case, r)
-        case, rejection = self.validate(raw)
+        case, rejection = self._validate(raw, checked)
         if rejection is not None:
             return rejection
         return self.evaluate(case)

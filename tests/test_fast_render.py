@@ -105,7 +105,29 @@ def test_fast_json_equals_the_canonical_json_for_mutated_cases(plan, version, da
         case[name] = data.draw(st.one_of(_wide_numbers(), st.none(), st.just("x\"\\é"), st.just(True)))
     if data.draw(st.booleans()):
         case.pop(data.draw(st.sampled_from(sorted(case))))
-    _check(plan, plan.decide(case))
+    if data.draw(st.booleans()):  # often outside every version's window
+        case[version.model.decision_date] = data.draw(st.dates(date(1990, 1, 1), date(2040, 1, 1))).isoformat()
+    decision = plan.decide(case)
+    _check(plan, decision)
+    _same_as_validate_then_evaluate(plan, case, decision)
+
+
+def _same_as_validate_then_evaluate(plan, raw, decision) -> None:
+    """plan.decide (with its one-version shortcut) decides as plan.evaluate(plan.validate(raw)):
+    the same period, case, values, detail and JSON."""
+    other = plan.evaluate(plan.validate(raw))
+    assert decision.to_json() == other.to_json()
+    assert (decision.period, decision._outcome) == (other.period, other._outcome)
+    assert (decision.case, decision.values, decision.detail) == (other.case, other.values, other.detail)
+
+
+@pytest.mark.parametrize("raw", [[1, 2], "text", None, 7, {}, {"case_id": 1}])
+def test_decide_rejects_what_is_not_a_case_as_validate_does(raw):
+    """Input that is no case at all is rejected by decide exactly as by validate then evaluate."""
+    for plan in PLANS.values():
+        decision = plan.decide(raw)
+        assert decision.status == "rejected"
+        _same_as_validate_then_evaluate(plan, raw, decision)
 
 
 @settings(max_examples=120, deadline=None,
