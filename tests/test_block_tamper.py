@@ -238,13 +238,15 @@ def test_a_forged_block_inserted_in_the_middle_is_named(filled, study_plan, tmp_
     header = blocks.header(None, 15, 21, at, "none", json.loads(source["header"])["engine_version"], rulesets)
     hash_ = blocks.block_hash(prev, header, full_link(source, 7))
     for first, last in reversed(BLOCKS[2:]):
-        raw(filled, "UPDATE audit_blocks SET first_seq = ?, last_seq = ? WHERE first_seq = ?", (first + 7, last + 7, first))
-    raw(filled, "INSERT INTO audit_blocks (chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, "
-                "hash) VALUES ('', 15, 21, ?, ?, ?, ?, ?, ?)",
+        raw(filled, "UPDATE audit_blocks SET first_seq = ?, last_seq = ? WHERE first_seq = ?",
+            (first + 7, last + 7, first))
+    raw(filled, "INSERT INTO audit_blocks (chain, first_seq, last_seq, recorded_at, header, records, digests, "
+                "prev_hash, hash) VALUES ('', 15, 21, ?, ?, ?, ?, ?, ?)",
         (at, header, frame(source["records"]), source["digests"], prev, hash_))
     raw(filled, "UPDATE audit_case_index SET seq = seq + 7 WHERE seq >= 15")
     for key, _, seq, kind in raw(forged, "SELECT case_id, chain, seq, kind FROM audit_case_index"):
-        raw(filled, "INSERT INTO audit_case_index (case_id, chain, seq, kind) VALUES (?, '', ?, ?)", (key, seq + 14, kind))
+        raw(filled, "INSERT INTO audit_case_index (case_id, chain, seq, kind) VALUES (?, '', ?, ?)",
+            (key, seq + 14, kind))
     raw(filled, "UPDATE audit_work_items SET record_seq = record_seq + 7 WHERE record_seq >= 15")
     raw(filled, "UPDATE audit_head SET seq = 47")
     found = problems(filled)  # (and the forged referrals' work items, which the forger did not make)

@@ -74,7 +74,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             continue
         report.records += len(texts)
         h_first, h_last = head["first_seq"], head["last_seq"]
-        for col, (have, said) in (("chain", (chain, head.get("chain"))), ("recorded_at", (at, head.get("recorded_at")))):
+        for col, have, said in (("chain", chain, head.get("chain")), ("recorded_at", at, head.get("recorded_at"))):
             if have != said:
                 add(first, "edited", f"the block of {where}: column {col} was changed ({have!r}, its header "
                     f"says {said!r})")
@@ -195,7 +195,8 @@ def _locate(first: int, texts: list, digests: bytes, written: int, where: str, a
     if n != written and broken is not None and leaves[broken][:LOCATE] != stored[broken][32:32 + LOCATE]:
         add(first + broken, "edited", f"record {first + broken} was changed: its content does not match its hash")
         add(first + broken + 1, "deleted" if n < written else "inserted",
-            f"{abs(n - written)} record{'s' if abs(n - written) > 1 else ''} {'removed from' if n < written else 'added to'} "
+            f"{abs(n - written)} record{'s' if abs(n - written) > 1 else ''} "
+            f"{'removed from' if n < written else 'added to'} "
             f"the block of {where} (written with {written} records) after record {first + broken}, which was changed: "
             "where, its hashes cannot tell")
         return True, set(range(broken, n))
@@ -209,7 +210,8 @@ def _locate(first: int, texts: list, digests: bytes, written: int, where: str, a
         at = written if broken is None else broken
         for c in (broken - 1, broken) if broken else ():  # the one whose successor follows its predecessor
             after = c + k
-            if c >= 0 and (after >= n or _sha(links[c] + leaves[after]).digest()[:LOCATE] == stored[after][32 + LOCATE:]):
+            if c >= 0 and (after >= n
+                           or _sha(links[c] + leaves[after]).digest()[:LOCATE] == stored[after][32 + LOCATE:]):
                 at = c
                 break
         add(first + at, "inserted", f"{_span(first + at, first + at + k - 1)} {'were' if k > 1 else 'was'} inserted "
