@@ -150,13 +150,16 @@ def _back_date(url, first: int, when: str) -> None:
 
 def test_a_back_dated_block_is_named_even_with_every_hash_recomputed(filled):
     """A block's time (column and header) set before its predecessor's, and every block hash from it to the
-    head recomputed: the hashes hold, the time order does not, and the block is named as back-dated."""
+    head recomputed: the hashes hold, the time order does not, and the block is named as back-dated;
+    `audit show` still lists the latest records last in the chain, not the back-dated ones."""
     _back_date(filled, 15, "2001-01-01T00:00:00.000000Z")
     rehash_from(filled, 15)
     assert problems(filled) == [(15, "backdated")]
     code, out = cli_verify(filled)
     assert code == 1 and out.splitlines()[0].startswith("record 15: backdated: records 15 to 21 recorded at "
                                                         "2001-01-01T00:00:00.000000Z, earlier than")
+    shown = run("audit", "show", filled, "--limit", "3").output.splitlines()  # in chain order, not by time
+    assert [line.split()[0] for line in shown[1:]] == ["38", "39", "40"]
 
 
 def test_a_back_dated_block_with_its_own_hash_recomputed_is_named(filled):
