@@ -434,11 +434,15 @@ class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
 
     def _open_work_items(self, rows: list[tuple]) -> None:
         """Insert open work items: (id, record seq, record chain, kind, case key, queue, reason code,
-        reason text, proposed, priority, created at); inside an append."""
-        self._executemany(self._sql(
-            "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
-            "reason_text, proposed, priority, created_at, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')"), rows)
+        reason text, proposed, priority, created at); inside an append. One statement for up to 500
+        items (a block's)."""
+        for i in range(0, len(rows), 500):
+            part = rows[i:i + 500]
+            self._execute(self._sql(
+                "INSERT INTO audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
+                "reason_text, proposed, priority, created_at, status) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')"] * len(part))),
+                tuple(v for row in part for v in row))
 
     def close_work_item(self, item_id: int, by: str, decided_seq: int) -> bool:
         """Mark an item decided by the record ``decided_seq``; call only inside an append (the one
