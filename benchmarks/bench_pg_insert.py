@@ -152,8 +152,9 @@ def main() -> int:
                     conn = plain if name.endswith("pglz") else db
                     started = time.perf_counter()
                     with conn.cursor() as cur:
+                        hash_ = blocks.block_hash(GENESIS, head, block.link)
                         cur.execute(BLOCK_INSERT, (chain, first, first + n - 1, now, head, block.payload,
-                                                   block.digests, GENESIS, blocks.block_hash(GENESIS, head, block.link)))
+                                                   block.digests, GENESIS, hash_))
                         row = time.perf_counter()
                         way(cur, block, chain, first)
                     mid = time.perf_counter()

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vedtak.audit import open_store
-from vedtak.audit.blocks import compress, decompress, split_records
 from vedtak.audit.log import PiiPolicy
 from vedtak.audit.record import GENESIS, AuditRecordV1, sha256, utc_now
 from vedtak.audit.store import case_key
@@ -36,6 +34,7 @@ from vedtak.inputs import partitions, read, read_partition
 from vedtak.load import load
 
 from audit_support import fresh_url, raw
+from block_support import block_at, frame, write_block
 from conftest import STUDY_GRANT
 from dist_support import InProcessRun, fail_at_once, fail_partition_1, stop_after_first_block
 from workload import generate
@@ -301,19 +300,6 @@ def test_a_killed_run_resumes_from_its_partition_chains(tmp_path):
     assert released == [c["case_id"] for c in cases]
 
 
-def _edit_record(url: str, chain: str, seq: int, edit) -> bytes:
-    """Rewrite record ``seq`` of a partition chain inside its block, digests left as they were;
-    returns the block's records as they were stored."""
-    (first, stored, header), = raw(url, "SELECT first_seq, records, header FROM audit_blocks WHERE chain = ? "
-                                        "AND first_seq <= ? AND last_seq >= ?", (chain, seq, seq))
-    codec = json.loads(header)["codec"]
-    texts = split_records(decompress(bytes(stored), codec))
-    texts[seq - first] = edit(texts[seq - first])
-    payload = compress(b"".join(struct.pack(">I", len(t)) + t for t in texts), codec)
-    raw(url, "UPDATE audit_blocks SET records = ? WHERE chain = ? AND first_seq = ?", (payload, chain, first))
-    return bytes(stored)
-
-
 def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_path):
     """A partition chain's blocks: an edited record is named (chain and seq); a tail block cut with
     the head moved back to match is found by the manifest; a deleted partition is named as missing."""
@@ -325,12 +311,16 @@ def test_verify_catches_a_tampered_partition_chain_and_a_deleted_partition(tmp_p
         chains = [c.chain for c in store.chains()]
     assert len(chains) >= 3
     # an edited decision in the second partition's chain
-    stored = _edit_record(url, chains[1], 7, lambda text: text.replace(b'"o":"', b'"o":"x', 1))
+    block = block_at(url, 7, chains[1])
+    stored = frame(block["records"], block["codec"])
+    record = block["records"][7 - block["first"]]
+    block["records"][7 - block["first"]] = record.replace(b'"age": ', b'"age": 1', 1)
+    write_block(url, block, chains[1])
     with open_store(url) as store:
         problems = verify(store).problems
     assert [(p.chain, p.seq, p.kind) for p in problems] == [(chains[1], 7, "edited")]
-    raw(url, "UPDATE audit_blocks SET records = ? WHERE chain = ? AND first_seq <= 7 AND last_seq >= 7",
-        (stored, chains[1]))
+    raw(url, "UPDATE audit_blocks SET records = ? WHERE chain = ? AND first_seq = ?",
+        (stored, chains[1], block["first"]))
     with open_store(url) as store:
         assert verify(store).ok
     # the first partition's tail block cut, with its head moved back to match: only the manifest knows
