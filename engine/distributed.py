@@ -103,12 +103,15 @@ def run_partition(task: dict) -> dict:
         summary = Summary()
         out = Path(task["out"]) / output_name(part.index) if task["out"] else None
         partial = out.with_suffix(".partial") if out else None
-        sink = open(partial, "w", encoding="utf-8") if partial else None
+        sink = open(partial, "wb") if partial else None
         try:
-            write_text = sink.write if sink else (lambda text: None)
+            def write_text(text: str | bytes) -> None:  # a chunk's output: UTF-8 bytes, or text
+                if sink is not None:
+                    sink.write(text if text.__class__ is bytes else text.encode("utf-8"))
 
             def write(line: str) -> None:
                 write_text(line + "\n")
+
             items = read_partition(part, plan.ruleset.latest.model.case, Limits.from_dict(task.get("limits")))
             seq, seen = info.seq, set()
             if seq:  # an earlier attempt recorded the first `seq` cases: release them as recorded
