@@ -81,7 +81,7 @@ def _json_writer(o: Outcome):
     c += "["
     d = ("," + _enc_str(_POLICY_NOTE.format(o.outcome)) if o.referral == "automation-policy" else "") + "]" + d
     values_json = o._values = o._values or _values_writer(o.rule.values)
-    _date, _int, _dict, errors, days = date, int, dict, EVALUATION_ERRORS, _DAYS
+    _date, _int, _str, _dict, errors, days = date, int, str, dict, EVALUATION_ERRORS, _DAYS
 
     def write(case, values, derived):
         if case.__class__ is not _dict:
@@ -95,7 +95,8 @@ def _json_writer(o: Outcome):
             text = because(case, values or {}, derived)
         except errors:
             return None
-        cid = str(cid) if cid.__class__ is _int else encode_scalar(cid)
+        cls = cid.__class__
+        cid = str(cid) if cls is _int else _enc_str(cid) if cls is _str else _canonical(cid)
         return f"{a}{cid}{b}{day_json}{c}{text}{d}{values_json(values)}}}"
     return write
 

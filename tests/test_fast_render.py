@@ -245,6 +245,16 @@ def test_a_library_callers_lone_surrogate_is_escaped_as_the_generic_json_does():
     assert "\\ud800" in d.to_json() and d.to_json() == d.to_json_generic()
 
 
+@pytest.mark.parametrize("cid", [Decimal("1.50"), date(2024, 1, 2), True, None, 10 ** 40, ["a"]])
+def test_a_library_callers_case_id_of_any_type_is_written_as_the_generic_json_does(cid):
+    """evaluate() takes an unvalidated dict: a case id that is no string or int is still written
+    exactly as the generic JSON writes it."""
+    case = {"id": cid, "day": date(2024, 5, 1), "name": "b", "amount": Decimal("2.50"), "n": 3,
+            "flag": False, "extra": Decimal(2)}
+    d = RENDER_PLAN.evaluate(case)
+    assert d.rule == "extra" and d.to_json() == d.to_json_generic()
+
+
 def test_an_ordinary_decision_keeps_no_detail_and_an_unusual_one_keeps_its_own():
     """``detail`` is None for a decided case (the derived values it keeps for its reason are not
     detail), and the missing fields of a missing-data referral."""
