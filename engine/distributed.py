@@ -7,10 +7,13 @@ through one head cannot scale out, so each partition appends to a chain of its o
 shared audit log (PostgreSQL for a real cluster); when every partition is complete the
 driver appends a manifest record to the main chain that commits to each partition chain's
 head hash and record count, so a missing or altered partition is detected by ``verify``.
+A worker builds each chunk into a finished block of version 2 records as the local
+executor's workers do (engine/batch.py ``decide_block``) and appends it to its chain whole.
 
 A partition is idempotent: its chain records exactly its first N cases, in input order, so
 an attempt that is retried (a worker died, a task failed) releases those N as recorded and
-decides only the rest; a second attempt running at the same time cannot write (see
+decides only the rest (read from the chain's version 1 rows, which an earlier release wrote,
+and its blocks); a second attempt running at the same time cannot write (see
 :class:`~vedtak.audit.store.ChainConflict`). A run that cannot finish names its missing
 partitions; ``--resume`` runs only those.
 """
