@@ -249,8 +249,8 @@ class _Output:
         self.size = self.lines = 0
         self.cut_ok = True
 
-    def write_chunk(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
+    def write_chunk(self, text: bytes | str) -> None:
+        data = memoryview(text if isinstance(text, bytes) else text.encode("utf-8"))
         written = 0
         try:
             while written < len(data):
@@ -262,7 +262,7 @@ class _Output:
                 self.cut_ok = written == 0
             raise
         self.size += len(data)
-        self.lines += text.count("\n")
+        self.lines += data.obj.count(b"\n")
 
     def __enter__(self) -> "_Output":
         return self
@@ -344,8 +344,10 @@ class _StandardOutput:
     lines = 0
     cut_ok = True  # a pipe cannot be cut back: a failed write may leave part of a line
 
-    def write_chunk(self, text: str) -> None:
+    def write_chunk(self, text: bytes | str) -> None:
         out = sys.stdout
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
         if out.isatty():
             text = safe_json(text)
         try:

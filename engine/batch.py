@@ -204,7 +204,7 @@ def decide_block(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | N
         block.add_entry(entry)
         summary.count(info, item.source, item.line)
     keys = [k for k in block.case_keys if k is not None]
-    output = "".join([(e.released or e.decision) + "\n" for e, _ in decided])
+    output = "".join([(e.released or e.decision) + "\n" for e, _ in decided]).encode("utf-8")
     source = items[0].source if items else ""
     keep = not lean or pii.mode != "keep"
     send_items = not lean or any(item.source != source or (item.text is None and item.error is None) for item in items)
@@ -223,12 +223,13 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str, decis
     block.entries = None
     work: list = []
     summary = Summary()
-    out: list[str] = []
-    ruleset_index: dict = {}
+    out: list[bytes] = []
+    records, digests, keys, kinds, rulesets = block.records, block.digests, block.case_keys, block.kinds, block.rulesets
+    link = block.link
     sha256 = hashlib.sha256
-    add = block.add
     decided_count, referred_count = summary.decided, summary.referred
     general = (None, "rule", "automation-policy")
+    constant: dict = {}  # per outcome: (kind code, meta head, meta members, referred)
     for item in items:
         text_in = item.text
         if item.error is None and text_in is not None:
@@ -236,52 +237,64 @@ def _fast_block(items: list[Item], plan: Plan, pii: PiiPolicy, codec: str, decis
             if decisions is not None:
                 decisions.append(decision)
             o = decision._outcome
-            if o.status != "rejected" and o.referral in general:
+            found = constant.get(o)
+            if found is None and o.status != "rejected" and o.referral in general:
+                sha = o.period.version.sha256
+                if sha not in rulesets:
+                    rulesets.append(sha)
+                n = rulesets.index(sha)
+                code = "d" if o.status == "decided" else "r"
+                found = constant[o] = (code, '{"' + code.upper() + '":',
+                                       (',"n":' + str(n) if n else "") + _compact_constant(o), code == "r")
+            if found is not None:
+                code, head, fields, referred = found
                 released = decision.to_json()
                 i = released.find('"case_id":') + 10
                 cid = released[i:released.find(',"decision_date":', i)]
-                code = "d" if o.status == "decided" else "r"
-                sha = o.period.version.sha256
-                n = ruleset_index.get(sha)
-                if n is None:
-                    n = ruleset_index[sha] = len(block.rulesets)
-                    block.rulesets.append(sha)
-                fields = _compact_constant(o)
                 values = released[released.rfind('"values":') + 9:-1]
-                if code == "r":
+                if referred:
                     opened = work_item(decision, o.period.version)
-                    work.append((len(block), opened))
-                    fields += ',"i":"' + item_digest(opened[2]) + '"'
-                meta = ('{"' + code.upper() + '":' + cid + (',"n":' + str(n) if n else "") + fields
-                        + (',"v":' + values if values != "{}" else "") + "}")
-                key = cid if cid[0] != '"' else json.dumps(json.loads(cid), ensure_ascii=False)
-                add((meta + "\n" + text_in).encode("utf-8"), sha256(released.encode("utf-8")).digest(),
-                    None if key == "null" else key, code)
-                out.append(released)
-                summary.read += 1
-                if code == "d":
-                    decided_count[o.outcome] += 1
-                else:
+                    work.append((len(records), opened))
+                    meta = head + cid + fields + ',"i":"' + item_digest(opened[2]) + '"'
                     referred_count[(o.queue, o.referral)] += 1
+                else:
+                    meta = head + cid + fields
+                    decided_count[o.outcome] += 1
+                if values != "{}":
+                    meta += ',"v":' + values
+                data = released.encode("utf-8")
+                record = (meta + "}\n" + text_in).encode("utf-8")
+                released_sha = sha256(data).digest()
+                leaf = sha256(released_sha + record).digest()
+                link = sha256(link + leaf).digest()
+                digests += released_sha + leaf[:4] + link[:4]
+                records.append(record)
+                keys.append(None if cid == "null" else cid if cid[0] != '"' else
+                            json.dumps(json.loads(cid), ensure_ascii=False))
+                kinds.append(code)
+                out.append(data)
+                summary.read += 1
                 continue
+            block.link = link
             entry = make_entry(decision, item.raw, pii, text_in)
             info = outcome_info(decision)
         else:
             (entry, info), = decide_chunk([item], plan, pii)
             if decisions is not None:
                 decisions.append(None)  # a library caller's items are always read
+            block.link = link
         block.add(*block.record_of(entry))
-        for sha in block.rulesets:
-            ruleset_index.setdefault(sha, block.rulesets.index(sha))
+        link = block.link
         if entry.work_item is not None:
             work.append((len(block) - 1, entry.work_item))
-        out.append(entry.released or entry.decision)
+        out.append((entry.released or entry.decision).encode("utf-8"))
         summary.count(info, item.source, item.line)
+    block.link = link
     block.work = work
     keys = [k for k in block.case_keys if k is not None]
     source = items[0].source if items else ""
     send_items = any(item.source != source or (item.text is None and item.error is None) for item in items)
-    return Chunk(source, [item.line for item in items], freeze(block, codec), "\n".join(out) + "\n" if out else "",
+    return Chunk(source, [item.line for item in items], freeze(block, codec), b"\n".join(out) + b"\n" if out else b"",
                  summary, len(set(keys)) != len(keys), None, None, items if send_items else None)
 
 
@@ -430,9 +443,9 @@ class Batch:
         once per committed chunk with its complete lines). Raises :class:`BatchStopped` when
         interrupted (SIGINT, between two chunks) or when the log or the output cannot be written."""
         if write_chunk is None:
-            def write_chunk(text: str) -> None:
+            def write_chunk(text: bytes) -> None:
                 if write is not None:
-                    for line in text.split("\n")[:-1]:  # not splitlines: a string may hold U+2028
+                    for line in text.decode("utf-8").split("\n")[:-1]:  # not splitlines: a string may hold U+2028
                         write(line)
         summary = Summary()
         started = time.perf_counter()
@@ -632,8 +645,8 @@ class Batch:
             lines = its[0] if its[0] is not None else [Item(chunk.source, line) for line in chunk.lines]
             for item, (_, info) in zip(lines, released):
                 part.count(info, item.source, item.line)
-            self._held.append(("".join([text + "\n" for text, _ in released]), part, len(done), len(resumed),
-                               len(superseded)))
+            self._held.append(("".join([text + "\n" for text, _ in released]).encode("utf-8"), part, len(done),
+                               len(resumed), len(superseded)))
         self._held_cases += len(chunk)
 
     def _materialise(self, chunk: Chunk, items: list[Item] | None) -> tuple[list, list, list[Item]]:

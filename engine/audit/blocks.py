@@ -142,7 +142,10 @@ class BlockBuilder:
 
     def payload(self) -> bytes:
         """The records, each prefixed by its length (a varint: 7 bits a byte, low bits first)."""
-        return b"".join([_varint(len(r)) + r for r in self.records])
+        parts: list = [b""] * (2 * len(self.records))
+        parts[0::2] = [_VARINT_OF.get(len(r)) or _varint(len(r)) for r in self.records]
+        parts[1::2] = self.records
+        return b"".join(parts)
 
 
 def header(chain: str | None, first_seq: int, last_seq: int, recorded_at: str, codec: str, engine: str,
@@ -180,17 +183,24 @@ def split_records(payload: bytes) -> list[bytes]:
 
 
 _VARINTS = [bytes([n]) for n in range(128)]
+_VARINT_OF: dict[int, bytes] = dict(enumerate(_VARINTS))  # and each longer length once met
 
 
 def _varint(n: int) -> bytes:
+    found = _VARINT_OF.get(n)
+    if found is not None:
+        return found
     if n < 128:
         return _VARINTS[n]
-    out = bytearray()
+    m, out = n, bytearray()
     while n >= 128:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
-    return bytes(out)
+    found = bytes(out)
+    if len(_VARINT_OF) < 65536:
+        _VARINT_OF[m] = found
+    return found
 
 
 def kind_of(meta) -> tuple[str | None, object]:
