@@ -67,7 +67,7 @@ def compress(data: bytes, codec: str) -> bytes:
     if codec == "zstd":
         if _zstd is None:
             raise BlockError("block compression zstd needs the zstandard package: pip install 'vedtak[zstd]'")
-        return _zstd.ZstdCompressor(level=3).compress(data)
+        return _zstd.ZstdCompressor(level=3, write_checksum=True).compress(data)
     raise BlockError(f"unknown block codec {codec!r}")
 
 
