@@ -321,58 +321,58 @@ class Decision(tuple):
     # None or the derived values the rule computed, which its reason text reads (see compile)
     @property
     def _outcome(self) -> Outcome:
-        return tuple.__getitem__(self, 0)
+        return self[0]  # a Decision is a plain tuple underneath: indexing it is tuple indexing
 
     @property
     def case(self) -> dict:
         """The validated case (for a rejection: the raw input)."""
-        return tuple.__getitem__(self, 1)
+        return self[1]
 
     @property
     def status(self) -> str:
-        return self._outcome.status
+        return self[0].status
 
     @property
     def outcome(self) -> str | None:
         """The decided outcome; for a referral, the proposed one (None when a rule referred outright)."""
-        return self._outcome.outcome
+        return self[0].outcome
 
     @property
     def queue(self) -> str | None:
-        return self._outcome.queue
+        return self[0].queue
 
     @property
     def rule(self) -> str | None:
-        rule = self._outcome.rule
+        rule = self[0].rule
         return rule.id if rule is not None else None
 
     @property
     def basis(self) -> str | None:
-        rule = self._outcome.rule
+        rule = self[0].rule
         return rule.basis if rule is not None else None
 
     @property
     def values(self) -> dict:
-        values = tuple.__getitem__(self, 2)
+        values = self[2]
         return dict(values) if values else {}
 
     @property
     def detail(self):
         """A rejection's errors, a missing-data referral's fields, an evaluation error's message; else None."""
-        o = tuple.__getitem__(self, 0)
+        o = self[0]
         if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error"):
-            return tuple.__getitem__(self, 3)
+            return self[3]
         return None  # an ordinary decision keeps the derived values its reason text reads there
 
     @property
     def referral_reason(self) -> str | None:
         """Why a case was referred: rule, missing-data, automation-policy or evaluation-error."""
-        return self._outcome.referral
+        return self[0].referral
 
     @property
     def missing(self) -> tuple[str, ...]:
         """For a missing-data referral: the optional fields the rule needed and the case lacked."""
-        return self.detail if self._outcome.referral == "missing-data" else ()
+        return self.detail if self[0].referral == "missing-data" else ()
 
     @property
     def errors(self) -> tuple:
@@ -381,22 +381,23 @@ class Decision(tuple):
 
     @property
     def period(self) -> "Period | None":
-        return self._outcome.period
+        return self[0].period
 
     @property
     def case_id(self):
-        period = self._outcome.period
-        case = self.case
+        o = self[0]
+        period = o.period
+        case = self[1]
         if period is None or type(case) is not dict:
             return None
         cid = case.get(period.version.model.case_id)
-        if self._outcome.status == "rejected" and cid is not None and cid.__class__ is not bool:
+        if o.status == "rejected" and cid is not None and cid.__class__ is not bool:
             return _storable_id(cid)
         return cid
 
     @property
     def ruleset(self) -> dict | None:
-        period = self._outcome.period
+        period = self[0].period
         if period is None:
             return None
         v = period.version
@@ -404,15 +405,16 @@ class Decision(tuple):
 
     @property
     def decision_date(self) -> date | None:
-        period = self._outcome.period
-        if period is None or self.status == "rejected":
+        o = self[0]
+        period = o.period
+        if period is None or o.status == "rejected":
             return None
-        return self.case[period.version.model.decision_date]
+        return self[1][period.version.model.decision_date]
 
     @property
     def parameters(self) -> dict:
         """Parameter values in force on the decision date."""
-        period = self._outcome.period
+        period = self[0].period
         return dict(period.parameters) if period is not None and self.status != "rejected" else {}
 
     @property
@@ -422,7 +424,7 @@ class Decision(tuple):
     @property
     def reasons(self) -> list[str]:
         """The reason texts, as written grounds: the rule's `because`, then any referral note."""
-        o = self._outcome
+        o = self[0]
         if o.status == "rejected":
             return [f"{e.path or 'case'}: {e.message}" for e in self.errors]
         out = []
@@ -434,7 +436,7 @@ class Decision(tuple):
             out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")
             return out
         try:
-            out.append(o.because(self.case, tuple.__getitem__(self, 2) or {}, tuple.__getitem__(self, 3)))
+            out.append(o.because(self.case, self[2] or {}, self[3]))
         except EVALUATION_ERRORS as exc:  # the decision stands; say plainly that its text failed
             out.append(f"(the reason text of rule {o.rule.id} could not be rendered: {describe_error(exc)})")
         if o.referral == "automation-policy":
@@ -444,7 +446,7 @@ class Decision(tuple):
     def trace(self):
         """The evaluation trace: rules tried and the values they saw, and the derived values."""
         from .reference import trace
-        period = self._outcome.period
+        period = self[0].period
         if period is None or self.status == "rejected":
             return None
         return trace(period, self.case)
@@ -452,7 +454,7 @@ class Decision(tuple):
     # -- output --------------------------------------------------------------------------
     def to_dict(self, *, trace: bool = False) -> dict:
         """The decision as JSON-ready data (decimals stay Decimal until :func:`canonical_json`)."""
-        o = self._outcome
+        o = self[0]
         data: dict[str, Any] = {
             "case_id": self.case_id,
             "status": o.status,
@@ -480,7 +482,7 @@ class Decision(tuple):
 
     def to_json(self, *, trace: bool = False) -> str:
         """Canonical JSON (sorted keys, no whitespace, decimals as strings)."""
-        o = self[0]  # a Decision is a plain tuple underneath: indexing it is tuple indexing
+        o = self[0]
         if not trace:
             write = o._render
             if write is _UNSET:
@@ -492,7 +494,7 @@ class Decision(tuple):
         if trace or o.referral != "evaluation-error":
             return canonical_json(self.to_dict(trace=trace))
         a, b, c, d = o.json_parts()
-        values = tuple.__getitem__(self, 2)
+        values = self[2]
         return (a + encode_scalar(self.case_id) + b + '"' + self.decision_date.isoformat() + '"' + c  # type: ignore
                 + encode_scalar(self.reasons) + d + (_canonical(values) if values else "{}") + "}")
 
@@ -513,7 +515,7 @@ class Decision(tuple):
 
     def explain(self) -> str:
         """The decision for a person: result, rule and basis, reasons, values, trace, and sources."""
-        o = self._outcome
+        o = self[0]
         lines = []
         cid = self.case_id
         if o.status == "decided":
