@@ -20,6 +20,10 @@ its own two tables, ``bench_blocks`` and ``bench_case_index``, shaped as ``audit
 Prints, per way, the statements' time and the commit's (fsync on) in microseconds per record,
 the median of ``--blocks`` blocks after one warm-up each. The ways run interleaved, block by
 block, so that a slower moment of a shared machine falls on all of them alike.
+
+Then the work items a block's referrals open (``--items``, 300 a block: the study-grant
+workload refers about that many of 1 000), into a table shaped as ``audit_work_items``, four
+ways: one multi-row INSERT (11 parameters an item), executemany, one jsonb statement, COPY.
 """
 
 from __future__ import annotations
@@ -91,6 +95,67 @@ def way_copy(cur, block, chain, first):
         copy.write(text)
 
 
+WORK_TABLE = """CREATE TABLE bench_work_items (id BIGINT PRIMARY KEY, record_seq BIGINT, kind TEXT NOT NULL,
+    case_id TEXT, queue TEXT NOT NULL, reason_code TEXT NOT NULL, reason_text TEXT NOT NULL, proposed TEXT,
+    priority INTEGER NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT, claimed_at TEXT,
+    decided_seq BIGINT, record_chain TEXT)"""
+WORK_COLUMNS = "id, record_seq, record_chain, kind, case_id, queue, reason_code, reason_text, proposed, priority, " \
+               "created_at"
+
+
+def items_multirow(cur, rows):
+    cur.execute(f"INSERT INTO bench_work_items ({WORK_COLUMNS}, status) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'open')"] * len(rows)),
+                tuple(v for row in rows for v in row))
+
+
+def items_executemany(cur, rows):
+    cur.executemany(f"INSERT INTO bench_work_items ({WORK_COLUMNS}, status) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'open')", rows)
+
+
+def items_jsonb(cur, rows):
+    cur.execute(f"INSERT INTO bench_work_items ({WORK_COLUMNS}, status) SELECT (x->>0)::bigint, (x->>1)::bigint, "
+                "x->>2, x->>3, x->>4, x->>5, x->>6, x->>7, x->>8, (x->>9)::int, x->>10, 'open' "
+                "FROM jsonb_array_elements(%s::jsonb) AS t(x)", (json.dumps(rows),))
+
+
+def items_copy(cur, rows):
+    with cur.copy(f"COPY bench_work_items ({WORK_COLUMNS}, status) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row((*row, "open"))
+
+
+def bench_work_items(db, blocks_n: int, n: int) -> dict:
+    """Seconds per block of ``n`` work items, each way (median of ``blocks_n`` after a warm-up)."""
+    with db.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_work_items")
+        cur.execute(WORK_TABLE)
+    db.commit()
+    ways = {"multi-row": items_multirow, "executemany": items_executemany, "jsonb": items_jsonb, "copy": items_copy}
+    timings: dict = {name: [] for name in ways}
+    next_id = 0
+    try:
+        for b in range(blocks_n + 1):
+            for name, way in ways.items():
+                rows = [(next_id + i + 1, i + 1, "bench/00000", "referral", f'"C-{next_id + i:07d}"', "general",
+                         "rule", "The rule refers the case to a caseworker", '{"outcome":"grant"}', 0,
+                         "2026-01-01T00:00:00.000000Z") for i in range(n)]
+                next_id += n
+                started = time.perf_counter()
+                with db.cursor() as cur:
+                    way(cur, rows)
+                ended = time.perf_counter()
+                db.commit()
+                if b:
+                    timings[name].append(ended - started)
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS bench_work_items")
+        db.commit()
+    return timings
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--postgres", default=os.environ.get("VEDTAK_TEST_POSTGRES"),
@@ -98,6 +163,7 @@ def main() -> int:
                          "(default: $VEDTAK_TEST_POSTGRES).")
     ap.add_argument("--blocks", type=int, default=30, help="blocks written each way (default 30)")
     ap.add_argument("--records", type=int, default=1000, help="records per block (default 1000)")
+    ap.add_argument("--items", type=int, default=300, help="work items per block (default 300)")
     args = ap.parse_args()
     if not args.postgres:
         print("no PostgreSQL server: give --postgres URL or set VEDTAK_TEST_POSTGRES (bash .ci/postgres starts one)",
@@ -168,6 +234,7 @@ def main() -> int:
             cur.execute("SELECT chain, COUNT(*) FROM bench_case_index GROUP BY chain ORDER BY chain")
             counts = cur.fetchall()
         assert all(c == n * (args.blocks + 1) for _, c in counts) and len(counts) == 4, counts
+        items = bench_work_items(db, args.blocks, args.items)
     finally:
         with db.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS bench_blocks")
@@ -186,6 +253,9 @@ def main() -> int:
             print(f"{name:>12} {'':>10} {r + i:>11.2f} {c:8.2f} {r + i + c:8.2f}   (block row and index rows)")
         else:
             print(f"{name:>12} {r:10.2f} {i:11.2f} {c:8.2f} {r + i + c:8.2f}")
+    print(f"work items, {args.items} a block (the store uses copy), µs per item:")
+    for name, seconds in items.items():
+        print(f"{name:>12} {statistics.median(seconds) / args.items * 1e6:10.2f}")
     return 0
 
 

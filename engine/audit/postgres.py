@@ -163,6 +163,15 @@ class PostgresStore(AuditStore):
             raise KeyError(f"no partition chain {chain} in this log")
         return int(row[0]), row[1]
 
+    def _open_work_items(self, rows: list[tuple]) -> None:
+        """As the store's, by COPY: 4 µs an item here against 24 for one multi-row INSERT, whose
+        thousands of parameters psycopg parses anew each time (benchmarks/bench_pg_insert.py)."""
+        with self._db.cursor() as cur:
+            with cur.copy("COPY audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
+                          "reason_text, proposed, priority, created_at, status) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((*row, "open"))
+
     def work_item_ids(self, n: int) -> list[int]:
         rows = self._execute("SELECT nextval('audit_work_item_ids') FROM generate_series(1, %s)", (n,))
         return [int(r[0]) for r in rows]
