@@ -140,7 +140,7 @@ class BlockStoreMixin:
     # statements that take a block's index as one JSON array (SQLite's dialect; PostgreSQL overrides)
     INDEX_INSERT = ("INSERT INTO audit_case_index (case_id, chain, seq, kind) SELECT json_extract(value, '$[0]'), "
                     "?, ? + key, json_extract(value, '$[1]') FROM json_each(?) WHERE json_type(value, '$[0]') = 'text'")
-    KEYS_OF_JSON = "SELECT value FROM json_each(?)"
+    KEYS_IN_JSON = "IN (SELECT value FROM json_each(?))"  # "case_id <this>": one of a JSON array's strings
 
     def _link_block(self, block: "EntryBlock | FrozenBlock", seq: int, prev: str, chain: str | None,
                     now: str) -> list[tuple[int, str]]:
@@ -214,8 +214,8 @@ class BlockStoreMixin:
         if not keys:
             return []
         run = self._execute if in_append else (lambda sql, params: list(self._query(sql, params)))
-        rows = run(self._sql(f"SELECT case_id, chain, seq, kind FROM audit_case_index WHERE case_id IN "
-                             f"({self.KEYS_OF_JSON})"), (json.dumps(keys, ensure_ascii=False),))
+        rows = run(self._sql(f"SELECT case_id, chain, seq, kind FROM audit_case_index WHERE case_id "
+                             f"{self.KEYS_IN_JSON}"), (json.dumps(keys, ensure_ascii=False),))
         return [(key, chain or None, int(seq), KIND_NAMES.get(kind, kind)) for key, chain, seq, kind in rows]
 
     def _records_at(self, refs: list[tuple[str | None, int]], *, in_append: bool = True) -> dict:
