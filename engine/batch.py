@@ -348,6 +348,32 @@ def decide_chunk(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | N
 
 # -- the main process ----------------------------------------------------------------------------
 
+def _line_ranges(path: str, lines: int) -> list[dict]:
+    """A JSON Lines file as byte ranges of ``lines`` lines each (the last one shorter), as partitions
+    that workers read themselves; only line ends are looked for here."""
+    full = os.path.abspath(path)
+    size = os.path.getsize(full)
+    out: list[dict] = []
+    start, line, pos, count = 0, 1, 0, 0
+    with open(full, "rb") as f:
+        while block := f.read(1 << 24):
+            find, i = block.find, 0
+            while True:
+                j = find(b"\n", i)
+                if j < 0:
+                    break
+                count += 1
+                i = j + 1
+                if count == lines:
+                    end = pos + i
+                    out.append(Partition(len(out), path, full, "jsonl", start, end, line).to_dict())
+                    start, line, count = end, line + lines, 0
+            pos += len(block)
+    if start < size:
+        out.append(Partition(len(out), path, full, "jsonl", start, size, line).to_dict())
+    return out
+
+
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
@@ -531,7 +557,9 @@ class Batch:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
         fmt = self.fmt or detect_format(path, head[:64])
-        if fmt not in ("jsonl", "csv"):
+        if fmt == "jsonl":
+            return _line_ranges(path, self.chunk_size)
+        if fmt != "csv":
             return None
         per_line = max(16, len(head) // max(1, head.count(b"\n")))
         return [p.to_dict() for p in partitions([path], fmt, max(4096, self.chunk_size * per_line))]
@@ -557,7 +585,9 @@ class Batch:
             _worker["plan"], _worker["pii"] = self.plan, self.policy
             for unit in self._units():
                 self._commit(self._decide(unit), summary, write_chunk, unit[1] if unit[0] == "items" else None)
-                self._check_stop(summary, write_chunk, True, unit[0])
+                # one process: each chunk is committed and released before the next is decided (the
+                # group commit pays where workers decide the next chunks during the commit)
+                self._check_stop(summary, write_chunk, False, unit[0])
             self._flush(summary, write_chunk)
             return
         ctx = mp.get_context("fork")

@@ -58,7 +58,7 @@ def test_ctrl_c_during_a_two_worker_run_stops_cleanly_and_resume_completes(tmp_p
     (the first run and interrupted resumes): each stops with exit 130, no worker traceback, a log that
     verifies, an output of complete lines all recorded, and a hint to --resume; the last --resume
     records every case exactly once and writes the whole output in input order."""
-    cases = generate(30000, seed=11)
+    cases = generate(80000, seed=11)
     path = write_jsonl(tmp_path / "cases.jsonl", cases)
     db, out = tmp_path / "c.db", tmp_path / "out.jsonl"
     cmd = cli(path, "--audit", db, "--out", out, "--workers", 2, "--batch-size", 500)

@@ -78,7 +78,7 @@ def input_text(raw) -> str:
     no whitespace, decimals and dates as strings (read back, the same case)."""
     try:
         text = _encode_sorted(raw).decode("utf-8")
-    except (TypeError, ValueError, UnicodeError, OverflowError, msgspec.EncodeError):
+    except (TypeError, ValueError, UnicodeError, OverflowError, RecursionError, msgspec.EncodeError):
         return canonical_json(raw)
     return text if text.isascii() or not _LONE.search(text) else canonical_json(raw)
 
