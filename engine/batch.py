@@ -349,12 +349,13 @@ def decide_chunk(items: list[Item], plan: Plan | None = None, pii: PiiPolicy | N
 
 # -- the main process ----------------------------------------------------------------------------
 
-def _line_ranges(path: str, lines: int) -> list[dict]:
+def _line_ranges(path: str, lines: int) -> Iterator[dict]:
     """A JSON Lines file as byte ranges of ``lines`` lines each (the last one shorter), as partitions
-    that workers read themselves; only line ends are looked for here."""
+    that workers read themselves; only line ends are looked for here, as the run goes (the workers
+    start on the first range at once)."""
     full = os.path.abspath(path)
     size = os.path.getsize(full)
-    out: list[dict] = []
+    index = 0
     start, line, pos, count = 0, 1, 0, 0
     with open(full, "rb") as f:
         while block := f.read(1 << 24):
@@ -367,12 +368,12 @@ def _line_ranges(path: str, lines: int) -> list[dict]:
                 i = j + 1
                 if count == lines:
                     end = pos + i
-                    out.append(Partition(len(out), path, full, "jsonl", start, end, line).to_dict())
+                    yield Partition(index, path, full, "jsonl", start, end, line).to_dict()
+                    index += 1
                     start, line, count = end, line + lines, 0
             pos += len(block)
     if start < size:
-        out.append(Partition(len(out), path, full, "jsonl", start, size, line).to_dict())
-    return out
+        yield Partition(index, path, full, "jsonl", start, size, line).to_dict()
 
 
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -562,7 +563,7 @@ class Batch:
                     break
                 yield "items", chunk
 
-    def _ranges(self, path: str) -> list[dict] | None:
+    def _ranges(self, path: str) -> Iterable[dict] | None:
         """Byte ranges of about ``chunk_size`` cases of a regular JSON Lines or CSV file; None for
         anything a worker cannot open and seek in itself."""
         if path == "-" or not os.path.isfile(path):
