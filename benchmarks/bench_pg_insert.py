@@ -1,6 +1,6 @@
 """PostgreSQL block insert: one 1 000-record block and its case-index rows, written three ways.
 
-Usage: python benchmarks/bench_pg_insert.py [--postgres URL] [--blocks 30] [--records 1000]
+Usage: python benchmarks/bench_pg_insert.py [--postgres URL] [--blocks 30] [--records 1000] [--items 110]
 
 Builds one block of N study-grant records as a batch worker builds it (records, digests,
 index), then, on the server (default $VEDTAK_TEST_POSTGRES; the benchmark drops and creates
@@ -21,8 +21,8 @@ Prints, per way, the statements' time and the commit's (fsync on) in microsecond
 the median of ``--blocks`` blocks after one warm-up each. The ways run interleaved, block by
 block, so that a slower moment of a shared machine falls on all of them alike.
 
-Then the work items a block's referrals open (``--items``, 300 a block: the study-grant
-workload refers about that many of 1 000), into a table shaped as ``audit_work_items``, four
+Then the work items a block's referrals open (``--items``, 110 a block: the study-grant
+workload refers about 11 % of its cases), into a table shaped as ``audit_work_items``, four
 ways: one multi-row INSERT (11 parameters an item), executemany, one jsonb statement, COPY.
 """
 
@@ -64,7 +64,6 @@ def build_block(n: int):
     plan = compile_plan(load(str(RULESET)))
     items = []
     for i, case in enumerate(generate(n, seed=7), 1):
-        case["case_id"] = f"C-{i:07d}"  # text ids, as agencies' case numbers are
         items.append(Item("cases.jsonl", i, case, None, json.dumps(case)))
     return decide_block(items, plan, PiiPolicy("keep", None)).block
 
@@ -163,7 +162,7 @@ def main() -> int:
                          "(default: $VEDTAK_TEST_POSTGRES).")
     ap.add_argument("--blocks", type=int, default=30, help="blocks written each way (default 30)")
     ap.add_argument("--records", type=int, default=1000, help="records per block (default 1000)")
-    ap.add_argument("--items", type=int, default=300, help="work items per block (default 300)")
+    ap.add_argument("--items", type=int, default=110, help="work items per block (default 110)")
     args = ap.parse_args()
     if not args.postgres:
         print("no PostgreSQL server: give --postgres URL or set VEDTAK_TEST_POSTGRES (bash .ci/postgres starts one)",

@@ -167,8 +167,8 @@ class PostgresStore(AuditStore):
         return int(row[0]), row[1]
 
     def _open_work_items(self, rows: list[tuple]) -> None:
-        """As the store's, by COPY: 4 µs an item here against 24 for one multi-row INSERT, whose
-        thousands of parameters psycopg parses anew each time (benchmarks/bench_pg_insert.py)."""
+        """As the store's, by COPY: 5 µs an item against 25 for one multi-row INSERT, whose hundreds
+        of parameters psycopg parses anew each time (benchmarks/bench_pg_insert.py)."""
         with self._db.cursor() as cur:
             with cur.copy("COPY audit_work_items (id, record_seq, record_chain, kind, case_id, queue, reason_code, "
                           "reason_text, proposed, priority, created_at, status) FROM STDIN") as copy:
