@@ -305,7 +305,7 @@ def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -
         run = DistributedRun(o.ruleset, o.cases, o.audit, out_dir=o.out, workers=workers, scheduler=o.scheduler,
                              resume=o.resume, chunk_size=o.batch_size, partition_bytes=parse_size(o.partition_size),
                              fmt=o.fmt, pii=(o.pii, key), progress=advance, limits=o.limits,
-                             lock_timeout=o.lock_timeout)
+                             lock_timeout=o.lock_timeout, keep_released=o.keep_released, codec=o.compress)
         try:
             summary = run.run()
         except StoreError as exc:  # the driver's own writes: registering the run, its manifest

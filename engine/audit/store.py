@@ -627,7 +627,7 @@ class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
         keys = sorted(set(keys))
         body = "body" if with_body else "NULL"
         found: list[PriorRecord] = []
-        for i in range(0, len(keys), 500):
+        for i in range(0, len(keys) if self._has_version_1_rows() else 0, 500):  # rows of a version 1 log
             chunk = tuple(keys[i:i + 500])
             marks = ", ".join("?" for _ in chunk)
             of_ruleset = "ruleset_sha256 IN (SELECT sha256 FROM audit_rulesets WHERE ruleset_id = ?)"
