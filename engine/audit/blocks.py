@@ -164,7 +164,20 @@ def block_hash(prev_hash: str, header_text: str, link: bytes) -> str:
 def split_records(payload: bytes) -> list[bytes]:
     """The records of a block's (decompressed) payload; BlockError if its framing is broken."""
     out, pos, end = [], 0, len(payload)
+    append = out.append
     while pos < end:
+        # the common lengths first: one byte (< 128) or two (< 16 384)
+        b0 = payload[pos]
+        if b0 < 0x80:
+            n, pos = b0, pos + 1
+        elif pos + 1 < end and payload[pos + 1] < 0x80:
+            n, pos = (b0 & 0x7F) | (payload[pos + 1] << 7), pos + 2
+        else:
+            n = -1
+        if n >= 0 and pos + n <= end:
+            append(payload[pos:pos + n])
+            pos += n
+            continue
         n = shift = 0
         while True:
             if pos >= end or shift > 28:

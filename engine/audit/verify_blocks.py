@@ -28,7 +28,7 @@ import msgspec
 from ..decision import canonical_json
 from . import blocks
 from .compact import item_digest
-from .blocks import DIGEST, KIND_CODES, KIND_NAMES, LOCATE, SEED, BlockError
+from .blocks import _KIND_KEY_SET, _KIND_OF_KEY, DIGEST, KIND_CODES, KIND_NAMES, LOCATE, SEED, BlockError
 
 _sha = hashlib.sha256
 _decode = msgspec.json.Decoder().decode
@@ -115,14 +115,19 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
             end_meta = text.find(b"\n")
             try:
                 meta = _decode(text[:end_meta]) if end_meta > 0 else None
-                kind, cid = blocks.kind_of(meta)
+                found = _KIND_KEY_SET.intersection(meta) if type(meta) is dict else ()
+                if len(found) == 1:
+                    (kind_key,) = found
+                    kind, cid = _KIND_OF_KEY[kind_key], meta[kind_key]
+                else:
+                    kind = cid = None
             except (msgspec.DecodeError, UnicodeDecodeError):
                 kind = cid = None
             if kind not in KIND_NAMES:
                 later.append((at_seq, None, None, None, None))
                 continue
             if cid is not None:
-                key = _key(cid)
+                key = str(cid) if cid.__class__ is int else _key(cid)
                 expected_index = (expected_index + hash((key, name, at_seq, kind))) & _MASK
             if kind == "d" and "x" not in meta:
                 continue
