@@ -286,20 +286,10 @@ class AuditStore(BlockStoreMixin, WorkItemStore, ABC):
         with ``prepare`` run inside the same transaction, under the append lock: what it reads
         (e.g. :meth:`prior_records`) cannot change before its entries are committed. New ruleset
         sources are stored first, in the same transaction."""
-        try:
-            seq, prev = self._begin_append()
-        except Exception as exc:
-            raise self._as_store_error(exc) from exc
-        try:
-            for rs in rulesets:
-                self._store_ruleset(rs)
-            entries, then, *block = prepare(self)
-            done = self._insert_records(entries, seq, prev, None, *block)
-            if then is not None:
-                then(self, done)
-            self._commit()
-        except BaseException as exc:
-            raise self._abort(exc) from exc
+        if self._group is not None:
+            raise RuntimeError("append_prepared inside a group of appends: use append_grouped")
+        done = self.append_grouped(prepare, rulesets)
+        self.commit_group()
         return done
 
     # -- group commit: several appends in one transaction (a batch's writer) ----------------------
