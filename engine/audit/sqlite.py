@@ -119,11 +119,19 @@ class SQLiteStore(AuditStore):
         return True
 
     def _open(self, synchronous: str = "FULL") -> None:
-        if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        deadline = time.monotonic() + self.timeout
+        while self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             # A block of records is one large row: with 4 KB pages its overflow pages waste least
             # (version 1's 2 KB rows wanted 64 KB pages). It only takes effect when the file is created.
             self._db.execute("PRAGMA page_size=4096")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                # several processes creating one log at once: switching to WAL needs the file alone,
+                # and SQLite says "locked" at once rather than waiting; wait here, up to the timeout
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
         self._db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss too
         self._db.execute("PRAGMA foreign_keys=ON")
         # A writer takes the write lock at open, so that a log another process holds is reported before
