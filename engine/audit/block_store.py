@@ -193,6 +193,12 @@ class BlockStoreMixin:
         return None
 
     KEYS_OF_INDEX = "SELECT json_extract(value, '$[0]') FROM json_each(?)"
+    # what verify reads: the numbers as stored, everything else as bytes (SQLite keeps whatever type
+    # a forger writes; text that is not UTF-8 would stop the reading). PostgreSQL's columns are typed.
+    VERIFY_COLUMNS = ("CAST(chain AS BLOB), first_seq, last_seq, CAST(recorded_at AS BLOB), CAST(header AS BLOB), "
+                      "CAST(records AS BLOB), CAST(digests AS BLOB), CAST(prev_hash AS BLOB), CAST(hash AS BLOB), "
+                      "typeof(records) = 'blob' AND typeof(digests) = 'blob'")
+    INDEX_VERIFY_COLUMNS = "case_id, chain, seq, kind"
 
     def any_indexed(self, index: str) -> bool:
         """Whether the log holds a record of any case of a block's index (its JSON array of [case

@@ -150,6 +150,7 @@ class PostgresStore(AuditStore):
     # the primary key (1.8 ms)
     KEYS_IN_JSON = "= ANY(ARRAY(SELECT jsonb_array_elements_text(?::jsonb)))"
     KEYS_OF_INDEX = "SELECT x->>0 FROM jsonb_array_elements(?::jsonb) AS t(x)"
+    VERIFY_COLUMNS = "chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, hash, TRUE"
 
     def _begin_append(self) -> tuple[int, str]:
         with self._db.cursor() as cur:

@@ -122,7 +122,8 @@ class _Rulesets:
     def __init__(self, store: AuditStore):
         self.store = store
         self.stored = {rs.sha256: rs for rs in store.rulesets()}
-        self.bad = {sha for sha, rs in self.stored.items() if sha256(rs.source) != sha}
+        self.bad = {sha for sha, rs in self.stored.items()
+                    if not isinstance(rs.source, str) or not isinstance(sha, str) or sha256(rs.source) != sha}
         self.reported: set[str] = set()
         self.named: set[str] = set()
         self._versions: dict = {None: None}

@@ -32,7 +32,17 @@ from .blocks import _KIND_KEY_SET, _KIND_OF_KEY, DIGEST, KIND_CODES, KIND_NAMES,
 
 _sha = hashlib.sha256
 _decode = msgspec.json.Decoder().decode
-_MASK = (1 << 64) - 1
+_MASK = (1 << 128) - 1
+_blake = hashlib.blake2b
+
+
+def _row_digest(key, chain, seq, kind) -> int:
+    """One index row as a number: a keyed-free BLAKE2b of its values *and their types* (a case id
+    stored as bytes, a sequence number as text or out of range differ), summed over a chain's rows
+    and compared with the sum its records imply (the same in every run of verify)."""
+    text = f"{type(key).__name__}:{key!r}|{type(chain).__name__}:{chain!r}|{type(seq).__name__}:{seq!r}|" \
+           f"{type(kind).__name__}:{kind!r}"
+    return int.from_bytes(_blake(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
 
 
 def _key(case_id) -> str | None:
@@ -55,9 +65,35 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
     before = (seq or None, f"record {seq}")  # the block (or version 1 record) before: (first seq, name)
     older = None  # the hash before the block before
     for row in store._query(store._sql(
-            f"SELECT {_COLUMNS} FROM audit_blocks WHERE chain = ? ORDER BY first_seq"), (name,)):
-        col_chain, first, last, at, head_text, data, digests, prev_col, hash_ = row
-        first, last, data, digests = int(first), int(last), bytes(data), bytes(digests)
+            f"SELECT {store.VERIFY_COLUMNS} FROM audit_blocks WHERE chain = ? ORDER BY first_seq"), (name,)):
+        col_chain, first, last, at, head_text, data, digests, prev_col, hash_, stored_as_bytes = row
+        if not stored_as_bytes:  # the same bytes stored as another type: readers would fail on it
+            data = digests = None
+        try:
+            # every column but the numbers is read as bytes (a value forged as text that is not UTF-8
+            # must not stop the reading): the text ones are decoded here, strictly
+            col_chain, at, head_text, prev_col, hash_ = (
+                v.decode("utf-8") if isinstance(v, (bytes, memoryview)) and not isinstance(v, str) else v
+                for v in (col_chain if not isinstance(col_chain, memoryview) else bytes(col_chain),
+                          at if not isinstance(at, memoryview) else bytes(at),
+                          head_text if not isinstance(head_text, memoryview) else bytes(head_text),
+                          prev_col if not isinstance(prev_col, memoryview) else bytes(prev_col),
+                          hash_ if not isinstance(hash_, memoryview) else bytes(hash_)))
+        except UnicodeDecodeError:
+            col_chain = at = head_text = prev_col = hash_ = None
+        try:
+            if not all(isinstance(v, (bytes, memoryview)) for v in (data, digests)) or \
+                    not all(type(v) is int for v in (first, last)) or \
+                    not all(isinstance(v, str) for v in (at, head_text, prev_col, hash_)):
+                raise TypeError("a column holds a value of the wrong type")
+            data, digests = bytes(data), bytes(digests)
+        except TypeError as exc:
+            at_seq = first if type(first) is int else seq + 1
+            add(at_seq, "edited", f"the block after record {seq} was changed: {exc} (first_seq {first!r})")
+            report.records += last - first + 1 if type(last) is int and type(first) is int else 0
+            if type(last) is int:
+                seq = last
+            continue
         where = _span(first, last)
         try:
             head = json.loads(head_text)
@@ -128,7 +164,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
                 continue
             if cid is not None:
                 key = str(cid) if cid.__class__ is int else _key(cid)
-                expected_index = (expected_index + hash((key, name, at_seq, kind))) & _MASK
+                expected_index = (expected_index + _row_digest(key, name, at_seq, kind)) & _MASK
             if kind == "d" and "x" not in meta:
                 continue
             later.append((at_seq, meta, kind, cid, text[end_meta + 1:]))
@@ -313,32 +349,44 @@ def _check_index(store, name: str, expected: int, add, damaged: list[tuple[int, 
     """The index rows of one chain against the digest of what its records say they must be; rows of
     ``damaged`` blocks (whose records were named as removed, added, swapped or changed) are not named again."""
     have = 0
-    rows = store._query(store._sql("SELECT case_id, chain, seq, kind FROM audit_case_index WHERE chain = ?"), (name,))
+    rows = store._query(store._sql(f"SELECT {store.INDEX_VERIFY_COLUMNS} FROM audit_case_index WHERE chain = ?"),
+                        (name,))
     for key, chain, seq, kind in rows:
-        have = (have + hash((key, chain, int(seq), kind))) & _MASK
+        have = (have + _row_digest(key, chain, seq, kind)) & _MASK
     if have == expected:
         return
+    try:
+        _name_index_rows(store, name, add, damaged)
+    except Exception as exc:  # noqa: BLE001 - blocks too damaged to list their rows (named already): never a crash
+        add(0, "index", f"the index rows by case id of chain {name or 'main'} differ from its records ({exc})")
+
+
+def _name_index_rows(store, name: str, add, damaged: list[tuple[int, int]]) -> None:
     # they differ: name the rows, comparing them one by one
     want: set = set()
-    for block in store.blocks(name or None):
+    for row in store._query(store._sql(f"SELECT {store.VERIFY_COLUMNS} FROM audit_blocks WHERE chain = ? "
+                                       "ORDER BY first_seq"), (name,)):
         try:
-            for i, text in enumerate(block.record_texts()):
+            first, head = row[1], json.loads(bytes(row[4]).decode("utf-8"))
+            for i, text in enumerate(blocks.split_records(blocks.decompress(bytes(row[5]),
+                                                                            str(head.get("codec", "none"))))):
                 meta, _ = blocks.meta_and_input(text)
                 kind, cid = blocks.kind_of(meta)
                 if cid is not None:
-                    want.add((_key(cid), name, block.first_seq + i, kind))
-        except (ValueError, BlockError):
+                    want.add((_key(cid), name, first + i, kind))
+        except (ValueError, TypeError, AttributeError, BlockError):  # a damaged block: named already
             continue
-    got = {(k, c, int(s), kind) for k, c, s, kind in store._query(store._sql(
-        "SELECT case_id, chain, seq, kind FROM audit_case_index WHERE chain = ?"), (name,))}
+    got = {(k, c, s, kind) for k, c, s, kind in store._query(store._sql(
+        f"SELECT {store.INDEX_VERIFY_COLUMNS} FROM audit_case_index WHERE chain = ?"), (name,))}
     def named(row) -> bool:
         return any(a <= row[2] <= b for a, b in damaged)
 
     want = {r for r in want if not named(r)}
     got = {r for r in got if not named(r)}
-    for key, _, seq, kind in sorted(want - got, key=lambda r: r[2])[:20]:
+    for key, _, seq, kind in sorted(want - got, key=lambda r: r[2])[:20]:  # records' seqs: ints
         add(seq, "index", f"record {seq} (case {key}, {KIND_NAMES.get(kind, kind)}) has no index row by case id: "
             "it was deleted or changed")
-    for key, _, seq, kind in sorted(got - want, key=lambda r: r[2])[:20]:
-        add(seq, "index", f"an index row says case {key} has a {KIND_NAMES.get(kind, kind)} at record {seq}, which "
-            "no record says: it was added or changed")
+    for key, _, seq, kind in sorted(got - want, key=lambda r: r[2] if type(r[2]) is int else -1)[:20]:
+        add(seq if type(seq) is int and 0 < seq < 1 << 62 else 0, "index",
+            f"an index row says case {key!r} has a {KIND_NAMES.get(kind, kind)} at record {seq!r}, which no record "
+            "says: it was added or changed")
