@@ -701,7 +701,8 @@ class Batch:
             for line, record in zip(chunk.lines, chunk.block.records()):
                 meta, data = meta_and_input(record)
                 text = data.decode("utf-8")
-                codes = {e.get("code") for e in meta.get("e") or [] if isinstance(e, dict)}
+                errors = meta.get("e") or (meta.get("z") or {}).get("errors") or []
+                codes = {e.get("code") for e in errors if isinstance(e, dict)}
                 if "malformed_input" in codes:
                     items.append(Item(chunk.source, line, error=json.loads(text).get("error")))
                 else:

@@ -251,7 +251,7 @@ def _released_problem(record) -> tuple[str, object, object] | None:
     ruleset source, is not the one released (a change as (key, recorded, replayed)), or None."""
     from .audit.compact import NotRenderable
     try:
-        text = record.decision
+        text = record.rendered
     except NotRenderable as exc:
         return ("decision", "as the record's compact decision says", f"not reproduced: {exc}")
     if "p" in record.meta:  # masked: what was released held personal data the log does not keep

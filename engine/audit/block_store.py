@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from decimal import Decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -324,9 +325,12 @@ class AuditRecordV2:
         from ..input_limits import MAX_DEPTH, MAX_VALUE, Limits
         from ..json_text import parse_json
         value, why = parse_json(self.stored_input, Limits(MAX_VALUE, MAX_VALUE, MAX_DEPTH, MAX_VALUE))
-        if why is not None:
-            raise NotRenderable(f"record {self.ref}: its stored input cannot be read ({why})")
-        return value
+        if why is None:
+            return value
+        try:  # a library caller's case the batch reader would refuse (a lone surrogate): read as JSON
+            return json.loads(self.stored_input, parse_float=Decimal)
+        except ValueError:
+            return self.stored_input  # not JSON at all (a forgery): shown as the text it is
 
     @property
     def input(self) -> str:
@@ -350,8 +354,9 @@ class AuditRecordV2:
         return None if p is None else canonical_json(p)
 
     @functools.cached_property
-    def decision(self) -> str:
-        """The released decision JSON, rendered again from the stored ruleset source (or kept)."""
+    def rendered(self) -> str:
+        """The released decision JSON, rendered again from the stored ruleset source (or kept);
+        NotRenderable if it cannot be (replay reports that as a difference)."""
         if "z" in self.meta:
             return canonical_json(self.meta["z"])
         if self.version is None:
@@ -359,11 +364,22 @@ class AuditRecordV2:
         return render(self.meta, self.raw, render_plan(self.version), self.ruleset_sha256)
 
     @property
+    def decision(self) -> str:
+        """The decision JSON for readers: as rendered, or a note saying why it cannot be."""
+        try:
+            return self.rendered
+        except NotRenderable as exc:
+            return canonical_json({"not_rendered": str(exc)})
+
+    @property
     def renders_exactly(self) -> bool:
         """Whether the rendered decision JSON has the SHA-256 the record holds (not for masked copies)."""
         if "p" in self.meta:
             return True  # a masked copy: what was released held personal data the log does not keep
-        return hashlib.sha256(self.decision.encode("utf-8")).hexdigest() == self.released_sha256
+        try:
+            return hashlib.sha256(self.rendered.encode("utf-8")).hexdigest() == self.released_sha256
+        except NotRenderable:
+            return False
 
     @property
     def decision_date(self) -> str | None:

@@ -79,11 +79,22 @@ def input_text(raw) -> str:
     try:
         text = _encode_sorted(raw).decode("utf-8")
     except (TypeError, ValueError, UnicodeError, OverflowError, RecursionError, msgspec.EncodeError):
-        return canonical_json(raw)
+        try:
+            return canonical_json(raw)
+        except TypeError:  # keys of mixed types cannot be sorted: written as strings
+            return canonical_json(_string_keys(raw))
     return text if text.isascii() or not _LONE.search(text) else canonical_json(raw)
 
 
 _LONE = re.compile("[\ud800-\udfff]")
+
+
+def _string_keys(value):
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_string_keys(v) for v in value]
+    return value
 
 
 def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None) -> Entry:
@@ -91,12 +102,14 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None)
     received, a batch's line, which the log then keeps instead of the canonical JSON of ``raw``)."""
     period = decision.period
     version = period.version if period is not None else None
-    meta = None
+    meta, as_received = None, False
     if pii.mode == "keep" or (type(raw) is dict and {e.code for e in decision.errors} == {"malformed_input"}):
         # a line the batch could not read is recorded as the reader's note of where it was and
         # why (source, line, error), never with its content: there is nothing personal to remove
         kept, note, stored, reasons, values, released = raw, None, decision.to_json(), None, None, None
-        meta = compact_fields(decision)
+        # a rejection keeps its decision JSON: what it was made from need not read back the same
+        meta = compact_fields(decision) if decision.status != "rejected" else None
+        as_received = True
     else:
         # nothing personal reaches the log: not the input, the decision text, nor a work item's reason
         kept, touched, withheld = pii.scrub_input(version.model.case if version else {}, raw)
@@ -106,7 +119,7 @@ def make_entry(decision: Decision, raw, pii: PiiPolicy, text: str | None = None)
     day = decision.decision_date
     item = None if decision.status == "decided" else work_item(decision, version, reasons, values)
     kind = KIND_OF_STATUS[decision.status]
-    given = text if meta is not None and text is not None else input_text(kept)
+    given = text if as_received and text is not None else input_text(kept)
     if version is None:
         return Entry(kind, decision.case_id, given, stored, None, None, None, None,
                      decision.engine_version, note, item, released)

@@ -318,7 +318,8 @@ def _facts(facts, meta: dict, kind: str, cid, seq: int, chain: str | None, at: s
     if "z" in meta:  # a record that keeps its decision JSON: a human decision, a manifest, a masked copy
         decision = meta["z"]
         record = {"kind": KIND_NAMES[kind], "case_id": cid, "decision": decision, "recorded_at": at,
-                  "ruleset": None if sha is None else {"sha256": sha}, "input": json.loads(data)}
+                  "ruleset": None if sha is None else {"sha256": sha},
+                  "input": json.loads(data) if kind == "m" else None}  # a manifest commits to its input
         record_facts(facts, record, seq, chain, rulesets)
         return
     key = _key(cid)
