@@ -78,9 +78,13 @@ def decompress(data: bytes, codec: str) -> bytes:
         if _zstd is None:
             raise BlockError("this block is compressed with zstd: pip install 'vedtak[zstd]' to read it")
         try:
-            return _zstd.ZstdDecompressor().decompress(bytes(data), max_output_size=1 << 31)
+            reader = _zstd.ZstdDecompressor().decompressobj()
+            out = reader.decompress(bytes(data))
         except _zstd.ZstdError as exc:
             raise BlockError(f"its zstd data is damaged ({exc})") from None
+        if not reader.eof or reader.unused_data:  # one frame, exactly: nothing may follow it
+            raise BlockError("its zstd data does not end where its frame does (bytes were added or cut)")
+        return out
     raise BlockError(f"unknown block codec {codec!r}")
 
 
@@ -170,7 +174,7 @@ def split_records(payload: bytes) -> list[bytes]:
         b0 = payload[pos]
         if b0 < 0x80:
             n, pos = b0, pos + 1
-        elif pos + 1 < end and payload[pos + 1] < 0x80:
+        elif pos + 1 < end and 0 < payload[pos + 1] < 0x80:
             n, pos = (b0 & 0x7F) | (payload[pos + 1] << 7), pos + 2
         else:
             n = -1
@@ -187,6 +191,8 @@ def split_records(payload: bytes) -> list[bytes]:
             n |= (byte & 0x7F) << shift
             shift += 7
             if byte < 0x80:
+                if byte == 0 and shift > 7:  # a length is written in as few bytes as it takes
+                    raise BlockError("a record length is not written as the log writes it")
                 break
         if pos + n > end:
             raise BlockError("a record runs past the end of the block")
