@@ -368,7 +368,8 @@ def _name_index_rows(store, name: str, add, damaged: list[tuple[int, int]]) -> N
     for row in store._query(store._sql(f"SELECT {store.VERIFY_COLUMNS} FROM audit_blocks WHERE chain = ? "
                                        "ORDER BY first_seq"), (name,)):
         try:
-            first, head = row[1], json.loads(bytes(row[4]).decode("utf-8"))
+            head_text = row[4] if isinstance(row[4], str) else bytes(row[4]).decode("utf-8")  # PostgreSQL: text
+            first, head = row[1], json.loads(head_text)
             for i, text in enumerate(blocks.split_records(blocks.decompress(bytes(row[5]),
                                                                             str(head.get("codec", "none"))))):
                 meta, _ = blocks.meta_and_input(text)
