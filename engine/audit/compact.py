@@ -3,13 +3,15 @@
 A decision or referral made from a case the log holds in full is stored as what a reader
 cannot derive again: its kind (the status), rule and values (a decision's rule names its
 outcome; a referral keeps its proposed outcome, queue, reason and missing fields; a
-rejection its errors; a decision made again the record it supersedes). Its decision JSON
+decision made again the record it supersedes). A compact rejection (its errors) is still
+read, but rejections are now written with their full decision JSON. Its decision JSON
 — reasons, basis, the parameters in force — is rendered again from the stored ruleset
 source by deciding the stored input once more (evaluation is deterministic), checked
 against the compact decision, and its SHA-256 against the one the record holds.
 
-Whatever cannot be derived again that way — a decision masked for personal data, a human
-decision, a run's manifest, or any record when the log is asked to keep released JSON —
+Whatever cannot be derived again that way — a rejection, a decision masked for personal
+data, a human decision, a run's manifest, or any record when the log is asked to keep
+released JSON —
 carries its full decision JSON (``"z"``).
 """
 
