@@ -98,3 +98,27 @@ def test_bytes_after_a_zstd_frame_or_a_longer_length_are_a_changed_block(tmp_pat
         tamper(db, "UPDATE audit_blocks SET records = ? WHERE first_seq = 11", (forged,))
         found = report(db)
         assert not found.ok and 11 in {p.seq for p in found.problems}, (codec, found.problems)
+
+
+def test_two_work_items_with_their_ids_swapped_are_named(tmp_path):
+    """Two open items' ids exchanged (a caseworker deciding item N would act on the other case): the
+    items are numbered out of the order of the records that opened them, and verify says so."""
+    db = str(tmp_path / "a.db")
+    plan = vedtak.compile(vedtak.load(ROOT / "rulesets" / "study-grant"))
+    with AuditLog.open(db) as audit:
+        list(audit.decide_many(plan, generate(200)))
+    con = sqlite3.connect(db)
+    a, b = [r[0] for r in con.execute("SELECT id FROM audit_work_items ORDER BY id LIMIT 2")]
+    con.close()
+    tamper(db, f"UPDATE audit_work_items SET id = -1 WHERE id = {a}")
+    tamper(db, f"UPDATE audit_work_items SET id = {a} WHERE id = {b}")
+    tamper(db, f"UPDATE audit_work_items SET id = {b} WHERE id = -1")
+    found = report(db)
+    assert not found.ok and any(f"work items {b} and {a}" in p.message for p in found.problems), found.problems
+
+
+def test_a_work_items_chain_changed_to_an_empty_name_is_named(log):
+    """A main-chain item's record_chain set from NULL to '' (which reads as the main chain too) is named."""
+    tamper(log, "UPDATE audit_work_items SET record_chain = '' WHERE id = (SELECT MIN(id) FROM audit_work_items)")
+    found = report(log)
+    assert not found.ok and any("record_chain" in p.message for p in found.problems), found.problems

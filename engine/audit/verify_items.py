@@ -41,6 +41,7 @@ def check_work_items(store, facts, report, adder, other) -> None:
 
     claimed: dict[tuple, int] = {}  # opening record -> the item that names it
     seen: set[int] = set()
+    numbered: dict = {}  # chain -> (record seq, item id) of each referral item: ids follow the records
     for row in store.work_item_rows():
         report.work_items += 1
         (id_, record_seq, kind, cid, queue, reason_code, reason_text, proposed, priority, created_at,
@@ -50,6 +51,11 @@ def check_work_items(store, facts, report, adder, other) -> None:
         subject = f"work item {id_}"
         ref = (record_chain or None, None if record_seq is None else int(record_seq))
         shown = f"{ref[0]}:{ref[1]}" if ref[0] else str(ref[1])
+        if record_chain is not None and (type(record_chain) is not str or not record_chain):
+            other(subject, "work_item", f"work item {id_}: column record_chain was changed ({record_chain!r} names "
+                  "no chain; the main chain's items hold none)")
+        if kind == "referral" and ref[1] is not None:
+            numbered.setdefault(ref[0], []).append((ref[1], id_))
         item_events = by_item.get(id_, [])
         if ref[1] is not None and ref[1] > facts.ends.get(ref[0], 0):
             pass  # its record was cut from the end of its chain: that chain's problem says so
@@ -82,6 +88,13 @@ def check_work_items(store, facts, report, adder, other) -> None:
         else:
             other(subject, "work_item", f"work item {id_} is of kind {kind!r}, which the queue never opens")
         _check_state(id_, row, ref, shown, item_events, facts, other)
+    for chain, pairs in numbered.items():  # items are numbered as their records are appended
+        pairs.sort()
+        for (seq_a, id_a), (seq_b, id_b) in zip(pairs, pairs[1:]):
+            if id_b < id_a:
+                other(f"work item {id_b}", "work_item", f"work items {id_a} and {id_b} are numbered out of the "
+                      f"order of the records that opened them ({seq_a} and {seq_b}): their ids were swapped or "
+                      "changed")
     for ref, opened in facts.opens.items():
         if ref not in claimed:
             adder(ref[0] or "")(ref[1], "work_item", f"record {ref[1]} opened a work item (queue {opened[1]}), "
