@@ -29,7 +29,7 @@ from .audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_r
 from .cases import CaseError
 from .compile import Plan, compile as compile_plan
 from .decision import Decision, canonical_json
-from .input_limits import MAX_DEPTH, MAX_VALUE, Limits
+from .input_limits import WIDEST, Limits
 from .json_text import parse_json
 from .inputs import Item, Partition, detect_format, partitions, read, read_partition
 from .audit.block_store import EntryBlock, freeze
@@ -871,7 +871,7 @@ def _raw(item: Item):
     if item.raw is not None:
         return item.raw
     if item.text is not None and item.error is None:
-        value, _ = parse_json(item.text, Limits(MAX_VALUE, MAX_VALUE, MAX_DEPTH, MAX_VALUE))
+        value, _ = parse_json(item.text, WIDEST)
         return value if value is not None else {}
     return {}
 

@@ -381,16 +381,7 @@ class Plan:
                 day = case[self._date_field]
                 i = bisect_right(self._starts, day) - 1
                 if i >= 0 and day <= self._end:
-                    period = self._periods[i]
-                    try:  # as _evaluate_in, one call fewer for the common case
-                        r = period.decide(case)
-                    except runtime.ItemMissing:
-                        return self._item_missing(period, case)
-                    except runtime.RuleFailed as exc:
-                        return self._failed(period, case, exc)
-                    if r.__class__ is int:
-                        return Decision((period.outcomes[r], case, None, None))
-                    return self._result(period, case, r)
+                    return self._evaluate_in(self._periods[i], case)
         case, rejection = self._validate(raw, checked)
         if rejection is not None:
             return rejection

@@ -69,6 +69,8 @@ class Limits:
 MAX_DEPTH = 200
 MAX_VALUE = 10 ** 12 - 1  # any larger limit is no bound at all
 DEFAULT = Limits()
+# reading again what was read once within a run's limits (a log's stored input): no limit refuses it
+WIDEST = Limits(MAX_VALUE, MAX_VALUE, MAX_DEPTH, MAX_VALUE)
 
 
 def help_text() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import vedtak.distributed as distributed
+from dist_support import stop_after_first_block
 
 
 def stop_after_first_chunk(task: dict) -> dict:
@@ -10,17 +11,4 @@ def stop_after_first_chunk(task: dict) -> dict:
     leaving the partition's chain part-done for --resume to finish."""
     if task["partition"]["index"] != 0:
         return distributed.run_partition(task)
-    real = distributed.decide_block
-    calls = []
-
-    def once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise OSError("injected failure after the first chunk")
-        return real(*args, **kwargs)
-
-    distributed.decide_block = once
-    try:
-        return distributed.run_partition(task)
-    finally:
-        distributed.decide_block = real
+    return stop_after_first_block(task)

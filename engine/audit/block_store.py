@@ -19,15 +19,10 @@ from dataclasses import dataclass
 from ..decision import ENGINE_VERSION, canonical_json, encode_scalar
 from . import blocks
 from .blocks import DIGEST, KIND_CODES, KIND_NAMES, BlockBuilder, StoredBlock
+from .record import case_key
 from .compact import NotRenderable, full_fields, item_digest, render
 
 BLOCK_COLUMNS = "chain, first_seq, last_seq, recorded_at, header, records, digests, prev_hash, hash"
-
-
-def _case_key(case_id) -> str | None:
-    if case_id.__class__ is int:
-        return str(case_id)
-    return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
 class EntryBlock(BlockBuilder):
@@ -78,7 +73,7 @@ class EntryBlock(BlockBuilder):
         meta = head + ("," + fields if fields else "") + "}"
         record = meta.encode("utf-8") + b"\n" + entry.input.encode("utf-8")
         released = hashlib.sha256((entry.released or entry.decision).encode("utf-8")).digest()
-        return record, released, _case_key(entry.case_id), code
+        return record, released, case_key(entry.case_id), code
 
     def add_entry(self, entry) -> None:
         self.entries.append(entry)
@@ -322,9 +317,9 @@ class AuditRecordV2:
     @functools.cached_property
     def raw(self):
         """The stored input as data (read again as the batch read it)."""
-        from ..input_limits import MAX_DEPTH, MAX_VALUE, Limits
+        from ..input_limits import WIDEST
         from ..json_text import parse_json
-        value, why = parse_json(self.stored_input, Limits(MAX_VALUE, MAX_VALUE, MAX_DEPTH, MAX_VALUE))
+        value, why = parse_json(self.stored_input, WIDEST)
         if why is None:
             return value
         try:  # a library caller's case the batch reader would refuse (a lone surrogate): read as JSON

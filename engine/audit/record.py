@@ -19,6 +19,13 @@ KINDS = ("decision", "referral", "rejection", "human", "manifest")
 MAIN = None
 
 
+def case_key(case_id) -> str | None:
+    """The case id as the indexed text column holds it (its canonical JSON: "A1" or 17)."""
+    if case_id.__class__ is int:
+        return str(case_id)
+    return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -8,14 +8,13 @@ either all of a transaction or none of it.
 
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .block_store import AuditRecordV2, BlockStoreMixin, EntryBlock, FrozenBlock
-from .record import GENESIS, AuditRecordV1, Entry, sha256, utc_now
+from .record import GENESIS, AuditRecordV1, Entry, case_key, sha256, utc_now  # noqa: F401 - case_key: re-exported
 from .work_items import WORK_ITEM_SCHEMA, WorkItemStore
 
 # 2: partition chains of distributed runs (audit_chains, audit_chain_records, audit_runs);
@@ -218,13 +217,6 @@ class StoredRuleset:
     version: str
     path: str
     source: str
-
-
-def case_key(case_id) -> str | None:
-    """The case id as the indexed text column holds it (its canonical JSON: "A1" or 17)."""
-    if case_id.__class__ is int:
-        return str(case_id)
-    return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
 class AuditStore(BlockStoreMixin, WorkItemStore, ABC):

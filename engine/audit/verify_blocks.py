@@ -28,6 +28,7 @@ import msgspec
 from ..decision import canonical_json
 from . import blocks
 from .compact import item_digest
+from .record import case_key
 from .blocks import _KIND_KEY_SET, _KIND_OF_KEY, DIGEST, KIND_CODES, KIND_NAMES, LOCATE, SEED, BlockError
 
 _sha = hashlib.sha256
@@ -43,12 +44,6 @@ def _row_digest(key, chain, seq, kind) -> int:
     # the reprs of str, bytes and int tell the types apart and delimit themselves
     text = f"{key!r}{chain!r}{seq!r}{kind!r}"
     return int.from_bytes(_blake(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
-
-
-def _key(case_id) -> str | None:
-    if case_id.__class__ is int:
-        return str(case_id)
-    return None if case_id is None else json.dumps(case_id, ensure_ascii=False)
 
 
 def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, rulesets, facts,
@@ -163,7 +158,7 @@ def check_blocks(store, chain: str | None, start: tuple[int, str], add, report, 
                 later.append((at_seq, None, None, None, None))
                 continue
             if cid is not None:
-                key = str(cid) if cid.__class__ is int else _key(cid)
+                key = case_key(cid)
                 expected_index = (expected_index + _row_digest(key, name, at_seq, kind)) & _MASK
             if kind == "d" and "x" not in meta:
                 continue
@@ -322,7 +317,7 @@ def _facts(facts, meta: dict, kind: str, cid, seq: int, chain: str | None, at: s
                   "input": json.loads(data) if kind == "m" else None}  # a manifest commits to its input
         record_facts(facts, record, seq, chain, rulesets)
         return
-    key = _key(cid)
+    key = case_key(cid)
     if kind == "r":
         reason = meta.get("w") or "rule"
         proposed = None
@@ -375,7 +370,7 @@ def _name_index_rows(store, name: str, add, damaged: list[tuple[int, int]]) -> N
                 meta, _ = blocks.meta_and_input(text)
                 kind, cid = blocks.kind_of(meta)
                 if cid is not None:
-                    want.add((_key(cid), name, first + i, kind))
+                    want.add((case_key(cid), name, first + i, kind))
         except (ValueError, TypeError, AttributeError, BlockError):  # a damaged block: named already
             continue
     got = {(k, c, s, kind) for k, c, s, kind in store._query(store._sql(
