@@ -18,6 +18,7 @@ from vedtak.audit.log import open_store
 from vedtak.audit.record import record_ref
 from vedtak.audit.verify import (KeyFileError, generate_key, load_checkpoint, load_private_key, load_public_key,
                                  sign_checkpoint, verify)
+from vedtak.overlay import WhatIfError, parse_setting
 from vedtak.replay import ReplayScopeError
 from vedtak.replay import replay as replay_log
 
@@ -270,22 +271,33 @@ def checkpoint(db: str, key: str, out: str) -> None:
                    "(the same ruleset id; only its records are replayed).")
 @click.option("--ruleset", "ruleset_id", metavar="ID",
               help="Replay only the records of this ruleset id (in a log that holds several).")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="What-if: decide the recorded cases with parameter NAME replaced by VALUE for all dates "
+                   "(a number, date, true/false or text), in every stored ruleset that has it. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0),
               help="How many changed cases to list in text output.")
-def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, limit: int) -> None:
+def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, limit: int,
+           settings: tuple[str, ...] = ()) -> None:
     """Re-decide every recorded case from the log alone and report each difference.
 
     Without --against, a clean log replays with zero differences (exit 0; 1 otherwise).
     With --against, shows what a rule change would alter: outcome transitions, rules that
     changed hands, value deltas, and the changed cases. --against must be a version of a
     ruleset the log holds (another id is a usage error, exit 2), and only that ruleset's
-    records are replayed; --ruleset ID limits a plain replay the same way.
+    records are replayed; --ruleset ID limits a plain replay the same way. --set NAME=VALUE
+    is a what-if of one parameter, reported as --against is (exit 0).
 
     Example: vedtak replay decisions.db --against rulesets/study-grant-2026
+
+    What-if: vedtak replay decisions.db --set INCOME_LIMIT=250000
     """
     if as_json and given(click.get_current_context(), "limit"):
         raise click.UsageError("--limit shortens the text report; --json lists every changed case")
+    what_if = _settings(settings)
+    if what_if and ruleset:
+        raise click.UsageError("--against replays under another ruleset and --set changes the stored ones: "
+                               "choose one (an overlay file can replace parameters too)")
     plan = None
     if ruleset:
         rs = load_ruleset(ruleset)
@@ -294,16 +306,30 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
         plan = vedtak.compile(rs)
     with _open(db, read_only=True) as store:
         try:
-            report = replay_log(store, against=plan, ruleset_id=ruleset_id)
-        except ReplayScopeError as exc:
+            report = replay_log(store, against=plan, ruleset_id=ruleset_id, settings=what_if)
+        except (ReplayScopeError, WhatIfError) as exc:
             raise click.UsageError(str(exc)) from None
     if as_json:
         echo_json(json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False))
     else:
         _print_replay(report, limit)
-    if plan is not None:
+    if plan is not None or what_if:
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if report.ok else EXIT_FINDINGS)
+
+
+def _settings(specs: tuple[str, ...]) -> dict:
+    """The --set options as parameter name -> value (a usage error for a malformed or repeated one)."""
+    out: dict = {}
+    for spec in specs:
+        try:
+            name, value = parse_setting(spec)
+        except WhatIfError as exc:
+            raise click.BadParameter(str(exc), param_hint="--set") from None
+        if name in out:
+            raise click.BadParameter(f"{name} is set twice", param_hint="--set")
+        out[name] = value
+    return out
 
 
 def _print_replay(report, limit: int) -> None:

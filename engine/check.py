@@ -231,7 +231,8 @@ def lint_version(version: CheckedVersion) -> list[Diagnostic]:
 
 def lint(ruleset: Ruleset) -> list[Diagnostic]:
     """Every lint finding of every version, sorted by location."""
-    return sorted(d for v in ruleset.versions for d in lint_version(v))
+    from .overlay import lint_overlay  # an overlay that changes nothing in its base
+    return sorted([d for v in ruleset.versions for d in lint_version(v)] + lint_overlay(ruleset))
 
 
 __all__ = ["lint", "lint_version", "Domain"]

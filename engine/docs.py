@@ -128,6 +128,8 @@ def _version(version: CheckedVersion) -> list[Block]:
                          f"Case id: `{m.case_id}`. Outcomes released without a caseworker: "
                          + (", ".join(f"`{o}`" for o in m.automate) or "none")
                          + f"; any other decided outcome goes to queue `{m.review_queue}` as a proposal.")]
+    if getattr(version, "overlay", None) is not None:  # an overlay: first what it changes in its base
+        out += _overlay_changes(version)
     rows = []
     for name, spec in m.case.items():
         allowed = []
@@ -198,6 +200,54 @@ def _version(version: CheckedVersion) -> list[Block]:
                 Block("para", "Executable examples, checked by `vedtak test`."),
                 Block("table", (["example", "expected"], rows))]
     return out
+
+
+def _overlay_changes(version: CheckedVersion) -> list[Block]:
+    """What an overlay changes in its base version: parameters (old and new values, by date) and rules."""
+    info = version.overlay
+    base = info.base  # type: ignore[union-attr]
+    out = [Block("heading", "Changes from the base", 3),
+           Block("para", f"This version is an overlay (`{Path(info.source.path).name}`) over version "  # type: ignore
+                         f"{base.version} of ruleset `{base.id}` (`{info.extends}`, SHA-256 `{base.sha256}`). "
+                         "It decides as that version except for the changes listed here; the sections below "
+                         "describe the version as changed.")]
+    rows = []
+    for name in info.parameters:  # type: ignore[union-attr]
+        old, new = base.parameters.get(name), version.parameters.get(name)
+        days = sorted({d for t in (old, new) if t is not None for d, _ in t.values})
+        for i, day in enumerate(days):
+            before, after = (_unit_value(t, t.at(day)) if t is not None else "" for t in (old, new))
+            rows.append([f"`{name}`" if i == 0 else "", day.isoformat(), before, after])
+    if rows:
+        out += [Block("para", "Parameters replaced (each value in force from its date until the next date):"),
+                Block("table", (["parameter", "from", "base value", "value here"], rows))]
+    old_rules = {r.id: r for r in base.rules}
+    items = []
+    for rid in info.replaced:  # type: ignore[union-attr]
+        new = next(r for r in version.rules if r.id == rid)
+        was = old_rules[rid]
+        change = [f"when {readable(was.when)}" if was.when else "", f"when {readable(new.when)}" if new.when else ""]
+        items.append(f"Rule `{rid}` replaced: " + (f"{change[0]} → {change[1]}" if change[0] != change[1]
+                                                   else "condition unchanged") + f"; then {_result(was)} → {_result(new)}")
+    for rid, where, anchor in info.inserted:  # type: ignore[union-attr]
+        items.append(f"Rule `{rid}` inserted {where} `{anchor}`")
+    for rid in info.removed:  # type: ignore[union-attr]
+        items.append(f"Rule `{rid}` removed")
+    if items:
+        out += [Block("para", "Rules changed:"), Block("list", items)]
+    if not rows and not items:
+        out.append(Block("para", "No parameter or rule is changed."))
+    return out
+
+
+def _unit_value(table, value) -> str:
+    if value is None:
+        return "no value"
+    return format_value(value) + (f" {table.unit}" if table.unit else "")
+
+
+def _result(rule) -> str:
+    return f"refer to `{rule.refer}`" if rule.refer else f"decide `{rule.decide}`"
 
 
 def _md(blocks: list[Block]) -> str:

@@ -10,6 +10,7 @@ ruleset the log holds no record of is refused (:class:`ReplayScopeError`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections import Counter
@@ -22,7 +23,7 @@ from .compile import Plan
 from .compile import compile as compile_plan
 from .decision import canonical_json
 from .errors import RulesetError
-from .load import load_text
+from .load import Ruleset, format_value, load_text
 
 COMPARED = ("status", "outcome", "queue", "rule", "basis", "values", "reasons", "errors", "referral",
             "parameters", "ruleset", "decision_date", "case_id")
@@ -68,6 +69,7 @@ class ReplayReport:
     transitions: Counter = field(default_factory=Counter)  # (old label, new label) -> count
     rule_changes: Counter = field(default_factory=Counter)  # (old rule, new rule) -> count
     value_deltas: dict = field(default_factory=dict)  # value name -> [count, total delta]
+    what_if: dict = field(default_factory=dict)  # replay --set: parameter name -> the value it was given
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,8 @@ class ReplayReport:
             "not_reproducible": [{"seq": s, "case_id": c, "why": w, **({"chain": ch} if ch else {})}
                                  for s, c, w, ch in self.unreproducible],
         }
+        if self.what_if:
+            data["set"] = {k: format_value(v) for k, v in self.what_if.items()}
         if self.against is not None:
             data["against"] = self.against
             data["transitions"] = [{"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())]
@@ -126,6 +130,27 @@ class _Plans:
                     self.cache[sha] = f"the stored ruleset {stored.ruleset_id} {stored.version} no longer loads: " \
                                       f"{exc.diagnostics[0].format().splitlines()[0]}"
         return self.cache[sha]
+
+    def what_if(self, settings: dict, scope: str | None) -> None:
+        """Plans of every stored version (of ``scope``) with the ``settings`` parameters replaced in
+        each that has them; raises WhatIfError for a name no stored version has, or a wrong value."""
+        from .overlay import WhatIfError, what_if
+        names: set[str] = set()
+        for stored in self.store.rulesets():
+            if scope is not None and stored.ruleset_id != scope:
+                continue
+            try:
+                version = load_text(stored.source, stored.path).latest
+            except RulesetError:  # a record that needs it is reported as not reproducible
+                continue
+            names |= set(version.model.parameters)
+            changed = what_if(version, settings)
+            self.cache[stored.sha256] = compile_plan(Ruleset(changed.id, (changed,), stored.path))
+        for name in settings:
+            if name not in names:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
+                raise WhatIfError(f"--set {name}: no ruleset stored in the log has a parameter {name}"
+                                  + (f'; did you mean "{close[0]}"?' if close else ""))
 
 
 def _number(value):
@@ -168,19 +193,32 @@ def _ruleset_of(record: AuditRecordV1, recorded: dict) -> str | None:
     return named.get("id") if isinstance(named, dict) else None
 
 
-def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | None = None) -> ReplayReport:
+def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | None = None,
+           settings: dict | None = None) -> ReplayReport:
     """Re-decide every recorded case (human decisions are verified by the chain, not re-evaluated).
 
     With ``against`` (a plan of the same ruleset id as the records) or ``ruleset_id``, only that
     ruleset's records are replayed; the others are counted in ``skipped_other_rulesets``.
     Raises :class:`ReplayScopeError` for a ruleset id the log holds no record of.
 
+    With ``settings`` (parameter name -> value; ``replay --set``), a what-if: each stored version
+    decides with those parameters replaced by one value for all dates, in every version that has
+    them, and the report is an impact analysis as with ``against``. Raises
+    :class:`~vedtak.overlay.WhatIfError` for a name no stored version has or a value of the wrong type.
+
     >>> replay(store, against=vedtak.compile("rulesets/study-grant"))   # doctest: +SKIP
+    >>> replay(store, settings={"INCOME_LIMIT": 250000})                 # doctest: +SKIP
     """
     scope = _scope(store, against, ruleset_id)
+    impact = against is not None or bool(settings)
     report = ReplayReport(against=None if against is None else
                           f"{against.id} " + ", ".join(v.version for v in against.ruleset.versions), ruleset=scope)
     plans = _Plans(store)
+    if settings and against is None:
+        plans.what_if(settings, scope)
+        report.what_if = dict(settings)
+        report.against = "the stored rulesets with " + ", ".join(f"{k}={format_value(v)}" for k, v in
+                                                                   settings.items())
     for record in store.records():
         if record.kind not in ("human", "manifest") and getattr(record, "record_version", 1) == 2:
             problem = _released_problem(record)
@@ -228,11 +266,11 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
         raw = json.loads(record.input, parse_float=Decimal)
         plan = against if against is not None else plans.get(record.ruleset_sha256)  # type: ignore[arg-type]
         replayed = json.loads(plan.decide(raw).to_json())  # type: ignore[union-attr]
-        keys = IMPACT_COMPARED if against is not None else COMPARED
+        keys = IMPACT_COMPARED if impact else COMPARED
         changes = [(k, recorded.get(k), replayed.get(k)) for k in keys if recorded.get(k) != replayed.get(k)]
         if changes:
             report.differences.append(Difference(record.seq, record.case_id, changes, record.chain))
-        if against is not None:
+        if impact:
             old, new = label(recorded), label(replayed)
             report.transitions[(old, new)] += 1
             if recorded.get("rule") != replayed.get("rule"):

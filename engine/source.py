@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +25,9 @@ class Pos:
     line: int
     column: int
     block_indent: int | None = None  # set for | and > scalars: content starts on the next line
+    # the file this position is in, where a checked version is merged from two (an overlay and its
+    # base): Source.diag then locates a problem in that file, whichever Source reports it
+    src: "Source | None" = field(default=None, compare=False, repr=False)
 
 
 class Refused(str):
@@ -237,6 +240,9 @@ class Source:
     def diag(self, pos: Pos | None, code: str, message: str, *, length: int = 1,
              hint: str | None = None, severity: str = "error", symbol: str | None = None,
              suggestion: str | None = None) -> Diagnostic:
+        if pos is not None and pos.src is not None and pos.src is not self:
+            return pos.src.diag(pos, code, message, length=length, hint=hint, severity=severity, symbol=symbol,
+                                suggestion=suggestion)
         line, col = (pos.line, pos.column) if pos else (1, 1)
         src = self.lines[line - 1] if 0 < line <= len(self.lines) else None
         return Diagnostic(self.path, line, col, code, message, length=length, hint=hint,

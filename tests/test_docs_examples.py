@@ -29,11 +29,16 @@ def _examples() -> dict[str, list[tuple[str, str]]]:
     """Marked example rulesets: name -> [(file name, text)]; ``NAME/FILE.yaml`` marks one file of a directory."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for mark, body in _blocks():
-        if mark.startswith("example:"):
+        if mark.startswith("example:") and not _is_overlay(body):
             name = mark.split(":", 1)[1].strip()
             ruleset, _, file = name.partition("/")
             out[ruleset].append((file or f"{ruleset}.yaml", body))
     return dict(out)
+
+
+def _is_overlay(body: str) -> bool:
+    """An overlay's block (top-level `extends:`) is loaded with its base, in its own test below."""
+    return re.search(r"^extends:", body, re.M) is not None
 
 
 EXAMPLES = _examples()
@@ -144,3 +149,25 @@ def test_docs_decision_json_table_names_every_key(study_plan):
     keys = set().union(*(d.to_dict(trace=True) for d in decisions))
     table = _section("Decision JSON")
     assert sorted(k for k in keys if f"`{k}`" not in table) == []
+
+
+OVERLAYS = [(mark.split(":", 1)[1].strip(), body) for mark, body in _blocks()
+            if mark.startswith("example:") and _is_overlay(body)]
+
+
+@pytest.mark.parametrize("name,text", OVERLAYS, ids=[n for n, _ in OVERLAYS])
+def test_documented_overlay_loads_over_its_documented_base_lints_clean_and_its_examples_pass(name, text, tmp_path):
+    """An overlay block (`example: NAME/overlay.yaml`) is written beside the documented ruleset it
+    extends (`extends: ../BASE`); it loads as that ruleset, has no lint finding, and its examples pass."""
+    base = re.search(r"^extends:\s*\.\./([\w.-]+)", text, re.M).group(1)
+    for file, body in EXAMPLES[base]:
+        (tmp_path / base).mkdir(exist_ok=True)
+        (tmp_path / base / (file if len(EXAMPLES[base]) > 1 else f"{base}.yaml")).write_text(body, encoding="utf-8")
+    folder, _, file = name.partition("/")
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / file).write_text(text, encoding="utf-8")
+    ruleset = vedtak.load(tmp_path / folder)
+    assert ruleset.id == base and all(v.overlay is not None for v in ruleset.versions)
+    assert [d.format() for d in lint(ruleset)] == []
+    results = run_examples(vedtak.compile(ruleset))
+    assert results and [(r.example.name, r.mismatches) for r in results if not r.passed] == []
