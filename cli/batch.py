@@ -20,6 +20,7 @@ from vedtak.batch import Batch, BatchStopped, Summary
 from vedtak.errors import RulesetError
 from vedtak.input_limits import Limits
 from vedtak.inputs import header_problems
+from vedtak.overlay import source_files
 
 from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, cell,
                      check_output, console, load_ruleset, log_files, read_pii_key, safe_json, safe_text, same_file,
@@ -71,7 +72,7 @@ def _preflight(o: BatchOptions, rs) -> None:
         for log_what, log_path in log:
             if same_file(path, log_path):
                 raise click.UsageError(f"{safe_text(path)} is {log_what} {safe_text(log_path)}, not a case file")
-    protected = inputs + log + [("the ruleset file", v.source.path) for v in rs.versions]
+    protected = inputs + log + [("the ruleset file", p) for v in rs.versions for p in source_files(v)]
     if o.pii_key_file:
         protected.append(("the --pii-key-file", o.pii_key_file))
     dask = o.executor == "dask"

@@ -17,6 +17,7 @@ from vedtak.inputs import read_document
 from vedtak.decision import json_value
 from vedtak.errors import CaseInputError
 from vedtak.examples import run_examples
+from vedtak.overlay import source_files
 
 from .audit import audit, replay
 from .queue import queue
@@ -298,7 +299,7 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
     if rs is None:
         sys.exit(EXIT_FINDINGS)
     if out:
-        check_output("-o", out, [("the ruleset file", v.source.path) for v in rs.versions])
+        check_output("-o", out, [("the ruleset file", p) for v in rs.versions for p in source_files(v)])
     text = render(rs, fmt)
     if out:
         write_output("-o", out, text)

@@ -423,6 +423,17 @@ def _at(pos: Pos | None, source: Source) -> Pos | None:
     return pos if pos is None or pos.src is not None else dataclasses.replace(pos, src=source)
 
 
+def source_files(version: CheckedVersion) -> list[str]:
+    """The files a checked version was read from: for an overlaid version, the overlay's and its base's
+    (so that no command writes its output over one of them)."""
+    out = [version.source.path]
+    info = getattr(version, "overlay", None)
+    while info is not None:
+        out.append(info.base.source.path)
+        info = getattr(info.base, "overlay", None)
+    return out
+
+
 # -- lint --------------------------------------------------------------------------------------
 
 def lint_overlay(ruleset: Ruleset) -> list[Diagnostic]:
@@ -518,4 +529,4 @@ def _ymap(value, pos: Pos):
 
 
 __all__ = ["OverlayInfo", "WhatIfError", "bundle_text", "lint_overlay", "load_overlays", "merge",
-           "parse_setting", "what_if"]
+           "parse_setting", "source_files", "what_if"]

@@ -132,3 +132,14 @@ def test_replay_set_refuses_a_bad_setting_as_a_usage_error(base_log, args, messa
     exit 2 with one line saying what is wrong, never a traceback."""
     r = run("replay", base_log, *args)
     assert (r.exit_code, error_line(r)) == (USAGE, message)
+
+
+def test_no_output_is_written_over_the_base_an_overlay_extends(tmp_path):
+    """`docs -o` and `run --out` refuse the base's file as well as the overlay's (exit 2, nothing written)."""
+    base = STUDY_GRANT / "study-grant.yaml"
+    before = base.read_bytes()
+    r = run("docs", WHAT_IF, "-o", base)
+    assert r.exit_code == USAGE and "names the ruleset file" in error_line(r)
+    r = run("run", WHAT_IF, CASES, "--audit", tmp_path / "x.db", "--out", base)
+    assert r.exit_code == USAGE and "the ruleset file" in error_line(r)
+    assert base.read_bytes() == before
