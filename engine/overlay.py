@@ -199,12 +199,16 @@ def _from_file(pending: Pending, diags: list[Diagnostic]) -> list[CheckedVersion
     return out
 
 
-def _rebuild(pending: Pending, diags: list[Diagnostic]) -> CheckedVersion | None:
+def _rebuild(pending: Pending, diags: list[Diagnostic], depth: int = 0) -> CheckedVersion | None:
     """A stored overlaid version from its bundle alone (its `extends` is not followed)."""
     bundle = pending.bundle
     assert bundle is not None
     path = pending.source.path
-    base = _single(Source(f"{path} (base)", bundle["base"]), diags)
+    if depth >= MAX_DEPTH:
+        diags.append(pending.source.diag(None, "too_deep", f"the stored overlay nests overlays more than "
+                                         f"{MAX_DEPTH} deep"))
+        return None
+    base = _single(Source(f"{path} (base)", bundle["base"]), diags, depth + 1)
     if base is None:
         return None
     source = Source(path, bundle["overlay"])
@@ -220,7 +224,7 @@ def _rebuild(pending: Pending, diags: list[Diagnostic]) -> CheckedVersion | None
     return merge(source, data, base, bundle["version"], diags, text=pending.source.text)
 
 
-def _single(source: Source, diags: list[Diagnostic]) -> CheckedVersion | None:
+def _single(source: Source, diags: list[Diagnostic], depth: int) -> CheckedVersion | None:
     read = _read_version(source, diags)
     if read is None:
         return None
@@ -229,7 +233,7 @@ def _single(source: Source, diags: list[Diagnostic]) -> CheckedVersion | None:
             diags.append(source.diag(pos_of(read.data, "extends"), "invalid_value",
                                      "a stored base version is an overlay file, not its merged version"))
             return None
-        return _rebuild(read, diags)
+        return _rebuild(read, diags, depth)
     return check_version(*read, diags)
 
 

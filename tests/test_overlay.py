@@ -343,3 +343,13 @@ def test_what_if_replaces_a_parameter_for_all_dates_and_refuses_a_wrong_type(bas
     for bad in ("A", "=1", "A=", "A=[1, 2]", "A={b: 1}"):
         with pytest.raises(WhatIfError):
             parse_setting(bad)
+
+
+def test_a_stored_text_nesting_overlays_too_deep_is_refused_not_followed():
+    """A bundle whose bases nest more than the overlay depth limit is a too_deep error, not a recursion."""
+    text = BASE_2024
+    for i in range(12):
+        text = bundle_text(text, 'ruleset: allowance\nextends: x\nversion: "v"\n', f"v{i}")
+    with pytest.raises(vedtak.RulesetError) as info:
+        vedtak.load_text(text, "deep.yaml")
+    assert [d.code for d in info.value.diagnostics] == ["too_deep"]
