@@ -61,18 +61,24 @@ def _runtime_globals() -> dict:
         "_kmin": runtime.kmin, "_kmax": runtime.kmax, "_item": runtime.item_field, "_each": runtime.each,
         "_k_any": runtime.k_any, "_k_all": runtime.k_all, "_SKIP": runtime.SKIP,
         "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
-        "_RuleFailed": runtime.RuleFailed,
+        "_RuleFailed": runtime.RuleFailed, "_marginal": runtime.marginal, "_bracket": runtime.bracket,
+        "_add_days": runtime.add_days, "_add_months": runtime.add_months, "_add_years": runtime.add_years,
+        "_or": runtime.or_default,
         "__builtins__": {"min": min, "max": max, "abs": abs, "sum": sum, "len": len, "any": any, "all": all},
     }
 
 
-def _field_loads(version: CheckedVersion, names, loaded: set[str], indent: str) -> list[str]:
+def _field_loads(version: CheckedVersion, names, loaded: set[str], indent: str, em: Emitter) -> list[str]:
     out = []
     for f in sorted(version.fields_read(names, loads=True)):
         if f not in loaded:
             loaded.add(f)
             out.append(f"{indent}f_{f} = c[{f!r}]")
+            if f in version.defaults:  # an absent field with a default reads as its default
+                out.append(f"{indent}if f_{f} is None: f_{f} = {em.const(version.defaults[f])}")
     return out
+
+
 
 
 def _missing_check(fields, index: int, indent: str) -> list[str]:
@@ -87,7 +93,19 @@ def _uses_derived(version: CheckedVersion, rule: CheckedRule) -> bool:
     return any(n in version.derived for n in rule.because.names)
 
 
-def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded: set[str], indent: str) -> list[str]:
+def absent_parameters(period: "Period", version: CheckedVersion, rule: CheckedRule, *, values: bool) -> tuple[str, ...]:
+    """The parameters without a value in this period that the rule's condition (or, with
+    ``values``, its values and reason text) reads: the rule then refers the case (missing-parameter)."""
+    if values:
+        names = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
+        names |= {n for n in rule.because.names if n in version.scope}
+    else:
+        names = rule.when.names if rule.when is not None else frozenset()
+    return tuple(sorted(p for p in version.parameters_read(names) if period.parameters.get(p) is None))
+
+
+def _rule_result(period: "Period", version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded: set[str],
+                 indent: str) -> list[str]:
     # a reason text that reads derived values is handed the ones the rule has computed (the
     # decision keeps them), so rendering it does not compute them again
     keep = ""
@@ -95,9 +113,11 @@ def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded
         keep = ", (" + "".join(f"d_{d}, " for d in version.derived) + ")"
     lines = []
     vnames = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
-    lines += _field_loads(version, vnames, loaded, indent)
+    lines += _field_loads(version, vnames, loaded, indent, em)
     lines += _missing_check([f for f in rule.values_optional
                              if f in version.fields_read(vnames)], rule.index, indent)
+    if absent_parameters(period, version, rule, values=True):  # known when compiling: fixed per period
+        return lines + [f"{indent}return ({rule.index}, False)"]
     # a derived value in the reason text that may need a field a list item lacks is computed
     # here, after the values, so that such a case is referred (missing-data) as the reference does
     forced = [n for n in rule.because.names if n in version.derived and em.may_miss(ast.Name(n))]
@@ -105,13 +125,13 @@ def _rule_result(version: CheckedVersion, em: Emitter, rule: CheckedRule, loaded
         items = ", ".join(f"{k!r}: {em.value(e)}" for k, e in rule.values.items())
         if forced:
             lines.append(f"{indent}_vals = {{{items}}}")
-            lines += _field_loads(version, forced, loaded, indent)
+            lines += _field_loads(version, forced, loaded, indent, em)
             lines += _forced(em, forced, indent)
             lines.append(f"{indent}return ({rule.index}, _vals{keep})")
         else:
             lines.append(f"{indent}return ({rule.index}, {{{items}}}{keep})")
     else:
-        lines += _field_loads(version, forced, loaded, indent)
+        lines += _field_loads(version, forced, loaded, indent, em)
         lines += _forced(em, forced, indent)
         lines.append(f"{indent}return ({rule.index}, None{keep})" if keep else f"{indent}return {rule.index}")
     return lines
@@ -141,13 +161,16 @@ def _compile_period(period: Period) -> None:
     for rule in version.rules:
         lines.append(f"        _k = {rule.index}")
         if rule.when is None:  # otherwise
-            lines += _rule_result(version, em, rule, loaded, "        ")
+            lines += _rule_result(period, version, em, rule, loaded, "        ")
             break
-        lines += _field_loads(version, rule.when.names, loaded, "        ")
+        lines += _field_loads(version, rule.when.names, loaded, "        ", em)
         lines += _missing_check(rule.needs_optional, rule.index, "        ")
+        if absent_parameters(period, version, rule, values=False):
+            lines.append(f"        return ({rule.index}, False)")
+            break  # every later rule is unreachable in this period
         lines.append(f"        if {em.emit(rule.when)}:")
         body_loaded = set(loaded)
-        lines += _rule_result(version, em, rule, body_loaded, "            ")
+        lines += _rule_result(period, version, em, rule, body_loaded, "            ")
     lines += ["    except _ItemMissing:", "        raise",
               "    except _EvaluationErrors as _e:", "        raise _RuleFailed(_k, _e) from None"]
     lines[top:top] = ["    " + line for line in em.take_defs()]
@@ -160,7 +183,7 @@ def _compile_period(period: Period) -> None:
         if any(version.scope[n].kind == "derived" for n in names):
             # _d: the derived values the decision kept (see _rule_result); _U where not computed
             lines.append("    " + "".join(f"d_{d}, " for d in derived) + "= _d if _d is not None else _UD")
-        lines += _field_loads(version, names, set(), "    ")
+        lines += _field_loads(version, names, set(), "    ", em)
         steps, text = _template_code(rule, version, em, period.parameters, json)
         lines += ["    " + line for line in em.take_defs()]
         lines += ["    " + line for line in steps]
@@ -190,6 +213,8 @@ def _compile_period(period: Period) -> None:
         period.outcomes.append(o)
     period.missing = [Outcome(r.index, r, "referred", None, model.review_queue, "missing-data", period)
                       for r in version.rules]
+    period.missing_parameter = [Outcome(r.index, r, "referred", None, model.review_queue, "missing-parameter", period)
+                                for r in version.rules]
     period.failed = [Outcome(r.index, r, "referred", None, model.review_queue, "evaluation-error", period)
                      for r in version.rules]
     period.rejected = Outcome(-1, None, "rejected", None, None, None, period)
@@ -343,6 +368,8 @@ class Plan:
         index, values = r
         if values is None:
             return self._missing(period, case, index)
+        if values is False:
+            return self._missing_parameter(period, case, index)
         return Decision((period.outcomes[index], case, values, None))
 
     def validate(self, raw) -> "Validated":
@@ -419,6 +446,12 @@ class Plan:
         rule = period.version.rules[index]
         missing = tuple(f for f in (*rule.needs_optional, *rule.values_optional) if case.get(f) is None)
         return Decision((period.missing[index], case, None, tuple(dict.fromkeys(missing))))
+
+    def _missing_parameter(self, period: Period, case: dict, index: int) -> Decision:
+        rule = period.version.rules[index]
+        absent = absent_parameters(period, period.version, rule, values=False) or \
+            absent_parameters(period, period.version, rule, values=True)
+        return Decision((period.missing_parameter[index], case, None, absent))
 
     def _item_missing(self, period: Period, case: dict) -> Decision:
         """A rule needed a field that a list item lacks: the reference interpreter finds which

@@ -66,6 +66,8 @@ class Outcome:
 
 
 _UNSET = object()
+_MISSING = ("missing-data", "missing-parameter")  # referrals whose detail names what was missing
+_DETAILED = ("missing-data", "missing-parameter", "evaluation-error")  # decided the general way
 _POLICY_NOTE = ('The outcome "{}" is not released automatically: '
                 "a caseworker must confirm or change it.")
 
@@ -73,7 +75,7 @@ _POLICY_NOTE = ('The outcome "{}" is not released automatically: '
 def _json_writer(o: Outcome):
     """The fast JSON writer of one outcome (see :meth:`Outcome.render`): the constant parts
     pre-encoded, the reason text compiled as a JSON string, the values by their known keys."""
-    if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error") or o.because_json is None:
+    if o.status == "rejected" or o.referral in _DETAILED or o.because_json is None:
         return None
     a, b, c, d = o.json_parts()
     model = o.period.version.model
@@ -195,6 +197,8 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, date):
         return value.isoformat()
+    if hasattr(value, "to_json_data"):  # a scale: its brackets
+        return value.to_json_data()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
@@ -360,7 +364,7 @@ class Decision(tuple):
     def detail(self):
         """A rejection's errors, a missing-data referral's fields, an evaluation error's message; else None."""
         o = self[0]
-        if o.status == "rejected" or o.referral in ("missing-data", "evaluation-error"):
+        if o.status == "rejected" or o.referral in _DETAILED:
             return self[3]
         return None  # an ordinary decision keeps the derived values its reason text reads there
 
@@ -371,8 +375,9 @@ class Decision(tuple):
 
     @property
     def missing(self) -> tuple[str, ...]:
-        """For a missing-data referral: the optional fields the rule needed and the case lacked."""
-        return self.detail if self[0].referral == "missing-data" else ()
+        """For a missing-data referral: the optional fields the rule needed and the case lacked; for a
+        missing-parameter referral: the parameters it needed that have no value in force."""
+        return self.detail if self[0].referral in _MISSING else ()
 
     @property
     def errors(self) -> tuple:
@@ -432,6 +437,11 @@ class Decision(tuple):
             fields = ", ".join(self.missing)
             out.append(f"Missing data: rule {o.rule.id} needs {fields}, which the case does not give.")
             return out
+        if o.referral == "missing-parameter":
+            names = ", ".join(self.missing)
+            out.append(f"Missing parameter: rule {o.rule.id} needs {names}, which has no value in force "
+                       f"on {self.decision_date}.")
+            return out
         if o.referral == "evaluation-error":
             out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")
             return out
@@ -476,6 +486,8 @@ class Decision(tuple):
             data["referral"] = {"reason": o.referral}
             if o.referral == "missing-data":
                 data["referral"]["fields"] = list(self.missing)
+            elif o.referral == "missing-parameter":
+                data["referral"]["parameters"] = list(self.missing)
         if trace and o.status != "rejected":
             data["trace"] = self.trace().to_dict()
         return data

@@ -12,7 +12,7 @@ import math
 import re
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
+from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value, walk
 from .limits import DIGITS
 from .runtime import TooLarge
 
@@ -32,6 +32,7 @@ class Emitter:
         self._loops: dict[str, str] = {}  # loop variable -> the list it runs over
         self._helpers = 0
         self._may_miss: dict[str, bool] = {}
+        self._memo: set[tuple[str, str]] = set()  # (item function, loop variable) computed once per item
 
     def const(self, value) -> str:
         key = (type(value).__name__, repr(value))
@@ -75,10 +76,20 @@ class Emitter:
         return self.derived_ref(n.id)
 
     def n_Attribute(self, n: ast.Attribute) -> str:
+        inner = getattr(n.value, "vtype", None)
+        if inner is not None and inner.kind == "date":  # .year, .month, .day
+            return f"{self.node(n.value)}.{n.attr}"
         var = n.value.id  # type: ignore[attr-defined]
         if _optional_item_field(n):  # only inside an item function, which knows the item's index
             return f"_item(v_{var}, {n.attr!r}, {self._loops[var]!r}, _i_{var})"
+        if inner is not None and inner.defaults:
+            default = dict(inner.defaults)
+            if n.attr in default:  # an absent optional item field with a default reads as the default
+                return f"_or(v_{var}[{n.attr!r}], {self.const(default[n.attr])})"
         return f"v_{var}[{n.attr!r}]"
+
+    def n_Subscript(self, n: ast.Subscript) -> str:
+        return f"P_{n.value.id}[{self.node(n.slice)}]"  # type: ignore[attr-defined]
 
     def n_UnaryOp(self, n: ast.UnaryOp) -> str:
         a = self.node(n.operand)
@@ -126,7 +137,7 @@ class Emitter:
 
     def may_miss(self, node: ast.AST) -> bool:
         """Whether evaluating ``node`` may need an optional field that a list item lacks."""
-        for n in ast.walk(node):
+        for n in walk(node):
             if isinstance(n, ast.Attribute) and _optional_item_field(n):
                 return True
             if isinstance(n, ast.Name) and n.id in self.derived:
@@ -142,7 +153,8 @@ class Emitter:
         item comes first never changes a result or an error; over items that may lack a field,
         each item is evaluated alone and the runtime applies three-valued logic."""
         kind = getattr(g.elt, "vtype", None)
-        if not self.may_miss(g):
+        memo = self._repeated(g)
+        if not self.may_miss(g) and not memo:
             gen = self.generator(g)
             if fn in ("any", "all"):
                 return f"{fn}([{gen[1:-1]}])"
@@ -157,16 +169,20 @@ class Emitter:
         outer = self._loops.get(var)  # a derived value's generator may reuse a loop name
         self._loops[var] = lst
         self._defs.append([])
+        outer_memo, self._memo = self._memo, {(f, var) for f in memo}
         try:
             ifs = [self.node(c) for c in comp.ifs]
             elt = self.node(g.elt)
         finally:
             inner = self._defs.pop()
+            self._memo = outer_memo
             if outer is None:
                 del self._loops[var]
             else:
                 self._loops[var] = outer
         body = [f"def {name}(_i_{var}, v_{var}):"]
+        if memo:  # an item function applied more than once to the item: computed once per item
+            body.append("    " + " = ".join(f"_m_{f}_{var}" for f in sorted(memo)) + " = _U")
         refs = sorted(set(re.findall(r"\bd_\w+", "\n".join([*inner, *ifs, elt]))))
         if refs:  # memoised derived values live in the generated function, not in the item function
             body.append("    nonlocal " + ", ".join(refs))
@@ -182,6 +198,18 @@ class Emitter:
             return f"sum(1 for _x in {each} if _x)" if kind is not None and kind.kind == "bool" else f"len({each})"
         return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] + f"({each})"
 
+    def _repeated(self, g: ast.GeneratorExp) -> set[str]:
+        """The item functions a generator applies more than once to its own item (directly or
+        inside other item functions): worth computing once per item."""
+        comp = g.generators[0]
+        var = comp.target.id if isinstance(comp.target, ast.Name) else None
+        counts: dict[str, int] = {}
+        for n in walk(g):
+            if isinstance(n, ast.Call) and getattr(n, "inline", None) is not None \
+                    and isinstance(n.args[0], ast.Name) and n.args[0].id == var:
+                counts[n.func.id] = counts.get(n.func.id, 0) + 1  # type: ignore[attr-defined]
+        return {f for f, k in counts.items() if k > 1}
+
     def generator(self, g: ast.GeneratorExp, elt: str | None = None) -> str:
         comp = g.generators[0]
         var = f"v_{comp.target.id}"  # type: ignore[attr-defined]
@@ -190,9 +218,20 @@ class Emitter:
         return f"({body} for {var} in {self.node(comp.iter)}{ifs})"
 
     def n_Call(self, n: ast.Call) -> str:
+        inline = getattr(n, "inline", None)
+        if inline is not None:  # an item function, applied: its body, inlined for this item
+            key = (n.func.id, n.args[0].id)  # type: ignore[attr-defined]
+            if key in self._memo:
+                m = f"_m_{key[0]}_{key[1]}"
+                return f"({m} if {m} is not _U else ({m} := {self.node(inline)}))"
+            return self.node(inline)
         fn = n.func.id  # type: ignore[attr-defined]
         args = n.args
         t = n.vtype  # type: ignore[attr-defined]
+        if fn in ("marginal", "bracket"):
+            return f"_{fn}(P_{args[0].id}, {self.node(args[1])})"  # type: ignore[attr-defined]
+        if fn in ("add_days", "add_months", "add_years"):
+            return f"_{fn}({self.node(args[0])}, {self.node(args[1])})"
         if fn in ("min", "max"):
             if len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
                 return self.aggregate(fn, args[0])

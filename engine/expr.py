@@ -8,6 +8,8 @@ derived values it reads. Only checked expressions are ever compiled or interpret
 from __future__ import annotations
 
 import ast
+import copy
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,6 +28,9 @@ class Type:
     kind: str
     fields: tuple[tuple[str, "Type"], ...] = ()
     optional: frozenset[str] = frozenset()  # a list's (or item's) fields that an item may lack
+    # a string field's `one_of` (for a table's completeness); a list's item fields with defaults
+    choices: tuple = field(default=(), compare=False)
+    defaults: tuple[tuple[str, object], ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return self.kind
@@ -46,13 +51,33 @@ SCALARS = {"bool": BOOL, "int": INT, "decimal": DECIMAL, "money": DECIMAL, "stri
 class Symbol:
     """A name an expression may use."""
 
-    kind: str  # "field", "parameter", "derived"; "broken" for a derived value that failed its checks
+    kind: str  # "field", "parameter", "derived", "itemfn"; "broken" for a name that failed its checks
     type: Type
     optional: bool = False
+    data: object = field(default=None, compare=False)  # a table's ParameterTable; an ItemFunction
+
+
+@dataclass
+class ItemFunction:
+    """``name(param): body``: a derived value of one list item. Its body is checked, and inlined,
+    where it is applied, against the items of the list it is applied to."""
+
+    name: str
+    param: str
+    text: str
+    tree: ast.expr
+    pos: Pos
+    source: Source
+    depth: int = 0
+    size: int = 0
+    checked: dict = field(default_factory=dict)  # item type -> result type, or None when it failed
+    uses: int = 0
 
 
 FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "sum", "count", "any", "all",
-             "years_between", "months_between", "days_between", "date", "known")
+             "years_between", "months_between", "days_between", "date", "known",
+             "marginal", "bracket", "add_days", "add_months", "add_years")
+DATE_PARTS = ("year", "month", "day")
 
 _COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
                 ast.In: "in", ast.NotIn: "not in"}
@@ -83,6 +108,8 @@ class _Checker:
         self.known: set[str] = set()
         self.constants: dict = {}
         self.loops: dict[str, Type] = {}
+        self.lists: dict[str, str] = {}  # loop variable -> the list it runs over
+        self.inlining = 0  # item functions being applied, one inside another
         self.ok = True
         self._lines = text.split("\n")
 
@@ -99,9 +126,9 @@ class _Checker:
         else:
             length = max(1, len(line_text) - col)
         if lineno == 1:
-            return Pos(self.pos.line, self.pos.column + col), length
+            return Pos(self.pos.line, self.pos.column + col, src=self.pos.src), length
         indent = self.pos.block_indent if self.pos.block_indent is not None else self.pos.column - 1
-        return Pos(self.pos.line + lineno - 1, indent + col + 1), length
+        return Pos(self.pos.line + lineno - 1, indent + col + 1, src=self.pos.src), length
 
     def error(self, node: ast.AST, code: str, message: str, hint: str | None = None,
               symbol: str | None = None, suggestion: str | None = None) -> None:
@@ -169,13 +196,88 @@ class _Checker:
         if sym.kind == "broken":  # already reported where it is defined
             self.ok = False
             return None
+        if sym.kind == "itemfn":
+            self.error(node, "wrong_arguments", f'"{name}" is an item function: apply it to a list item, '
+                       f"e.g. `{name}(c)` in a generator `for c in ...`")
+            return None
+        if sym.type.kind == "table":
+            self.error(node, "type_mismatch", f'"{name}" is a table: read one value by its key, e.g. {name}["key"]')
+            return None
+        if sym.type.kind == "scale":
+            self.error(node, "type_mismatch", f'"{name}" is a scale: use marginal({name}, x) or bracket({name}, x)')
+            return None
         self.names.add(name)
         return sym.type
 
+    def _container(self, node: ast.AST, kind: str, fn: str) -> Symbol | None:
+        """The table or scale parameter ``node`` names (read as a whole, by a lookup or a scale function)."""
+        sym = self.scope.get(node.id) if isinstance(node, ast.Name) else None  # type: ignore[attr-defined]
+        if sym is None or sym.kind == "broken" or sym.type.kind != kind:
+            if sym is not None and sym.kind == "broken":
+                self.ok = False
+                return None
+            what = "a table parameter" if kind == "table" else "a scale parameter"
+            if isinstance(node, ast.Name) and sym is None and node.id not in self.loops:
+                self.visit(node)  # unknown_name, with a suggestion
+                return None
+            self.error(node, "type_mismatch", f"{fn} needs {what} here, not {_clip(self._segment(node))}")
+            return None
+        self.names.add(node.id)  # type: ignore[attr-defined]
+        node.vtype = sym.type  # type: ignore[attr-defined]
+        return sym
+
+    def visit_Subscript(self, node: ast.Subscript) -> Type | None:
+        target = node.value
+        sym = self.scope.get(target.id) if isinstance(target, ast.Name) else None
+        if sym is not None and sym.kind == "broken":  # reported where it is defined
+            self.ok = False
+            return None
+        if sym is None or sym.type.kind != "table":
+            hint = ("list items are read in a generator, e.g. `any(k.age > 1 for k in kids)`"
+                    if sym is not None and sym.type.kind == "list" or isinstance(target, ast.Name) and target.id in self.loops
+                    else None)
+            self.error(node, "unsupported_syntax", "indexing is allowed only on a table parameter, "
+                       'e.g. rate["under_6"]', hint=hint)
+            return None
+        if self._container(target, "table", "indexing") is None:
+            return None
+        key = self.visit(node.slice)
+        if key is None:
+            return None
+        want = sym.type.field("key")
+        if key != want:
+            self.error(node.slice, "type_mismatch", f'table "{target.id}" has {want} keys, not {key}',
+                       hint="write a text key in quotes" if want == STRING else None)
+            return None
+        if isinstance(node.slice, ast.Constant) and not isinstance(node.slice.value, bool):
+            choices: tuple = (node.slice.value,)
+        else:
+            choices = key.choices
+        table = sym.data
+        if choices and table is not None:
+            for day, tab in table.values:
+                absent = [c for c in choices if tab is not None and c not in tab]
+                if absent:
+                    self.error(node.slice, "table_incomplete", f'table "{target.id}" on {day} has no value for '
+                               + ", ".join(repr(c) for c in absent),
+                               hint="give the table every key this lookup can use, in every dated value")
+                    return None
+        return sym.type.field("value")
+
     def visit_Attribute(self, node: ast.Attribute) -> Type | None:
         if not (isinstance(node.value, ast.Name) and node.value.id in self.loops):
+            inner = self.visit(node.value) if isinstance(node.value, (ast.Name, ast.Attribute, ast.Call,
+                                                                        ast.Subscript)) else None
+            if inner == DATE:
+                if node.attr in DATE_PARTS:
+                    return INT
+                self.error(node, "unknown_name", f'a date has no part "{node.attr}"',
+                           hint="a date has .year, .month and .day")
+                return None
+            if inner is None and not self.ok:
+                return None
             self.error(node, "unsupported_syntax", "attribute access is allowed only on a list item "
-                       "in a generator, e.g. `c.birth_date for c in children`")
+                       "in a generator, e.g. `c.birth_date for c in children`, and on a date (.year, .month, .day)")
             return None
         item = self.loops[node.value.id]
         node.value.vtype = item  # type: ignore[attr-defined]
@@ -316,8 +418,9 @@ class _Checker:
             self.error(gen.target, "shadowed_name", f'the loop variable "{var}" hides another name',
                        hint="pick a name that is not a field, parameter or derived value")
             return None
-        item = Type("record", lt.fields, lt.optional)
+        item = Type("record", lt.fields, lt.optional, defaults=lt.defaults)
         self.loops[var] = item
+        self.lists[var] = gen.iter.id
         gen.target.vtype = item  # type: ignore[attr-defined]
         try:
             ok = True
@@ -337,6 +440,12 @@ class _Checker:
         if not isinstance(node.func, ast.Name):
             self.error(node.func, "unsupported_syntax", f"{_describe(node.func)} cannot be called: "
                        "only the function library can")
+            return None
+        sym = self.scope.get(node.func.id)
+        if sym is not None and sym.kind == "itemfn":
+            return self._apply(node, sym.data)  # type: ignore[arg-type]
+        if sym is not None and sym.kind == "broken":
+            self.ok = False
             return None
         if node.func.id not in FUNCTIONS:
             name = node.func.id
@@ -488,6 +597,81 @@ class _Checker:
         self.error(node, "wrong_arguments", 'date() takes "YYYY-MM-DD" or year, month, day')
         return None
 
+    def _apply(self, node: ast.Call, fn: ItemFunction) -> Type | None:
+        """``fn(c)``: the item function's body, checked against the items of the list ``c`` runs
+        over, and kept on the call (``node.inline``) for the evaluators."""
+        args = node.args
+        if len(args) != 1 or node.keywords or not (isinstance(args[0], ast.Name) and args[0].id in self.loops):
+            self.error(node, "wrong_arguments", f'{fn.name}() takes one list item: the variable of a generator, '
+                       f"e.g. `{fn.name}(c) for c in ...`")
+            return None
+        var = args[0].id
+        item = self.loops[var]
+        args[0].vtype = item  # type: ignore[attr-defined]
+        if self.inlining > 64:
+            self.error(node, "too_deep", f"item functions apply one another more than 64 levels deep")
+            return None
+        body = instantiate(fn, var)
+        found = fn.checked.get(item, ...)
+        diags: list[Diagnostic] = []
+        sub = _Checker(fn.source, fn.pos, fn.text, self.scope, diags, f'item function "{fn.name}"')
+        sub.loops, sub.lists, sub.inlining = {var: item}, {var: self.lists.get(var, "")}, self.inlining + 1
+        t = sub.visit(body)
+        if t is not None and sub.ok and t.kind in ("list", "record", "table", "scale"):
+            sub.error(body, "type_mismatch", f"an item function gives a single value, not a {t}")
+        if t is None or not sub.ok:
+            if found is ...:  # reported once for each kind of item it is applied to
+                if diags and self.lists.get(var):
+                    diags[0] = dataclasses.replace(diags[0], message=diags[0].message
+                                                   + f' (applied to items of "{self.lists[var]}")')
+                self.diags.extend(diags)
+            fn.checked[item] = None
+            self.ok = False
+            return None
+        fn.checked[item] = t
+        fn.uses += 1
+        self.names |= sub.names
+        self.known |= sub.known
+        self.constants.update(sub.constants)
+        node.inline = body  # type: ignore[attr-defined]
+        node.func.vtype = t  # type: ignore[attr-defined]
+        return t
+
+    def _scale_fn(self, node, args, rates: bool):
+        if not self._arity(node, args, 2):
+            return None
+        sym = self._container(args[0], "scale", f"{node.func.id}()")
+        x = self._numeric_arg(node, args[1])
+        if sym is None or x is None:
+            return None
+        if rates and sym.type.fields[0][0] != "rate":
+            self.error(args[0], "type_mismatch", f'marginal() needs a scale of rates; "{args[0].id}" has amounts',
+                       hint=f"bracket({args[0].id}, x) gives the amount of the bracket x falls in")
+            return None
+        return DECIMAL
+
+    def _fn_marginal(self, node, args):
+        return self._scale_fn(node, args, True)
+
+    def _fn_bracket(self, node, args):
+        return self._scale_fn(node, args, False)
+
+    def _fn_add_days(self, node, args):
+        if not self._arity(node, args, 2):
+            return None
+        day, n = self.visit(args[0]), self.visit(args[1])
+        if day is not None and day != DATE:
+            self.error(args[0], "type_mismatch", f"{node.func.id}() needs a date first, not {day}")
+            return None
+        if n is not None and n != INT:
+            self.error(args[1], "type_mismatch", f"{node.func.id}() adds a whole number, not {n}",
+                       hint="round it first, e.g. floor(x)" if n == DECIMAL else None)
+            return None
+        return DATE if day is not None and n is not None else None
+
+    _fn_add_months = _fn_add_days
+    _fn_add_years = _fn_add_days
+
     def _fn_known(self, node, args):
         if not self._arity(node, args, 1):
             return None
@@ -497,8 +681,9 @@ class _Checker:
             if t is None:
                 return None
             if arg.attr not in self.loops[arg.value.id].optional:
-                self.error(arg, "not_optional", f'list items\' field "{arg.attr}" is not optional, '
-                           "so it is always known")
+                dflt = arg.attr in dict(self.loops[arg.value.id].defaults)
+                self.error(arg, "not_optional", f'list items\' field "{arg.attr}" ' + (
+                           "has a default" if dflt else "is not optional") + ", so it is always known")
                 return None
             return BOOL
         if not isinstance(arg, ast.Name):
@@ -509,6 +694,10 @@ class _Checker:
         if t is None:
             return None
         sym = self.scope.get(arg.id)
+        if sym is not None and sym.kind == "field" and sym.data is not None:
+            self.error(arg, "not_optional", f'"{arg.id}" has a default, so it is always known',
+                       hint="remove the default to test whether the case gives it")
+            return None
         if sym is None or sym.kind != "field" or not sym.optional:
             self.error(arg, "not_optional", f'"{arg.id}" is not an optional case field, so it is always known')
             return None
@@ -537,20 +726,17 @@ def _describe(node: ast.AST) -> str:
     return names.get(type(node).__name__, f"`{type(node).__name__}`")
 
 
-def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], diags: list[Diagnostic],
-               *, expect: Type | None = None, what: str = "expression",
-               derived: dict[str, tuple[int, int]] | None = None) -> CheckedExpr | None:
-    """Parse and check ``text``; on failure append diagnostics and return None.
-
-    ``derived`` gives each derived value's (depth, size), which count where the expression uses it.
-    """
+def parse_expr(source: Source, pos: Pos, text: str, diags: list[Diagnostic],
+               what: str = "expression") -> tuple[ast.Expression, str, Pos] | None:
+    """Parse ``text`` (syntax only): (tree, stripped text, position of its first character), or
+    None after appending a located diagnostic."""
     stripped = text.strip()
     if not stripped:
         diags.append(source.diag(pos, "syntax_error", f"the {what} is empty"))
         return None
     lead = len(text) - len(text.lstrip())
     if lead and "\n" not in text[:lead]:
-        pos = Pos(pos.line, pos.column + lead, pos.block_indent)
+        pos = Pos(pos.line, pos.column + lead, pos.block_indent, pos.src)
     try:
         tree = ast.parse(stripped, mode="eval")
     except (ValueError, MemoryError, RecursionError) as exc:  # a NUL character; a parser stack overflow
@@ -585,6 +771,22 @@ def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], di
         else:
             diags.append(source.diag(epos, "syntax_error", msg, hint=hint))
         return None
+    return tree, stripped, pos
+
+
+def check_expr(source: Source, pos: Pos, text: str, scope: dict[str, Symbol], diags: list[Diagnostic],
+               *, expect: Type | None = None, what: str = "expression",
+               derived: dict[str, tuple[int, int]] | None = None) -> CheckedExpr | None:
+    """Parse and check ``text``; on failure append diagnostics and return None.
+
+    ``derived`` gives each derived value's (depth, size), which count where the expression uses it.
+    """
+    if pos is not None and pos.src is not None:  # in an overlay: the file this expression was written in
+        source = pos.src
+    parsed = parse_expr(source, pos, text, diags, what)
+    if parsed is None:
+        return None
+    tree, stripped, pos = parsed
     checker = _Checker(source, pos, stripped, scope, diags, what)
     depth, size, deepest = measure(tree.body, derived)
     if deepest is not None or size > MAX_SIZE:
@@ -622,3 +824,37 @@ def literal_value(expr: CheckedExpr, node: ast.AST):
         v = literal_value(expr, node.operand)
         return -v
     return node.value  # type: ignore[attr-defined]
+
+
+def instantiate(fn: ItemFunction, var: str) -> ast.expr:
+    """A copy of an item function's body for one application: its parameter renamed to the
+    argument ``var``, and each generator's own variable to a fresh name, so that neither meets
+    a loop variable of the expression it is inlined into."""
+    body = copy.deepcopy(fn.tree)
+    fresh = 0
+    for g in [n for n in ast.walk(body) if isinstance(n, ast.GeneratorExp)]:
+        comp = g.generators[0]
+        if not isinstance(comp.target, ast.Name):
+            continue
+        old, fresh = comp.target.id, fresh + 1
+        new = f"_{old}{fresh}"
+        for part in (comp.target, *comp.ifs, g.elt):
+            for n in ast.walk(part):
+                if isinstance(n, ast.Name) and n.id == old:
+                    n.id = new
+    for n in ast.walk(body):
+        if isinstance(n, ast.Name) and n.id == fn.param:
+            n.id = var
+    return body
+
+
+def walk(node: ast.AST):
+    """Every node under ``node``, including the bodies item functions were inlined with."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(ast.iter_child_nodes(n))
+        inline = getattr(n, "inline", None)
+        if inline is not None:
+            stack.append(inline)

@@ -15,13 +15,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
-from .expr import BOOL, DECIMAL, INT, SCALARS, CheckedExpr, Symbol, Type, check_expr
-from .limits import DIGITS, MAX_COMPILED, MAX_PERIODS, MAX_VERSIONS, clip, number_in_range
+from .expr import BOOL, SCALARS, CheckedExpr, ItemFunction, Symbol, Type, check_expr, parse_expr
+from .limits import MAX_COMPILED, MAX_PERIODS, MAX_VERSIONS, measure
 from .model import FieldSpec, RulesetModel
+from .params import ParameterTable, check_default, check_parameter
 from .locate import model_errors, pos_of
 from .source import Pos, Source, TooLarge, YMap
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_ITEM_FN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*")
 
 
 @dataclass
@@ -89,24 +91,6 @@ class CheckedRule:
 
 
 @dataclass
-class ParameterTable:
-    name: str
-    type: Type
-    values: tuple[tuple[date, object], ...]  # sorted by date
-    unit: str | None
-
-    def at(self, day: date):
-        """The value in force on ``day``, or None if the parameter has no value yet."""
-        found = None
-        for since, value in self.values:
-            if since <= day:
-                found = value
-            else:
-                break
-        return found
-
-
-@dataclass
 class CheckedVersion:
     """One version of a ruleset after loading and checking: what the compiler takes."""
 
@@ -122,6 +106,20 @@ class CheckedVersion:
     derived_deps: dict[str, frozenset[str]]  # derived name -> derived values it reads (transitively)
     rules: list[CheckedRule]  # the rules, then `otherwise` last
     segments: list[tuple[date, dict]] = field(default_factory=list)  # parameter values by period
+    item_functions: dict[str, ItemFunction] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)  # case field -> its default
+    overlay: object = None  # an OverlayInfo (overlay.py) for a version merged from an overlay and its base
+
+    def parameters_read(self, names) -> frozenset[str]:
+        """The parameters that ``names`` read, directly or through derived values."""
+        out = set()
+        for n in self.expand(names):
+            sym = self.scope.get(n)
+            if sym is not None and sym.kind == "parameter":
+                out.add(n)
+            elif n in self.derived:
+                out |= {m for m in self.derived[n].names if self.scope[m].kind == "parameter"}
+        return frozenset(out)
 
     @property
     def id(self) -> str:
@@ -190,6 +188,9 @@ def _read_version(path: Path | Source, diags: list[Diagnostic]) -> tuple[Ruleset
         except (OSError, UnicodeDecodeError) as exc:
             diags.append(Diagnostic(str(path), 0, 0, "unreadable", f"cannot read the file: {exc}"))
             return None
+    from .overlay import Pending, is_overlay, read_bundle  # an overlay is merged with its base (overlay.py)
+    if (bundle := read_bundle(source)) is not None:
+        return bundle
     data, problems = source.parse_yaml()
     diags.extend(problems)
     if data is None and not problems:
@@ -199,6 +200,8 @@ def _read_version(path: Path | Source, diags: list[Diagnostic]) -> tuple[Ruleset
     if not isinstance(data, YMap):
         diags.append(source.diag(getattr(data, "pos", None), "invalid_value", "a ruleset file is a YAML mapping"))
         return None
+    if is_overlay(data):  # its keys are an overlay's, not a ruleset's
+        return None if problems else Pending(source, data)
     try:
         model = RulesetModel.model_validate(data)
     except ValidationError as exc:
@@ -250,6 +253,9 @@ def load_text(text: str, path: str = "<ruleset>") -> Ruleset:
     read = _read_version(Source(path, text), diags)
     if read is None or diags:
         raise RulesetError(diags)
+    if not isinstance(read, tuple):  # an overlaid version, as the log stores it
+        from .overlay import load_overlays
+        return load_overlays([read], path)
     version = check_version(*read, diags)
     if version is None or diags:
         raise RulesetError(diags)
@@ -289,6 +295,9 @@ def _load_versions(files: list, name: str) -> Ruleset:
     read = [r for f in files if (r := _read_version(f, diags)) is not None]
     if diags:
         raise RulesetError(diags)
+    if not all(isinstance(r, tuple) for r in read):  # an overlay, or the stored versions of one
+        from .overlay import load_overlays
+        return load_overlays(read, name)
     _check_windows(read, diags)
     checked = []
     for model, source, raw in sorted(read, key=lambda v: v[0].valid.from_):
@@ -302,32 +311,17 @@ def _load_versions(files: list, name: str) -> Ruleset:
 
 # -- checking one version --------------------------------------------------------------
 
-def _field_type(spec: FieldSpec) -> Type:
+def _scalar_type(spec: FieldSpec) -> Type:
+    t = SCALARS[spec.type]
+    return Type(t.kind, choices=spec.one_of) if spec.one_of else t
+
+
+def _field_type(spec: FieldSpec, defaults: tuple = ()) -> Type:
     if spec.type == "list":
         items = spec.items or {}
-        return Type("list", tuple((n, SCALARS[s.type]) for n, s in items.items()),
-                    frozenset(n for n, s in items.items() if s.optional))
-    return SCALARS[spec.type]
-
-
-def _parameter_type(name: str, values: dict, unit: str | None) -> Type | str:
-    kinds = set()
-    for v in values.values():
-        if isinstance(v, bool):
-            kinds.add("bool")
-        elif isinstance(v, int):
-            kinds.add("int")
-        elif isinstance(v, Decimal):
-            kinds.add("decimal")
-        elif isinstance(v, date):
-            kinds.add("date")
-        elif isinstance(v, str):
-            kinds.add("string")
-    if kinds <= {"int", "decimal"} and kinds:
-        return DECIMAL if ("decimal" in kinds or unit) else INT
-    if len(kinds) == 1:
-        return SCALARS[kinds.pop()]
-    return "values of mixed types: " + ", ".join(sorted(kinds))
+        return Type("list", tuple((n, _scalar_type(s)) for n, s in items.items()),
+                    frozenset(n for n, s in items.items() if s.optional and not s.has_default), defaults=defaults)
+    return _scalar_type(spec)
 
 
 def _valid_name(name: str) -> bool:
@@ -341,13 +335,13 @@ def _template(source: Source, pos: Pos | None, text: str, names: set[str], diags
         name = m.group(1).strip()
         head = re.split(r"[:!.\[]", name, maxsplit=1)[0].strip()
         if name not in names and head in names:  # {amount:.2f}, {a!r}, {p.x}: a name, then something else
-            p = Pos(pos.line, pos.column + m.start(1)) if pos and "\n" not in text[: m.start()] else pos
+            p = Pos(pos.line, pos.column + m.start(1), src=pos.src) if pos and "\n" not in text[: m.start()] else pos
             diags.append(source.diag(p, "bad_placeholder", f'"{{{name}}}" in the reason text is not a plain name',
                                      length=max(1, len(name)), hint=f'write "{{{head}}}": values are formatted '
                                      "exactly, without format specifications"))
         elif name not in names:
             close = difflib.get_close_matches(name, scope_names, n=1)
-            p = Pos(pos.line, pos.column + m.start(1)) if pos and "\n" not in text[: m.start()] else pos
+            p = Pos(pos.line, pos.column + m.start(1), src=pos.src) if pos and "\n" not in text[: m.start()] else pos
             diags.append(source.diag(p, "unknown_name", f'"{{{name}}}" in the reason text is not a case field, '
                                      "parameter, derived value or value of this rule", length=max(1, len(name)),
                                      hint=f'did you mean "{close[0]}"?' if close else None, symbol=name,
@@ -360,11 +354,23 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
     """Resolve names and check types of one version; append diagnostics, return None on failure."""
     start = len(diags)
     scope: dict[str, Symbol] = {}
+    defaults: dict[str, object] = {}
     for name, spec in model.case.items():
         if not _valid_name(name):
             diags.append(source.diag(pos_of(raw, "case", name, key=True), "bad_name",
                                      f'"{name}" cannot be used in expressions', hint="use letters, digits and _"))
-        scope[name] = Symbol("field", _field_type(spec), spec.optional)
+        item_defaults = []
+        for iname, ispec in (spec.items or {}).items():
+            if ispec.has_default:
+                v = check_default(f"{name}[].{iname}", ispec, source,
+                                  pos_of(raw, "case", name, "items", iname, "default"), diags)
+                item_defaults.append((iname, v))
+        default = None
+        if spec.has_default:
+            default = check_default(name, spec, source, pos_of(raw, "case", name, "default"), diags)
+            defaults[name] = default
+        scope[name] = Symbol("field", _field_type(spec, tuple(item_defaults)), spec.optional and not spec.has_default,
+                             data=("default", default) if spec.has_default else None)
     for attr, kinds in (("decision_date", ("date",)), ("case_id", ("string", "int"))):
         fname = getattr(model, attr)
         spec = model.case.get(fname)
@@ -387,41 +393,47 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
             continue
         if not _valid_name(name):
             diags.append(source.diag(ppos, "bad_name", f'"{name}" cannot be used in expressions'))
-        t = _parameter_type(name, param.values, param.unit)
-        if isinstance(t, str):
-            diags.append(source.diag(pos_of(raw, "parameters", name, "values"), "type_mismatch",
-                                     f'parameter "{name}" has {t}', hint="give every value of a parameter one type"))
+        table = check_parameter(name, param, source, raw, diags)
+        if table is None:
             scope[name] = Symbol("broken", Type("broken"))  # reported here, not again where it is used
             continue
-        wide = [d for d, v in param.values.items() if isinstance(v, (int, Decimal)) and not isinstance(v, bool)
-                and not number_in_range(Decimal(v) if isinstance(v, Decimal) or v.bit_length() < 256 else Decimal("Inf"))]
-        for day in wide:
-            diags.append(source.diag(pos_of(raw, "parameters", name, "values", day), "out_of_range",
-                                     f'parameter "{name}" on {day}: the number {clip(str(param.values[day]))} '
-                                     "is out of range", hint=f"a number has at most {DIGITS} significant digits "
-                                     f"and is below 10^{DIGITS}"))
-        if wide:
-            scope[name] = Symbol("broken", Type("broken"))
-            continue
-        values = tuple(sorted(param.values.items()))
-        if t == DECIMAL:
-            values = tuple((d, Decimal(v)) for d, v in values)
-        parameters[name] = ParameterTable(name, t, values, param.unit)
-        scope[name] = Symbol("parameter", t)
+        parameters[name] = table
+        scope[name] = Symbol("parameter", table.type, data=table)
 
     # Derived values: find each one's references first, so that they can be checked in dependency order.
-    refs: dict[str, set[str]] = {}
-    for name, text in model.derive.items():
-        dpos = pos_of(raw, "derive", name, key=True)
+    # A key `name(item)` is an item function: a derived value of one list item.
+    keys: dict[str, str] = {}  # bare name -> its key in `derive`
+    params: dict[str, str] = {}  # item function -> its parameter
+    for key in model.derive:
+        m = _ITEM_FN.fullmatch(key)
+        name = m.group(1) if m else key
+        if m:
+            params[name] = m.group(2)
+        dpos = pos_of(raw, "derive", key, key=True)
+        if "(" in key and not m:
+            diags.append(source.diag(dpos, "bad_name", f'"{key}" is neither a name nor an item function',
+                                     hint="write an item function as `name(item): expression`"))
+            continue
+        if name in keys:
+            diags.append(source.diag(dpos, "duplicate_name", f'"{name}" is defined twice in derive'))
+            continue
         if name in scope:
             diags.append(source.diag(dpos, "duplicate_name", f'derived value "{name}" has the name of a '
                                      f"{scope[name].kind}"))
             continue
-        if not _valid_name(name):
-            diags.append(source.diag(dpos, "bad_name", f'"{name}" cannot be used in expressions'))
+        if not _valid_name(name) or (m and not _valid_name(m.group(2))):
+            diags.append(source.diag(dpos, "bad_name", f'"{key}" cannot be used in expressions'))
+        if m and m.group(2) in scope:
+            diags.append(source.diag(dpos, "shadowed_name", f'the item function\'s parameter "{m.group(2)}" hides '
+                                     f"a {scope[m.group(2)].kind} of that name", hint="pick another name for the item"))
+            continue
+        keys[name] = key
+    refs: dict[str, set[str]] = {}
+    for name, key in keys.items():
+        text = model.derive[key]
         try:
             tree = ast.parse(text.strip(), mode="eval")
-            refs[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(model.derive)
+            refs[name] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} & set(keys)
         except (SyntaxError, ValueError, MemoryError, RecursionError):  # check_expr reports it
             refs[name] = set()
     order, state = [], {}
@@ -431,7 +443,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
             return
         if state.get(n) == "active":
             cycle = stack[stack.index(n):] + [n]
-            diags.append(source.diag(pos_of(raw, "derive", n), "derived_cycle",
+            diags.append(source.diag(pos_of(raw, "derive", keys[n]), "derived_cycle",
                                      "derived values depend on each other in a cycle: " + " -> ".join(cycle)))
             state[n] = "cyclic"
             return
@@ -454,8 +466,23 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
     derived_loads: dict[str, frozenset[str]] = {}
     derived_deps: dict[str, frozenset[str]] = {}
     measured: dict[str, tuple[int, int]] = {}  # derived name -> its (depth, size), inlined where used
+    item_functions: dict[str, ItemFunction] = {}
     for name in order:
-        expr = check_expr(source, pos_of(raw, "derive", name), model.derive[name], scope, diags,
+        if name in params:  # checked where it is applied, against that list's items
+            fpos = pos_of(raw, "derive", keys[name])
+            fsrc = fpos.src if fpos is not None and fpos.src is not None else source
+            parsed = parse_expr(fsrc, fpos, model.derive[keys[name]], diags, what=f'item function "{name}"')
+            if parsed is None:
+                scope[name] = Symbol("broken", Type("broken"))
+                continue
+            tree, text, fpos = parsed
+            depth, size, _ = measure(tree.body, measured)
+            fn = ItemFunction(name, params[name], text, tree.body, fpos, fsrc, depth, size)
+            item_functions[name] = fn
+            measured[name] = (depth, size)
+            scope[name] = Symbol("itemfn", Type("itemfn"), data=fn)
+            continue
+        expr = check_expr(source, pos_of(raw, "derive", keys[name]), model.derive[keys[name]], scope, diags,
                           what=f'derived value "{name}"', derived=measured)
         if expr is None:
             scope[name] = Symbol("broken", Type("broken"))
@@ -498,7 +525,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                            derived=measured)
             if e is not None:
                 values[vname] = e
-        tnames = set(scope) | set(rule.values)
+        tnames = {n for n, sym in scope.items() if sym.kind != "itemfn"} | set(rule.values)
         because = _template(source, pos_of(raw, *path, "because"), rule.because, tnames, diags,
                             sorted(tnames))
         rules.append(CheckedRule(idx, rid, rule.basis, when, rule.decide, rule.refer, values, because))
@@ -513,7 +540,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
 
     sha = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
     version = CheckedVersion(model, source, raw, sha, scope, parameters, derived, derived_fields,
-                             derived_loads, derived_deps, rules)
+                             derived_loads, derived_deps, rules, item_functions=item_functions, defaults=defaults)
     for rule in rules:
         names = rule.when.names if rule.when else frozenset()
         guarded = rule.when.known if rule.when else frozenset()

@@ -74,13 +74,21 @@ def model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]:
         else:
             msg = err["msg"]
             msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
-            where = ".".join(str(p) for p in loc)
+            where = _path_text(raw, loc)
             out.append(source.diag(pos_of(raw, *loc), "invalid_value",
                                    f"{where}: {msg[0].lower() + msg[1:] if msg else msg}"))
     return out
 
 
 _VALUE_TYPES = ("bool", "int", "decimal", "date", "str")
+
+
+def _path_text(raw, loc: tuple) -> str:
+    """A path as the file writes it: parameters.S.scale.2025-01-01[2].rate."""
+    out = ""
+    for i, p in enumerate(loc):
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + _key_text(raw, loc[:i], p)
+    return out
 
 
 def _key_text(raw, parent: tuple, step) -> str:

@@ -38,6 +38,11 @@ class FieldSpec(Frozen):
     one_of: tuple[str, ...] | None = None
     items: dict[str, "FieldSpec"] | None = None
     description: str | None = None
+    default: bool | int | Decimal | date | str | None = None  # used when the field is absent
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set and self.default is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -69,6 +74,15 @@ class FieldSpec(Frozen):
             for name, spec in self.items.items():
                 if spec.type == "list":
                     raise ValueError(f'list item field "{name}" cannot itself be a list')
+        if "default" in self.model_fields_set:
+            if self.default is None:
+                raise ValueError("`default: null` gives no default: leave `default` out")
+            if not self.optional:
+                raise ValueError("a field with a `default` may be absent: mark it `optional: true`")
+            if self.type == "list":
+                raise ValueError("a list field has no default (an absent list is an error; give [])")
+            if isinstance(self.default, float):
+                raise ValueError(f"{self.default} is not an exact number")
         return self
 
 
@@ -88,24 +102,86 @@ class Window(Frozen):
         return self.from_ <= day and (self.to is None or day <= self.to)
 
 
-class Parameter(Frozen):
-    """An effective-dated parameter: each value is in force from its date until the next."""
+Scalar = bool | int | Decimal | date | str
 
-    values: dict[date, bool | int | Decimal | date | str]
+
+class Bracket(Frozen):
+    """One bracket of a scale: from its ``from`` (inclusive) up to the next bracket's, a ``rate``
+    (marginal: applied to the part of the amount inside the bracket) or an ``amount`` (per band)."""
+
+    from_: Decimal = Field(alias="from")
+    rate: Decimal | None = None
+    amount: Decimal | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("from", "rate", "amount"):
+                if isinstance(data.get(key), (float, bool)):
+                    raise ValueError(f"`{key}` must be an exact number, not {data[key]!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _one_value(self) -> "Bracket":
+        if (self.rate is None) == (self.amount is None):
+            raise ValueError("a bracket needs exactly one of `rate` (marginal) or `amount` (per band)")
+        return self
+
+    @property
+    def value(self) -> Decimal:
+        return self.rate if self.rate is not None else self.amount  # type: ignore[return-value]
+
+
+class Parameter(Frozen):
+    """An effective-dated parameter: each value is in force from its date until the next; ``null``
+    from a date on means no value is in force from that day. A parameter is a plain value
+    (``values``), a scale of brackets (``scale``) or a table of values by key (``table``)."""
+
+    values: dict[date, Scalar | None] | None = None
+    scale: dict[date, tuple[Bracket, ...] | None] | None = None
+    table: dict[date, dict[str | int, Scalar] | None] | None = None
     unit: str | None = None
     description: str | None = None
     basis: str | None = None
 
-    @field_validator("values", mode="before")
+    @field_validator("values", "scale", "table", mode="before")
     @classmethod
     def _non_empty(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data:
             raise ValueError("a parameter needs at least one dated value")
         if isinstance(data, dict):
+            if all(v is None for v in data.values()):
+                raise ValueError("every dated value is null: the parameter never has a value")
             for value in data.values():
                 if isinstance(value, float):
                     raise ValueError(f"{value} is not an exact number")
+                if isinstance(value, dict):
+                    for v in value.values():
+                        if isinstance(v, float):
+                            raise ValueError(f"{v} is not an exact number")
+                        if v is None:
+                            raise ValueError("a table entry cannot be null: leave the key out")
+                if isinstance(value, (list, tuple)) and not value:
+                    raise ValueError("a scale needs at least one bracket (or null: no scale in force)")
         return data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Parameter":
+        given = [k for k in ("values", "scale", "table") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a parameter needs exactly one of `values`, `scale` (brackets) or `table` (values "
+                             "by key)" + (f"; it has {' and '.join(given)}" if given else ""))
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "scale" if self.scale is not None else "table" if self.table is not None else "values"
+
+    @property
+    def dated(self) -> dict:
+        """The dated values of whichever form this parameter has."""
+        return self.scale if self.scale is not None else self.table if self.table is not None else self.values  # type: ignore
 
 
 class Rule(Frozen):

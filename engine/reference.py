@@ -38,12 +38,26 @@ class DerivedTrace:
 
 
 @dataclass
+class ScaleTrace:
+    """One use of a scale: the amount it was applied to and each bracket's part."""
+
+    scale: str
+    function: str  # "marginal" or "bracket"
+    x: object
+    value: object
+    parts: list  # (from, to or None, rate or amount, part of x inside, amount of that part)
+
+
+@dataclass
 class Trace:
-    """Rules tried in order with the values their conditions saw; derived values with their inputs."""
+    """Rules tried in order with the values their conditions saw; derived values with their inputs;
+    the scales applied, bracket by bracket; and the case fields read as their defaults."""
 
     rules: list[RuleTrace]
     derived: list[DerivedTrace]
     parameters: dict
+    scales: list[ScaleTrace] = field(default_factory=list)
+    defaults: dict = field(default_factory=dict)  # field or item path -> the default used
 
     def lines(self) -> list[str]:
         out = []
@@ -56,17 +70,38 @@ class Trace:
             for d in self.derived:
                 ins = ", ".join(f"{k} = {format_value(v)}" for k, v in d.inputs.items())
                 out.append(f"  {d.name} = {d.expression} = {format_value(d.value)}" + (f"  [{ins}]" if ins else ""))
+        for s in self.scales:
+            if s.function == "marginal":
+                out.append(f"scale {s.scale} applied to {format_value(s.x)} = {format_value(s.value)}:")
+                for lower, upper, rate, inside, amount in s.parts:
+                    span = f"{format_value(lower)} to {format_value(upper)}" if upper is not None \
+                        else f"above {format_value(lower)}"
+                    out.append(f"  {span}: {format_value(inside)} at {format_value(rate)} = {format_value(amount)}")
+            else:
+                out.append(f"scale {s.scale}: {format_value(s.x)} falls in the bracket from "
+                           f"{format_value(s.parts[0][0])}: {format_value(s.value)}" if s.parts else
+                           f"scale {s.scale}: {format_value(s.x)} is below its first bracket")
+        if self.defaults:
+            out.append("defaults used (not given in the case):")
+            out += [f"  {k} = {format_value(v)}" for k, v in self.defaults.items()]
         if self.parameters:
             out.append("parameters in force:")
             out += [f"  {k} = {format_value(v)}" for k, v in self.parameters.items()]
         return out
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "rules": [{"id": r.id, "when": r.when, "result": r.result, "seen": r.seen} for r in self.rules],
             "derived": [{"name": d.name, "expression": d.expression, "value": d.value, "inputs": d.inputs}
                         for d in self.derived],
         }
+        if self.scales:
+            out["scales"] = [{"scale": s.scale, "function": s.function, "x": s.x, "value": s.value,
+                              "brackets": [{"from": a, "to": b, "value": r, "part": p, "amount": m}
+                                           for a, b, r, p, m in s.parts]} for s in self.scales]
+        if self.defaults:
+            out["defaults"] = dict(self.defaults)
+        return out
 
 
 def _years(start: date, end: date) -> int:
@@ -104,11 +139,14 @@ class Interpreter:
         self.order: list[str] = []
         self.reads: dict[str, object] = {}  # names read directly by the expression being evaluated
         self.inputs: dict[str, dict] = {}  # derived value -> the names its expression read
+        self.scales: list[ScaleTrace] = []
 
     def lookup(self, name: str):
         sym = self.version.scope[name]
         if sym.kind == "field":
             value = self.case.get(name)
+            if value is None and name in self.version.defaults:
+                value = self.version.defaults[name]
         elif sym.kind == "parameter":
             value = self.params[name]
             if value is None:
@@ -142,10 +180,21 @@ class Interpreter:
         if isinstance(n, ast.Name):
             return loops[n.id] if n.id in loops else self.lookup(n.id)
         if isinstance(n, ast.Attribute):
+            inner = getattr(n.value, "vtype", None)
+            if inner is not None and inner.kind == "date":
+                return getattr(ev(n.value), n.attr)
             value = loops[n.value.id][n.attr]  # type: ignore[attr-defined]
+            if value is None and inner is not None and n.attr in dict(inner.defaults):
+                value = dict(inner.defaults)[n.attr]
             if value is None:  # an optional field this item lacks
                 raise ItemMissing((f"{loops['#' + n.value.id]}.{n.attr}",))  # type: ignore[attr-defined]
             return value
+        if isinstance(n, ast.Subscript):
+            name = n.value.id  # type: ignore[attr-defined]
+            table, key = self.lookup(name), ev(n.slice)
+            if key not in table:
+                raise runtime.table_missing(name, key)
+            return table[key]
         if isinstance(n, ast.UnaryOp):
             v = ev(n.operand)
             if isinstance(n.op, ast.Not):
@@ -190,6 +239,28 @@ class Interpreter:
             return self._call(expr, n, loops)
         raise AssertionError(type(n).__name__)  # pragma: no cover
 
+    def _scale(self, fn: str, name: str, x):
+        """marginal() by its definition, bracket by bracket (the compiled form adds precomputed
+        sums of the same terms in the same order); bracket() by a walk over the brackets."""
+        scale = self.lookup(name)
+        if fn == "marginal":
+            parts = scale.parts(x)
+            total = Decimal(0) if not parts else 0
+            for part in parts:
+                total = runtime.add(total, part[4])
+            self.scales.append(ScaleTrace(name, fn, x, total, parts))
+            return total
+        found = None
+        for i, lower in enumerate(scale.froms):
+            if lower <= x:
+                upper = scale.froms[i + 1] if i + 1 < len(scale.froms) else None
+                found = (lower, upper, scale.values[i], None, None)
+        if found is None:
+            self.scales.append(ScaleTrace(name, fn, x, None, []))
+            return runtime.bracket(scale, x)  # raises: x is below the first bracket
+        self.scales.append(ScaleTrace(name, fn, x, found[2], [found]))
+        return found[2]
+
     def _items(self, expr: CheckedExpr, g: ast.GeneratorExp, loops: dict, *, unknown: bool = False):
         """The values a generator yields, every item evaluated. An item that needs a field it
         lacks is unknown: ItemMissing names every such item, unless ``unknown`` asks for
@@ -213,9 +284,16 @@ class Interpreter:
         return out
 
     def _call(self, expr: CheckedExpr, n: ast.Call, loops: dict):
+        inline = getattr(n, "inline", None)
+        if inline is not None:  # an item function applied to a list item: its body, for that item
+            return self._node(expr, inline, loops)
         fn = n.func.id  # type: ignore[attr-defined]
         args = n.args
         ev = lambda x: self._node(expr, x, loops)  # noqa: E731
+        if fn in ("marginal", "bracket"):
+            return self._scale(fn, args[0].id, ev(args[1]))  # type: ignore[attr-defined]
+        if fn in ("add_days", "add_months", "add_years"):
+            return getattr(runtime, fn)(ev(args[0]), ev(args[1]))
         gen = args[0] if args and isinstance(args[0], ast.GeneratorExp) else None
         if fn in ("min", "max"):
             values = self._items(expr, gen, loops) if gen is not None else [ev(a) for a in args]
@@ -280,7 +358,7 @@ class Result:
     """What the reference interpreter decided: rule index, and values or what went wrong."""
 
     index: int
-    kind: str  # "match", "missing-data" or "error"
+    kind: str  # "match", "missing-data", "missing-parameter" or "error"
     values: dict | None
     trace: Trace
     error: str | None = None
@@ -290,6 +368,26 @@ class Result:
 def value_of_type(value, expr: CheckedExpr):
     """A rule's output value as its type says: a decimal is a Decimal even when it came out whole."""
     return Decimal(value) if expr.type.kind == "decimal" and not isinstance(value, Decimal) else value
+
+
+def defaulted(version, case: dict) -> dict:
+    """Every field (or list item field, by its path) the case lacks and that reads as its default."""
+    out = {}
+    for name, spec in version.model.case.items():
+        if name in version.defaults and case.get(name) is None:
+            out[name] = version.defaults[name]
+        item_defaults = dict(version.scope[name].type.defaults) if spec.type == "list" else {}
+        if item_defaults and isinstance(case.get(name), list):
+            for i, item in enumerate(case[name]):
+                for field_name, value in item_defaults.items():
+                    if isinstance(item, dict) and item.get(field_name) is None:
+                        out[f"{name}[{i}].{field_name}"] = value
+    return out
+
+
+def absent_parameters(period, version, rule, *, values: bool) -> tuple[str, ...]:
+    from .compile import absent_parameters as absent
+    return absent(period, version, rule, values=values)
 
 
 def run(period, case: dict) -> Result:
@@ -303,7 +401,8 @@ def run(period, case: dict) -> Result:
         for name in interp.order:
             expr = version.derived[name]
             derived.append(DerivedTrace(name, expr.text, interp.memo[name], interp.inputs[name]))
-        return Result(index, kind, values, Trace(tried, derived, dict(period.parameters)), error, missing)
+        return Result(index, kind, values, Trace(tried, derived, dict(period.parameters), interp.scales,
+                                                 defaulted(version, case)), error, missing)
 
     for rule in version.rules:
         rt = RuleTrace(rule.id, rule.when.text if rule.when else None, "true")
@@ -312,6 +411,10 @@ def run(period, case: dict) -> Result:
         if absent:
             rt.result = "missing-data"
             return finish(rule.index, "missing-data", missing=absent)
+        absent = absent_parameters(period, version, rule, values=False)
+        if absent:
+            rt.result = "missing-parameter"
+            return finish(rule.index, "missing-parameter", missing=absent)
         try:
             if rule.when is not None:
                 interp.reads = {}
@@ -324,6 +427,10 @@ def run(period, case: dict) -> Result:
             if absent:
                 rt.result = "missing-data"
                 return finish(rule.index, "missing-data", missing=absent)
+            absent = absent_parameters(period, version, rule, values=True)
+            if absent:
+                rt.result = "missing-parameter"
+                return finish(rule.index, "missing-parameter", missing=absent)
             values = None
             if rule.values:
                 values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}

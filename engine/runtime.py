@@ -6,8 +6,10 @@ the decimal context of the program that embeds vedtak.
 
 from __future__ import annotations
 
+import calendar
 import math
-from datetime import date
+from bisect import bisect_left, bisect_right
+from datetime import date, timedelta
 from decimal import (ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_EVEN,
                      ROUND_HALF_UP, ROUND_UP, Context, Decimal, DivisionByZero, DivisionUndefined,
                      InvalidOperation, Overflow)
@@ -195,6 +197,110 @@ def make_date(year: int, month: int, day: int) -> date:
         return date(year, month, day)
     except (ValueError, OverflowError, TypeError):
         raise EvaluationError(f"date({year}, {month}, {day}) is not a date") from None
+
+
+def add_days(day: date, n: int) -> date:
+    """``day`` plus ``n`` days (minus, when ``n`` is negative)."""
+    try:
+        return day + timedelta(days=n)
+    except (OverflowError, ValueError):
+        raise EvaluationError(f"add_days({day.isoformat()}, {n}) is outside the calendar (years 1 to 9999)") from None
+
+
+def add_months(day: date, n: int) -> date:
+    """``day`` plus ``n`` calendar months. A day the target month lacks is clamped to that month's
+    last day: add_months(2025-01-31, 1) is 2025-02-28, add_months(2024-02-29, 12) is 2025-02-28."""
+    y, m = divmod(day.month - 1 + n, 12)
+    year = day.year + y
+    if not 1 <= year <= 9999:
+        raise EvaluationError(f"add_months({day.isoformat()}, {n}) is outside the calendar (years 1 to 9999)")
+    return date(year, m + 1, min(day.day, calendar.monthrange(year, m + 1)[1]))
+
+
+def add_years(day: date, n: int) -> date:
+    """``day`` plus ``n`` years; 29 February becomes 28 February in a year without one."""
+    if not -10000 < n < 10000:
+        raise EvaluationError(f"add_years({day.isoformat()}, {n}) is outside the calendar (years 1 to 9999)")
+    return add_months(day, 12 * n)
+
+
+def or_default(value, default):
+    """An optional list-item field's value, or its default when the item lacks it."""
+    return default if value is None else value
+
+
+class Scale:
+    """A scale in force: brackets by their lower bound (``froms``, ascending), each with a rate
+    (``kind`` "rate") or an amount ("amount"). Built once per parameter period."""
+
+    __slots__ = ("name", "froms", "values", "kind", "bases")
+
+    def __init__(self, name: str, brackets, kind: str):
+        self.name, self.kind = name, kind
+        self.froms = tuple(Decimal(f) for f, _ in brackets)
+        self.values = tuple(Decimal(v) for _, v in brackets)
+        # bases[k]: the sum of the first k brackets' full parts, added in bracket order exactly as
+        # marginal() adds them, so that a precomputed sum is the same number, digit for digit
+        bases: list = [0]
+        for i in range(len(self.froms) - 1):
+            bases.append(add(bases[-1], mul(self.values[i], sub(self.froms[i + 1], self.froms[i]))))
+        self.bases = tuple(bases)
+
+    def brackets(self) -> list[dict]:
+        """The brackets as data: the decision JSON and the explanation show them so."""
+        return [{"from": f, self.kind: v} for f, v in zip(self.froms, self.values)]
+
+    def to_json_data(self) -> list[dict]:
+        return self.brackets()
+
+    def parts(self, x) -> list[tuple]:
+        """(from, to or None, value, the part of ``x`` inside, its amount) for every bracket ``x`` reaches."""
+        out = []
+        for i, lower in enumerate(self.froms):
+            if not x > lower:
+                break
+            upper = self.froms[i + 1] if i + 1 < len(self.froms) else None
+            inside = sub(min(x, upper) if upper is not None else x, lower)
+            out.append((lower, upper, self.values[i], inside, mul(self.values[i], inside)))
+        return out
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Scale) and (self.froms, self.values, self.kind) == (other.froms, other.values, other.kind)
+
+    def __hash__(self) -> int:
+        return hash((self.froms, self.values, self.kind))
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(f"from {_plain(f)}: {_plain(v)}" for f, v in zip(self.froms, self.values)) + "]"
+
+    __repr__ = __str__
+
+
+def _plain(d: Decimal) -> str:
+    return format(d, "f")
+
+
+def marginal(scale: Scale, x) -> Decimal:
+    """The sum over the brackets ``x`` reaches of rate x the part of ``x`` inside the bracket:
+    sum(rate_i * (min(x, from_{i+1}) - from_i) for every bracket with from_i < x)."""
+    k = bisect_left(scale.froms, x)  # brackets whose lower bound is below x
+    if k == 0:
+        return Decimal(0)
+    return add(scale.bases[k - 1], mul(scale.values[k - 1], sub(x, scale.froms[k - 1])))
+
+
+def bracket(scale: Scale, x) -> Decimal:
+    """The rate (or amount) of the bracket ``x`` falls in: the last whose ``from`` is at most ``x``."""
+    i = bisect_right(scale.froms, x) - 1
+    if i < 0:
+        raise EvaluationError(f'{x} is below the first bracket of scale "{scale.name}", which starts at '
+                              f"{_plain(scale.froms[0])}")
+    return scale.values[i]
+
+
+def table_missing(name: str, key) -> EvaluationError:
+    return EvaluationError(f'table "{name}" has no value for the key {key!r}' if isinstance(key, str)
+                           else f'table "{name}" has no value for the key {key}')
 
 
 # Errors an expression can raise on particular data; they refer the case, never crash a batch.

@@ -14,14 +14,22 @@ from vedtak.model import FieldSpec
 def _thresholds(version: CheckedVersion) -> list:
     """Every parameter value and numeric literal of the version, with its neighbours."""
     out = set()
+    values = []
     for table in version.parameters.values():
         for _, v in table.values:
-            if isinstance(v, bool):
-                continue
-            if isinstance(v, (int, Decimal)):
-                out |= {v - 1, v, v + 1, v * 20}  # also where 5 % of a value crosses a limit
-            elif isinstance(v, date):
-                out |= {v - timedelta(days=1), v, v + timedelta(days=1)}
+            if isinstance(v, dict):  # a table: its values
+                values += list(v.values())
+            elif hasattr(v, "froms"):  # a scale: its thresholds, where marginal() changes rate
+                values += list(v.froms)
+            else:
+                values.append(v)
+    for v in values:
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, (int, Decimal)):
+            out |= {v - 1, v, v + 1, v * 20}  # also where 5 % of a value crosses a limit
+        elif isinstance(v, date):
+            out |= {v - timedelta(days=1), v, v + timedelta(days=1)}
     return sorted(out, key=lambda x: (type(x).__name__, x))
 
 

@@ -430,7 +430,18 @@ def test_a_file_larger_than_the_bound_is_refused_unread(tmp_path):
 
 # -- parameter values of the wrong shape -----------------------------------------------------------
 
-@pytest.mark.parametrize("value, shown", [("[1, 2]", "a list"), ("{a: 1}", "a mapping"), ("", "an empty value")])
+def test_a_parameter_whose_only_value_is_empty_never_has_a_value(tmp_path):
+    """An empty value is null: no value in force from that date. A parameter with no other value is one
+    located message saying so (a null after a value ends the parameter; see test_part2)."""
+    path = write(tmp_path, BASE.replace("2025-01-01: 8000", "2025-01-01: "))
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(path)
+    [d] = info.value.diagnostics
+    assert (d.code, d.line) == ("invalid_value", 16)
+    assert "never has a value" in d.message and "datetime" not in d.message
+
+
+@pytest.mark.parametrize("value, shown", [("[1, 2]", "a list"), ("{a: 1}", "a mapping")])
 def test_a_parameter_value_of_the_wrong_shape_is_one_clear_message(tmp_path, value, shown):
     """One message saying what a parameter value may be, at the value, with no pydantic union paths."""
     path = write(tmp_path, BASE.replace("2025-01-01: 8000", f"2025-01-01: {value}"))

@@ -39,7 +39,7 @@ def compact_fields(decision: Decision, extra: dict | None = None) -> str:
         parts = ['"e":' + canonical_json([e.to_dict() for e in decision.errors])]
     else:
         parts = []
-        if o.referral == "missing-data":
+        if o.referral in ("missing-data", "missing-parameter"):
             parts.append('"f":' + canonical_json(list(decision.missing)))
         if o.outcome is not None and o.status != "decided":  # a decision's rule gives its outcome
             parts.append('"o":' + encode_scalar(o.outcome))

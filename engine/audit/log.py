@@ -21,7 +21,7 @@ KIND_OF_STATUS = {"decided": "decision", "referred": "referral", "rejected": "re
 
 
 # Referrals a caseworker should see first: the rules could not run, or data is missing.
-PRIORITY = {"evaluation-error": 2, "missing-data": 1}
+PRIORITY = {"evaluation-error": 2, "missing-data": 1, "missing-parameter": 1}
 
 
 def work_item(decision: Decision, version, reasons: list[str] | None = None, values: dict | None = None) -> tuple:

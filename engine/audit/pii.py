@@ -255,7 +255,7 @@ def stored_decision(decision: Decision, touched: list[str], withheld: list,
                 masked.append("reasons")
                 reasons = [f"Rule {rule.id} could not be evaluated on this case; the details are not kept "
                            "in the log, as they may repeat personal data."]
-        elif why != "missing-data":
+        elif why not in ("missing-data", "missing-parameter"):  # these name fields and parameters only
             names = masked_names(version, rule)
             if names:
                 masked.append("reasons")
