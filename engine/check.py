@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 from .errors import Diagnostic
-from .expr import CheckedExpr, literal_value
+from .expr import CheckedExpr, literal_value, walk
 from .load import CheckedRule, CheckedVersion, Ruleset, pos_of
 
 _MAX_TERMS = 64
@@ -213,20 +213,78 @@ def lint_version(version: CheckedVersion) -> list[Diagnostic]:
             out.append(src.diag(pos_of(raw, "parameters", name, key=True), "unused_parameter",
                                 f'parameter "{name}" is not used by any rule or derived value',
                                 severity="warning", length=len(name)))
-    for name in model.derive:
-        if name not in used:
-            out.append(src.diag(pos_of(raw, "derive", name, key=True), "unused_derived",
-                                f'derived value "{name}" is not used by any rule', severity="warning",
-                                length=len(name)))
+    for key in model.derive:
+        fn = version.item_functions.get(key.split("(")[0].strip()) if "(" in key else None
+        if fn is not None:
+            if fn.uses == 0:
+                out.append(src.diag(pos_of(raw, "derive", key, key=True), "unused_item_function",
+                                    f'item function "{fn.name}" is not applied to a list item anywhere',
+                                    severity="warning", length=len(key),
+                                    hint=f"use it in a generator, e.g. `count(c for c in ... if {fn.name}(c))`, "
+                                         "or remove it"))
+        elif key not in used and "(" not in key:
+            out.append(src.diag(pos_of(raw, "derive", key, key=True), "unused_derived",
+                                f'derived value "{key}" is not used by any rule', severity="warning",
+                                length=len(key)))
+    out += _unused_table_keys(version)
     start = model.valid.from_
     for name, table in version.parameters.items():
         if table.at(start) is None:
-            first = table.values[0][0]
-            out.append(src.diag(pos_of(raw, "parameters", name, "values"), "missing_parameter",
+            before = [day for day, _ in table.values if day <= start]
+            why = (f"its value ended on {before[-1]}" if before else f"its first value is from {table.values[0][0]}")
+            out.append(src.diag(pos_of(raw, "parameters", name, table.kind), "missing_parameter",
                                 f'parameter "{name}" has no value on {start}, the first day of this version '
-                                f"(its first value is from {first})", severity="warning",
+                                f"({why})", severity="warning",
                                 hint=f"add a value dated {start} or earlier"))
     return out
+
+
+def _lookups(version: CheckedVersion):
+    """Every table lookup (``T[key]``) in the version's checked expressions, item function
+    bodies included where they are applied."""
+    exprs = list(version.derived.values())
+    for rule in version.rules:
+        exprs += ([rule.when] if rule.when is not None else []) + list(rule.values.values())
+    for expr in exprs:
+        for node in walk(expr.tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and node.value.id in version.parameters:
+                yield node.value.id, node.slice
+
+
+def _unused_table_keys(version: CheckedVersion) -> list[Diagnostic]:
+    """A table's keys that no lookup can use, where every lookup's key has known values (a
+    literal, or a field or item field with `one_of`); nothing where some key could be anything."""
+    reachable: dict[str, set | None] = {}
+    for name, key in _lookups(version):
+        if reachable.get(name, set()) is None:
+            continue
+        if isinstance(key, ast.Constant) and not isinstance(key.value, bool):
+            values = {key.value}
+        else:
+            choices = getattr(getattr(key, "vtype", None), "choices", ())
+            values = set(choices) if choices else None
+        reachable[name] = None if values is None else reachable.get(name, set()) | values
+    out = []
+    for name, keys in reachable.items():
+        table = version.parameters[name]
+        if keys is None or table.kind != "table":
+            continue
+        unused = sorted({k for _, tab in table.values if tab is not None for k in tab} - keys,
+                        key=lambda k: (str(type(k)), k))
+        if unused:
+            used = sorted(keys, key=lambda k: (str(type(k)), k))
+            out.append(version.source.diag(
+                pos_of(version.raw, "parameters", name, key=True), "unused_table_keys",
+                f'table "{name}" has keys no lookup can use: ' + ", ".join(_key(k) for k in unused),
+                severity="warning", length=len(name),
+                hint="its lookups can use only " + ", ".join(_key(k) for k in used) + "; remove the other "
+                     "keys, or allow them in the key field's one_of"))
+    return out
+
+
+def _key(k) -> str:
+    return f'"{k}"' if isinstance(k, str) else str(k)
 
 
 def lint(ruleset: Ruleset) -> list[Diagnostic]:

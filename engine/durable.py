@@ -24,7 +24,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from .compile import Plan, Period
+from .compile import Period, Plan, absent_parameters
 from .decision import Decision
 from .errors import Diagnostic, RulesetError
 from .expr import literal_value
@@ -205,8 +205,8 @@ class DurablePlan:
         for vp in self.plan.versions:
             for period in vp.periods:
                 self._build(period, diags)
-        if diags:
-            raise RulesetError(diags)
+        if diags:  # each parameter period is translated on its own: say each place once
+            raise RulesetError(list({(d.file, d.line, d.column, d.code): d for d in diags}.values()))
 
     @property
     def id(self) -> str:
@@ -222,6 +222,13 @@ class DurablePlan:
         with lang.ruleset(name):
             for rule in version.rules:
                 guards = [getattr(m, f"{f}__known") == False for f in rule.needs_optional]  # noqa: E712
+                if absent_parameters(period, version, rule, values=False):
+                    # a parameter the condition reads has no value in this period: as the compiled
+                    # plan, refer the case here (after the missing-data guard); later rules are unreachable
+                    if guards:
+                        lang.when_all(lang.pri(2 * rule.index), _any(guards))(_action(rule.index, "guard"))
+                    lang.when_all(lang.pri(2 * rule.index + 1), m.vedtak_event == 1)(_action(rule.index, "parameter"))
+                    break
                 reads = sorted(n for n in rule.reads if version.scope[n].kind == "derived")
                 guards += [getattr(m, f"{d}__error") == True for d in reads]  # noqa: E712
                 if rule.when is None:
@@ -235,10 +242,7 @@ class DurablePlan:
                     lifted_here = [k for k in lifted if k.startswith(f"vl{rule.index}_")]
                     guards += [getattr(m, f"{k}__error") == True for k in lifted_here]  # noqa: E712
                 if guards:
-                    guard = guards[0]
-                    for g in guards[1:]:
-                        guard = guard | g
-                    lang.when_all(lang.pri(2 * rule.index), guard)(_action(rule.index, "guard"))
+                    lang.when_all(lang.pri(2 * rule.index), _any(guards))(_action(rule.index, "guard"))
                 lang.when_all(lang.pri(2 * rule.index + 1), cond)(_action(rule.index, "match"))
         self._names[id(period)] = name
         self._lifted[id(period)] = lifted
@@ -286,15 +290,20 @@ class DurablePlan:
             missing = tuple(f for f in rule.needs_optional if case.get(f) is None)
             if missing:
                 return Decision((period.missing[index], case, None, missing))
-            if any(e.startswith("missing data: ") for e in errors):
-                # A value computed before posting needed a field a list item lacks. Whether the
-                # rule needs that value depends on the rest of its condition (`x or any(...)`),
-                # which only evaluating the condition in order can tell: the reference decides.
-                return _reference_decision(period, case)
-            return self._failed(period, case, index, errors[0] if errors else "evaluation error")
+            # A value computed before posting failed, or needed a field a list item lacks. Whether
+            # the rule needs that value depends on the rest of its condition (`x or any(...)`,
+            # `known(d) and add_years(d, 1) > day`), which only evaluating the condition in order
+            # can tell: the reference decides.
+            return _reference_decision(period, case)
+        if kind == "parameter":
+            return Decision((period.missing_parameter[index], case, None,
+                             absent_parameters(period, period.version, rule, values=False)))
         if any(case.get(f) is None for f in rule.values_optional):
             missing = tuple(f for f in rule.values_optional if case.get(f) is None)
             return Decision((period.missing[index], case, None, missing))
+        absent = absent_parameters(period, period.version, rule, values=True)
+        if absent:
+            return Decision((period.missing_parameter[index], case, None, absent))
         values = None
         if rule.values:
             interp = Interpreter(period, case)
@@ -332,10 +341,13 @@ class DurablePlan:
             event[name] = posted
 
         for name, spec in version.model.case.items():
+            value = case.get(name)
             if spec.optional:
-                event[f"{name}__known"] = case.get(name) is not None
+                event[f"{name}__known"] = value is not None
+            if value is None and name in version.defaults:  # an absent field reads as its default
+                value = version.defaults[name]
             if name in compared.names or spec.type == "bool":
-                put(name, case.get(name))
+                put(name, value)
         for name in version.derived:
             if name not in compared.names and version.scope[name].type.kind != "bool":
                 continue
@@ -382,9 +394,18 @@ def _reference_decision(period: Period, case: dict) -> Decision:
     result = run(period, case)
     if result.kind == "missing-data":
         return Decision((period.missing[result.index], case, None, result.missing))
+    if result.kind == "missing-parameter":
+        return Decision((period.missing_parameter[result.index], case, None, result.missing))
     if result.kind == "error":
         return Decision((period.failed[result.index], case, None, result.error))
     return Decision((period.outcomes[result.index], case, result.values, None))
+
+
+def _any(conditions):
+    out = conditions[0]
+    for c in conditions[1:]:
+        out = out | c
+    return out
 
 
 def _action(index: int, kind: str):
