@@ -12,11 +12,12 @@ from __future__ import annotations
 import ast
 import html
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from .expr import CheckedExpr, literal_value
-from .load import CheckedVersion, Ruleset, format_value
+from .load import _ITEM_FN, CheckedVersion, Ruleset, format_value
 
 _OPS = {ast.Eq: "=", ast.NotEq: "≠", ast.Lt: "<", ast.LtE: "≤", ast.Gt: ">", ast.GtE: "≥",
         ast.In: "is one of", ast.NotIn: "is not one of"}
@@ -63,8 +64,10 @@ def readable(expr: CheckedExpr) -> str:
             return f"{fn}(" + ", ".join(node(a) for a in n.args) + ")"
         if isinstance(n, ast.Name):
             return n.id
-        if isinstance(n, ast.Attribute):
-            return f"{n.value.id}.{n.attr}"  # type: ignore[attr-defined]
+        if isinstance(n, ast.Attribute):  # an item's field, or a part of a date: day.year
+            return f"{node(n.value, 8)}.{n.attr}"
+        if isinstance(n, ast.Subscript):  # a table's value for a key: sats["under_6"]
+            return f"{node(n.value, 8)}[{node(n.slice)}]"
         if isinstance(n, ast.Constant):
             return _literal(literal_value(expr, n))
         return ast.unparse(n)  # pragma: no cover - the checker admits nothing else
@@ -140,33 +143,27 @@ def _version(version: CheckedVersion) -> list[Block]:
         if spec.one_of:
             allowed.append("one of " + ", ".join(spec.one_of))
         if spec.items:
-            allowed.append("items: " + ", ".join(f"{k} ({v.type})" for k, v in spec.items.items()))
-        rows.append([f"`{name}`", spec.type, "optional" if spec.optional else "required",
+            allowed.append("items: " + ", ".join(f"{k} ({v.type}{_default(v, ', ')})" for k, v in spec.items.items()))
+        rows.append([f"`{name}`", spec.type, ("optional" + _default(spec, ", ")) if spec.optional else "required",
                      "yes" if spec.pii else "", "; ".join(allowed), spec.description or ""])
     out += [Block("heading", "Case data", 3),
             Block("table", (["field", "type", "required", "personal data", "allowed values", "meaning"], rows))]
     if version.parameters:
-        rows = []
-        window = m.valid
-        for name, table in version.parameters.items():
-            spec = m.parameters[name]
-            first = True
-            for i, (since, value) in enumerate(table.values):
-                nxt = table.values[i + 1][0] if i + 1 < len(table.values) else None
-                if nxt is not None and nxt <= window.from_:
-                    continue  # superseded before this version begins
-                until = (nxt - timedelta(days=1)).isoformat() if nxt else ""
-                unit = f" {table.unit}" if table.unit else ""
-                rows.append([f"`{name}`" if first else "", since.isoformat(), until, f"{format_value(value)}{unit}",
-                             (spec.basis or "") if first else "", (spec.description or "") if first else ""])
-                first = False
-        out += [Block("heading", "Parameters", 3),
-                Block("para", "Each value is in force from its date until the next value's date."),
-                Block("table", (["parameter", "in force from", "to", "value", "basis", "meaning"], rows))]
-    if version.derived:
-        rows = [[f"`{name}`", readable(expr)] for name, expr in version.derived.items()]
+        out += _parameters(version)
+    rows, items = [], False
+    for key in m.derive:  # in the order written: derived values and item functions
+        match = _ITEM_FN.fullmatch(key)
+        fn = version.item_functions.get(match.group(1)) if match else None
+        if fn is not None:
+            rows.append([f"`{fn.name}({fn.param})`", readable(_item_expr(fn))])
+            items = True
+        elif key in version.derived:
+            rows.append([f"`{key}`", readable(version.derived[key])])
+    if rows:
         out += [Block("heading", "Derived values", 3),
-                Block("para", "Computed from the case data and parameters, each when a rule first needs it."),
+                Block("para", "Computed from the case data and parameters, each when a rule first needs it."
+                              + (" A name with an item, `name(item)`, is a value of one list item, applied as "
+                                 "`name(c)` to each item `c` of a list." if items else "")),
                 Block("table", (["name", "definition"], rows))]
     out += [Block("heading", "Rules", 3),
             Block("para", "The rules are tried in this order; the first whose condition holds decides the case. "
@@ -200,6 +197,82 @@ def _version(version: CheckedVersion) -> list[Block]:
                 Block("para", "Executable examples, checked by `vedtak test`."),
                 Block("table", (["example", "expected"], rows))]
     return out
+
+
+def _default(spec, sep: str) -> str:
+    """``", default 0"`` for a field with a default (``sep`` first), else nothing."""
+    if not spec.has_default:
+        return ""
+    value = spec.default
+    return f"{sep}default {_literal(value) if isinstance(value, str) else format_value(value)}"
+
+
+def _item_expr(fn) -> CheckedExpr:
+    """An item function's body as an expression :func:`readable` can render: its decimal literals
+    exact, from the source text (the body is checked only where it is applied)."""
+    constants = {}
+    for n in ast.walk(fn.tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, float):
+            constants[id(n)] = Decimal(ast.get_source_segment(fn.text, n).replace("_", ""))  # type: ignore
+    return CheckedExpr(fn.text, fn.tree, None, fn.pos, constants=constants)  # type: ignore[arg-type]
+
+
+def _dated(table, window) -> list[tuple[date, date | None, object]]:
+    """(from, to or None, value) of each dated value still in force on or after the version's first day."""
+    out = []
+    for i, (since, value) in enumerate(table.values):
+        nxt = table.values[i + 1][0] if i + 1 < len(table.values) else None
+        if nxt is not None and nxt <= window.from_:
+            continue  # superseded before this version begins
+        out.append((since, nxt - timedelta(days=1) if nxt else None, value))
+    return out
+
+
+def _parameters(version: CheckedVersion) -> list[Block]:
+    """The parameters: plain values in one table; each scale as a bracket table and each table
+    as a key/value table, per dated value; a ``null`` as "no value in force from DATE"."""
+    m = version.model
+    rows, more = [], []
+    for name, table in version.parameters.items():
+        spec = m.parameters[name]
+        unit = f" {table.unit}" if table.unit else ""
+        dated = _dated(table, m.valid)
+        if table.kind == "values":
+            for i, (since, until, value) in enumerate(dated):
+                shown = f"no value in force from {since.isoformat()}" if value is None else f"{format_value(value)}{unit}"
+                rows.append([f"`{name}`" if i == 0 else "", since.isoformat(), until.isoformat() if until else "",
+                             shown, (spec.basis or "") if i == 0 else "", (spec.description or "") if i == 0 else ""])
+            continue
+        what = "Scale" if table.kind == "scale" else "Table"
+        more.append(Block("heading", f"{what} `{name}`", 4))
+        about = [t for t in (f"Legal basis: {spec.basis}" if spec.basis else "", spec.description or "") if t]
+        if table.kind == "scale":
+            kind = table.type.fields[0][0]
+            about.append("Each bracket runs from its `from` (inclusive) to the next bracket's `from` (not "
+                         "included), the last without an upper limit; "
+                         + ("marginal() applies each rate to the part of an amount inside its bracket."
+                            if kind == "rate" else "bracket() gives the amount of the bracket an amount falls in."))
+        more += [Block("para", text) for text in about]
+        for since, until, value in dated:
+            when = f"In force from {since.isoformat()}" + (f" to {until.isoformat()}" if until else "")
+            if value is None:
+                more.append(Block("para", f"No value in force from {since.isoformat()}"
+                                          + (f" to {until.isoformat()}." if until else ".")))
+            elif table.kind == "scale":
+                froms, values = value.froms, value.values
+                brackets = [[f"{format_value(f)}{unit}",
+                             f"{format_value(froms[i + 1])}{unit}" if i + 1 < len(froms) else "",
+                             format_value(v) if value.kind == "rate" else f"{format_value(v)}{unit}"]
+                            for i, (f, v) in enumerate(zip(froms, values))]
+                more += [Block("para", when + ":"), Block("table", (["from", "to", value.kind], brackets))]
+            else:
+                entries = [[_literal(k), f"{format_value(v)}{unit}"] for k, v in value.items()]
+                more += [Block("para", when + ":"), Block("table", (["key", "value"], entries))]
+    out = [Block("heading", "Parameters", 3),
+           Block("para", "Each value is in force from its date until the next value's date.")]
+    if rows:
+        out.append(Block("table", (["parameter", "in force from", "to", "value", "basis", "meaning"], rows)))
+    return out + more
 
 
 def _overlay_changes(version: CheckedVersion) -> list[Block]:
