@@ -6,6 +6,7 @@ interpreter, as that page says."""
 from __future__ import annotations
 
 import ast
+import re
 
 import pytest
 
@@ -293,3 +294,32 @@ def test_every_documented_example_decides_alike_in_the_plan_and_the_reference_in
                 assert tuple(result.missing) == d.missing, example.name
             compared += 1
     assert compared > 0
+
+
+def test_every_part2_form_is_in_a_documented_example_that_a_test_runs():
+    """docs/rulesets.md has, in the example rulesets that tests/test_docs_examples.py loads and
+    runs, every part-2 form: defaults, null values, scales of rates and of amounts, tables with
+    text and whole-number keys, item functions, date parts and date arithmetic; and an error
+    block for each new error code."""
+    from test_docs_examples import ERRORS
+    text = "\n".join(body for files in EXAMPLES.values() for _, body in files)
+    forms = {
+        "a case field default": r"^  \w+: \{type: \w+, optional: true, default: ",
+        "an item field default": r"^      \w+: \{type: \w+, optional: true, default: ",
+        "a parameter that ends": r": null\}",
+        "a scale of rates": r"- \{from: \d+, rate: ",
+        "a scale of amounts": r"- \{from: \d+, amount: ",
+        "a table with text keys": r"^      \d{4}-\d\d-\d\d: \{[a-z_]+: ",
+        "a table with whole-number keys": r"^      \d{4}-\d\d-\d\d: \{\d+: ",
+        "a table lookup": r"[A-Z_]+\[\w+\]",
+        "an item function": r"^  \w+\(\w+\): ",
+        "marginal": r"marginal\(", "bracket": r"bracket\(",
+        "add_days": r"add_days\(", "add_months": r"add_months\(", "add_years": r"add_years\(",
+        "date parts": r"\.year\b", "month part": r"\.month\b", "day part": r"\bday\.day\b",
+        "a computed date": r"date\(day\.year, ",
+        "expected reason missing-parameter": r"reason: missing-parameter",
+    }
+    missing = [what for what, pattern in forms.items() if not re.search(pattern, text, re.M)]
+    assert missing == []
+    codes = {code for (code, _), _ in ERRORS}
+    assert {"bad_default", "scale_not_ascending", "table_incomplete"} <= codes
