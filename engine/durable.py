@@ -7,6 +7,13 @@ is not a plain name or constant, are computed before posting by the reference in
 (durable-rules allows arithmetic on only one side of a comparison); the conditions
 themselves — comparisons, and, or, not — are durable-rules' own.
 
+Part 2 of the language: table lookups, scale functions, date parts, add_* and item functions
+are such operands (computed by the reference interpreter, so a table or scale is never an event
+field); an absent field with a default is posted as its default; a rule that reads a parameter
+with no value in force in the period refers the case (``missing-parameter``) where the compiled
+plan does. A value computed before posting that fails (``add_years(d, 1)`` with ``d`` absent)
+may not be needed by its rule (``known(d) and ...``): such a case is decided by the reference.
+
 Guards against durable-rules' failure modes: no bare existence tests (missing optional
 fields are posted as explicit ``<field>__known`` flags), every event has a unique id and
 session, exceptions caught inside actions are surfaced, and each call is bounded in time.
