@@ -215,3 +215,20 @@ def test_a_comparison_of_two_constants_built_from_part2_forms_is_a_located_not_t
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "abroad or 1 > 2" in s)
     assert (d.code, d.line, d.column, d.hint) == ("not_translatable", line, 21,
                                                   "use the default backend for this ruleset")
+
+
+def test_decide_on_the_durable_backend_explains_part2_decisions_as_the_default(tmp_path):
+    """`vedtak decide --backend durable` prints the same explanation (scales bracket by bracket,
+    defaults used, a missing parameter) as the default backend."""
+    import json
+    from click.testing import CliRunner
+    from vedtak.cli.main import main
+    for day in ("2025-02-28", "2025-08-01"):
+        path = tmp_path / f"{day}.json"
+        path.write_text(json.dumps(_case(day=day, income="306051", region="finnmark")))
+        args = ["decide", str(FORMS), str(path)]
+        default, durable = CliRunner().invoke(main, args), CliRunner().invoke(main, args + ["--backend", "durable"])
+        assert (default.exit_code, durable.exit_code) == (0, 0)
+        assert durable.output == default.output
+    assert "defaults used (not given in the case):" in default.output
+    assert "Missing parameter: rule pay needs housing" in default.output
