@@ -249,10 +249,7 @@ class _Checker:
             self.error(node.slice, "type_mismatch", f'table "{target.id}" has {want} keys, not {key}',
                        hint="write a text key in quotes" if want == STRING else None)
             return None
-        if isinstance(node.slice, ast.Constant) and not isinstance(node.slice.value, bool):
-            choices: tuple = (node.slice.value,)
-        else:
-            choices = key.choices
+        choices = key_choices(node.slice) or ()
         table = sym.data
         if choices and table is not None:
             for day, tab in table.values:
@@ -621,7 +618,7 @@ class _Checker:
             sub.error(body, "type_mismatch", f"an item function gives a single value, not a {t}")
         if t is None or not sub.ok:
             if found is ...:  # reported once for each kind of item it is applied to
-                if diags and self.lists.get(var):
+                if diags and self.lists.get(var) and diags[0].code != "table_incomplete":
                     diags[0] = dataclasses.replace(diags[0], message=diags[0].message
                                                    + f' (applied to items of "{self.lists[var]}")')
                 self.diags.extend(diags)
@@ -824,6 +821,21 @@ def literal_value(expr: CheckedExpr, node: ast.AST):
         v = literal_value(expr, node.operand)
         return -v
     return node.value  # type: ignore[attr-defined]
+
+
+def key_choices(node: ast.AST) -> tuple | None:
+    """The values a table key can take, where they are known at load: a literal, a field (or list
+    item field) with `one_of`, either branch of `x if c else y`, an item function giving those."""
+    if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
+        return (node.value,)
+    if isinstance(node, ast.IfExp):
+        a, b = key_choices(node.body), key_choices(node.orelse)
+        return tuple(dict.fromkeys(a + b)) if a and b else None
+    inline = getattr(node, "inline", None)
+    if inline is not None:
+        return key_choices(inline)
+    vtype = getattr(node, "vtype", None)
+    return vtype.choices if vtype is not None and vtype.choices else None
 
 
 def instantiate(fn: ItemFunction, var: str) -> ast.expr:

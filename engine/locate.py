@@ -68,7 +68,7 @@ def model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]:
                                    hint=f'did you mean "{close[0]}"?' if close else None,
                                    symbol=str(loc[-1]), suggestion=close[0] if close else None))
         elif kind == "missing":
-            where = ".".join(str(p) for p in loc[:-1]) or "the ruleset"
+            where = _path_text(raw, loc[:-1]) or "the ruleset"
             out.append(source.diag(pos_of(raw, *loc[:-1], key=False), "missing_key",
                                    f'"{loc[-1]}" is required in {where}'))
         else:

@@ -275,7 +275,15 @@ class Source:
             mark = exc.problem_mark or exc.context_mark
             pos = Pos(mark.line + 1, mark.column + 1) if mark else None
             msg = (exc.problem or exc.context or "invalid YAML").strip()
-            return None, [self.diag(pos, "yaml_syntax", msg, hint="check indentation and quoting")]
+            hint = "check indentation and quoting"
+            line = self.text.split("\n")[mark.line] if mark and mark.line < self.text.count("\n") + 1 else ""
+            value = line.split(":", 1)[1].strip() if ":" in line else ""
+            end = value.find(value[0], 1) if value[:1] in ('"', "'") else -1
+            if end > 0 and value[end + 1:].strip() and not value[end + 1:].lstrip().startswith(("#", ",", "}", "]")):
+                # `x: "a" if c else "b"`: YAML reads a quoted scalar, then finds more on the line
+                hint = ("an expression that starts with quoted text must be quoted as a whole, "
+                        f"e.g. '{value.replace(chr(39), chr(39) * 2)}'")
+            return None, [self.diag(pos, "yaml_syntax", msg, hint=hint)]
         except yaml.reader.ReaderError as exc:  # a control character: located by its offset in the text
             before = self.text[: exc.position] if isinstance(exc.position, int) else ""
             pos = Pos(before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
