@@ -256,7 +256,8 @@ class _Checker:
                 absent = [c for c in choices if tab is not None and c not in tab]
                 if absent:
                     self.error(node.slice, "table_incomplete", f'table "{target.id}" on {day} has no value for '
-                               + ", ".join(repr(c) for c in absent),
+                               + ", ".join(f'"{c}"' if isinstance(c, str) else str(c) for c in absent)
+                               + (", which the key can be" if len(choices) > 1 else ""),
                                hint="give the table every key this lookup can use, in every dated value")
                     return None
         return sym.type.field("value")

@@ -444,6 +444,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         if state.get(n) == "active":
             cycle = stack[stack.index(n):] + [n]
             diags.append(source.diag(pos_of(raw, "derive", keys[n]), "derived_cycle",
+                                     f'item function "{n}" applies itself' if cycle == [n, n] and n in params else
                                      "derived values depend on each other in a cycle: " + " -> ".join(cycle)))
             state[n] = "cyclic"
             return

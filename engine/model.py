@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from .limits import DIGITS, clip, number_in_range
 
@@ -133,14 +133,27 @@ class Bracket(Frozen):
         return self.rate if self.rate is not None else self.amount  # type: ignore[return-value]
 
 
+def _table_shape(value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("a table on a date maps keys to values, e.g. `2025-01-01: {north: 10, south: 12}`")
+    return value
+
+
+def _scale_shape(value: Any) -> Any:
+    if value is not None and not isinstance(value, list):
+        raise ValueError("a scale on a date is a list of brackets, e.g. "
+                         "`2025-01-01: [{from: 0, rate: 0}, {from: 200000, rate: 0.017}]`")
+    return value
+
+
 class Parameter(Frozen):
     """An effective-dated parameter: each value is in force from its date until the next; ``null``
     from a date on means no value is in force from that day. A parameter is a plain value
     (``values``), a scale of brackets (``scale``) or a table of values by key (``table``)."""
 
     values: dict[date, Scalar | None] | None = None
-    scale: dict[date, tuple[Bracket, ...] | None] | None = None
-    table: dict[date, dict[str | int, Scalar] | None] | None = None
+    scale: dict[date, Annotated[tuple[Bracket, ...] | None, BeforeValidator(_scale_shape)]] | None = None
+    table: dict[date, Annotated[dict[str | int, Scalar] | None, BeforeValidator(_table_shape)]] | None = None
     unit: str | None = None
     description: str | None = None
     basis: str | None = None
@@ -152,7 +165,8 @@ class Parameter(Frozen):
             raise ValueError("a parameter needs at least one dated value")
         if isinstance(data, dict):
             if all(v is None for v in data.values()):
-                raise ValueError("every dated value is null: the parameter never has a value")
+                raise ValueError("every dated value is null: the parameter never has a value "
+                                 "(null after a value ends it; give a value from some date)")
             for value in data.values():
                 if isinstance(value, float):
                     raise ValueError(f"{value} is not an exact number")

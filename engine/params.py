@@ -190,7 +190,8 @@ def check_default(name: str, spec: FieldSpec, source: Source, pos, diags: list[D
     if ok and spec.one_of is not None and v not in spec.one_of:
         why = "is not one of " + ", ".join(spec.one_of)
     if why is not None:
-        diags.append(source.diag(pos, "bad_default", f'the default of "{name}" ({clip(str(v))}) {why}',
+        shown = f'"{clip(v)}"' if isinstance(v, str) else clip(str(v))
+        diags.append(source.diag(pos, "bad_default", f'the default of "{name}" ({shown}) {why}',
                                  hint="a default must be a valid value of the field"))
         return None
     return Decimal(v) if want in ("money", "decimal") else v

@@ -299,7 +299,7 @@ def bracket(scale: Scale, x) -> Decimal:
 
 
 def table_missing(name: str, key) -> EvaluationError:
-    return EvaluationError(f'table "{name}" has no value for the key {key!r}' if isinstance(key, str)
+    return EvaluationError(f'table "{name}" has no value for the key "{key}"' if isinstance(key, str)
                            else f'table "{name}" has no value for the key {key}')
 
 

@@ -155,7 +155,7 @@ def test_a_table_key_missing_at_evaluation_refers_the_case_naming_the_key():
     assert plan.decide({"id": "1", "day": "2024-05-01", "key": "b", "n": 0}).values == {"x": 2}
     d = plan.decide({"id": "1", "day": "2024-05-01", "key": "zz", "n": 0})
     assert d.referral_reason == "evaluation-error"
-    assert d.reasons == ["Rule r could not be evaluated on this case: table \"T\" has no value for the key 'zz'."]
+    assert d.reasons == ["Rule r could not be evaluated on this case: table \"T\" has no value for the key \"zz\"."]
 
 
 def test_a_computed_impossible_date_refers_the_case():
@@ -190,7 +190,7 @@ def test_date_arithmetic_beyond_the_calendar_refers_the_case():
 
 
 @pytest.mark.parametrize("derive, code, message", [
-    ('x: T["c"]', "table_incomplete", "table \"T\" on 2024-01-01 has no value for 'c'"),
+    ('x: T["c"]', "table_incomplete", "table \"T\" on 2024-01-01 has no value for \"c\""),
     ("x: T[n]", "type_mismatch", 'table "T" has string keys, not int'),
     ("x: T + 1", "type_mismatch", '"T" is a table'),
     ("f(k): k + 1\n  x: f(n)", "wrong_arguments", "f() takes one list item"),
