@@ -306,10 +306,10 @@ def _order_plan() -> vedtak.Plan:
 
 
 def _money():
-    """Amounts whose equal values come with different exponents: 100, 100.0, 100.00."""
-    return st.builds(lambda n, k: Decimal(n).scaleb(-k).quantize(Decimal(1).scaleb(-k)) if n % 3 else
-                     Decimal(n // 100 * 100).quantize(Decimal(1).scaleb(-k)),
-                     st.integers(0, 900_000), st.integers(0, 2))
+    """Amounts, often equal in value but written with different exponents: 250, 250.0, 250.00."""
+    places = st.integers(0, 2).map(lambda k: Decimal(1).scaleb(-k))
+    return st.one_of(st.builds(lambda n, q: Decimal(n).quantize(q), st.sampled_from([0, 250, 1000, 6000]), places),
+                     st.builds(lambda n, k: Decimal(n).scaleb(-k), st.integers(0, 900_000), st.integers(0, 2)))
 
 
 _person = st.fixed_dictionaries(
