@@ -133,7 +133,7 @@ def near(brackets: tuple) -> list[Decimal]:
     return [lower + Decimal(d) for lower, _ in brackets for d in ("0", "0.000", "1", "-1", "0.01", "-0.01", "-100")]
 
 
-def xs_for(brackets: tuple):
+def xs_for():
     """Arbitrary decimal points, with and without decimals."""
     return st.lists(st.builds(lambda n, k: Decimal(n).scaleb(-k), st.integers(-2 * 10**9, 2 * 10**9), _places),
                     max_size=6)
@@ -165,7 +165,7 @@ def test_marginal_equals_the_brute_force_sum_over_brackets(data):
     brackets: the same Decimal and the same text in the decision JSON, for int and decimal x."""
     brackets = data.draw(scales())
     plan = _scale_plan(brackets)
-    xds, xis = near(brackets) + data.draw(xs_for(brackets)), data.draw(ints_for(brackets))
+    xds, xis = near(brackets) + data.draw(xs_for()), data.draw(ints_for(brackets))
     for xd, xi in zip(xds, xis * len(xds)):
         decision, reference = _decide(plan, "marginal", xi, xd)
         assert decision.status == "decided", decision.explain()
@@ -205,7 +205,7 @@ def test_marginal_is_monotone_for_non_negative_rates(data):
     """With every rate >= 0, x <= y implies marginal(S, x) <= marginal(S, y)."""
     brackets = data.draw(scales(non_negative=True))
     plan = _scale_plan(brackets)
-    xs = sorted(near(brackets) + data.draw(xs_for(brackets)))
+    xs = sorted(near(brackets) + data.draw(xs_for()))
     got = [_decide(plan, "marginal", xd=x)[0].values["md"] for x in xs]
     assert all(a <= b for a, b in zip(got, got[1:])), list(zip(xs, got))
 
@@ -217,7 +217,7 @@ def test_bracket_is_the_last_bracket_starting_at_or_below_x(data):
     case is referred as an evaluation error, compiled and in the reference interpreter alike."""
     brackets = data.draw(scales())
     plan = _scale_plan(brackets)
-    xds, xis = near(brackets) + data.draw(xs_for(brackets)), data.draw(ints_for(brackets))
+    xds, xis = near(brackets) + data.draw(xs_for()), data.draw(ints_for(brackets))
     for xd, xi in zip(xds, xis * len(xds)):
         for which, x in (("bracket_dec", xd), ("bracket_int", xi)):
             decision, reference = _decide(plan, which, xi, xd)
