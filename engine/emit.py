@@ -204,11 +204,16 @@ class Emitter:
         comp = g.generators[0]
         var = comp.target.id if isinstance(comp.target, ast.Name) else None
         counts: dict[str, int] = {}
+        costly: set[str] = set()
         for n in walk(g):
             if isinstance(n, ast.Call) and getattr(n, "inline", None) is not None \
                     and isinstance(n.args[0], ast.Name) and n.args[0].id == var:
                 counts[n.func.id] = counts.get(n.func.id, 0) + 1  # type: ignore[attr-defined]
-        return {f for f, k in counts.items() if k > 1}
+                # keeping a value per item costs a call per item (about 0.2 µs): it pays only for a
+                # body that calls a function or looks up a table, not for arithmetic on fields
+                if any(isinstance(m, (ast.Call, ast.Subscript)) for m in walk(n.inline)):  # type: ignore[attr-defined]
+                    costly.add(n.func.id)  # type: ignore[attr-defined]
+        return {f for f, k in counts.items() if k > 1 and f in costly}
 
     def generator(self, g: ast.GeneratorExp, elt: str | None = None) -> str:
         comp = g.generators[0]
