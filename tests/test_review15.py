@@ -60,3 +60,29 @@ def test_nested_item_function_capture():
                                     "children": [{"x": 10}, {"x": 20}, {"x": 30}]})
     # smaller: 0, 10, 30 (sum 40); score(c) = smaller(c) + 40; total = 40 + 120 = 160
     assert (d.status, d.outcome, d.rule) == ("decided", "ok", "big")
+
+
+MEMO_COUNT = HEAD + """derive:
+  age(c): abs(c.x) + 1
+  younger(c): count(j for j in children if age(j) < age(c))
+  total: max(younger(c) + age(c) for c in children)
+rules:
+  - id: many
+    basis: "1"
+    when: total > 3
+    decide: ok
+    because: "Above 3."
+otherwise: {decide: deny, because: "3 or less."}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #10")
+def test_memo_inside_nested_count():
+    """An item function applied twice to the item of a generator and also inside a nested
+    count() compiles (no SyntaxError from the generated code) and decides: for x = 1, 2, 3 the
+    ages are 2, 3, 4 and max(younger + age) = 2 + 4 = 6 > 3."""
+    plan = vedtak.compile(vedtak.load_text(MEMO_COUNT))
+    d = plan.decide({"id": 1, "day": "2024-05-01", "children": [{"x": 1}, {"x": 2}, {"x": 3}]})
+    assert (d.status, d.outcome, d.rule) == ("decided", "ok", "many")
+    d = plan.decide({"id": 2, "day": "2024-05-01", "children": [{"x": 1}]})
+    assert (d.status, d.outcome) == ("decided", "deny")
