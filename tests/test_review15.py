@@ -86,3 +86,87 @@ def test_memo_inside_nested_count():
     assert (d.status, d.outcome, d.rule) == ("decided", "ok", "many")
     d = plan.decide({"id": 2, "day": "2024-05-01", "children": [{"x": 1}]})
     assert (d.status, d.outcome) == ("decided", "deny")
+
+
+def _diagnostics(text: str) -> list:
+    """The diagnostics that loading ``text`` gives (none when it loads)."""
+    try:
+        vedtak.load_text(text)
+    except RulesetError as e:
+        return list(e.diagnostics)
+    return []
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #11")
+def test_item_function_parameter_named_like_a_derived_value():
+    """An item function whose parameter has the name of a derived value is one located
+    shadowed_name error, not a derived_cycle naming a cycle that does not exist."""
+    text = HEAD + """derive:
+  f(total): total.x
+  total: sum(f(c) for c in children)
+rules:
+  - {id: r, basis: "1", when: total > 1, decide: ok, because: "x"}
+otherwise: {decide: deny, because: "y"}
+"""
+    codes = [d.code for d in _diagnostics(text)]
+    assert codes == ["shadowed_name"], codes
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #11")
+def test_item_function_parameter_named_like_a_field_reports_once():
+    """An item function whose parameter hides a case field is reported once (shadowed_name),
+    with no false unknown_function where the function is applied."""
+    text = HEAD + """derive:
+  f(day): day.x
+  total: sum(f(c) for c in children)
+rules:
+  - {id: r, basis: "1", when: total > 1, decide: ok, because: "x"}
+otherwise: {decide: deny, because: "y"}
+"""
+    codes = [d.code for d in _diagnostics(text)]
+    assert codes == ["shadowed_name"], codes
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #8")
+def test_table_with_date_keys_is_one_plain_diagnostic():
+    """A table whose keys YAML reads as dates gets one diagnostic in vedtak's words, without
+    pydantic's type names or a Python repr in its path."""
+    text = HEAD + """parameters:
+  T:
+    table:
+      2024-01-01: {2024-01-01: 1, 2025-01-01: 2}
+rules:
+  - {id: r, basis: "1", when: "T[day] > 1", decide: ok, because: "x"}
+otherwise: {decide: deny, because: "y"}
+"""
+    diags = _diagnostics(text)
+    assert len(diags) == 1, [d.message for d in diags]
+    assert "datetime" not in diags[0].message and "[key].int" not in diags[0].message
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #16")
+def test_overlay_insert_after_a_rule_it_removes(tmp_path):
+    """An overlay that removes a rule and inserts another after it either keeps the inserted
+    rule or is refused with a diagnostic in the overlay file; the insert is never dropped."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "r.yaml").write_text(HEAD + """rules:
+  - {id: first, basis: "1", when: count(c for c in children) > 5, decide: deny, because: "x"}
+  - {id: second, basis: "2", when: count(c for c in children) > 3, decide: ok, because: "x"}
+otherwise: {decide: ok, because: "y"}
+""")
+    over = tmp_path / "over"
+    over.mkdir()
+    (over / "overlay.yaml").write_text("""ruleset: review15
+extends: ../base
+version: "1+o"
+rules:
+  remove: [first]
+  insert: [{after: first, id: added, basis: "3", when: count(c for c in children) > 4, decide: deny, because: "x"}]
+""")
+    try:
+        rs = vedtak.load(over)
+    except RulesetError as e:
+        assert any(d.file.endswith("overlay.yaml") for d in e.diagnostics), [str(d) for d in e.diagnostics]
+        return
+    assert [r.id for r in rs.versions[0].rules] == ["added", "second", "otherwise"]
