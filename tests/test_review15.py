@@ -170,3 +170,26 @@ rules:
         assert any(d.file.endswith("overlay.yaml") for d in e.diagnostics), [str(d) for d in e.diagnostics]
         return
     assert [r.id for r in rs.versions[0].rules] == ["added", "second", "otherwise"]
+
+
+INNER_MEMO = HEAD + """derive:
+  g(c): abs(c.x) + 1
+  total: sum(sum(g(d) + g(d) for d in children if d.x < c.x) for c in children)
+rules:
+  - id: many
+    basis: "1"
+    when: total > 3
+    decide: ok
+    because: "Above 3."
+otherwise: {decide: deny, because: "3 or less."}
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review15 #19")
+def test_memoised_inner_generator_reads_outer_variable():
+    """A nested generator that applies an item function twice to its own item and reads the
+    outer generator's item decides (no NameError from the generated code): for x = 1, 2 the
+    inner sums are 0 and 2 * (abs(1) + 1) = 4, so total 4 > 3."""
+    plan = vedtak.compile(vedtak.load_text(INNER_MEMO))
+    d = plan.decide({"id": 1, "day": "2024-05-01", "children": [{"x": 1}, {"x": 2}]})
+    assert (d.status, d.outcome, d.rule) == ("decided", "ok", "many")
