@@ -20,7 +20,7 @@ from .cases import CaseError, build_validator
 from .decision import Decision, Outcome, json_text, reason_json, reason_value
 from . import emit
 from .emit import Emitter, to_dec
-from .errors import CaseInputError
+from .errors import CaseInputError, Diagnostic, RulesetError
 from .expr import DECIMAL, INT
 from .load import _SHOWN_INT, CheckedRule, CheckedVersion, Ruleset, format_value, load
 
@@ -63,7 +63,7 @@ def _runtime_globals() -> dict:
         "_ItemMissing": runtime.ItemMissing, "_EvaluationErrors": runtime.EVALUATION_ERRORS,
         "_RuleFailed": runtime.RuleFailed, "_marginal": runtime.marginal, "_bracket": runtime.bracket,
         "_add_days": runtime.add_days, "_add_months": runtime.add_months, "_add_years": runtime.add_years,
-        "_or": runtime.or_default,
+        "_or": runtime.or_default, "_absent": runtime.absent,
         "__builtins__": {"min": min, "max": max, "abs": abs, "sum": sum, "len": len, "any": any, "all": all},
     }
 
@@ -93,14 +93,11 @@ def _uses_derived(version: CheckedVersion, rule: CheckedRule) -> bool:
     return any(n in version.derived for n in rule.because.names)
 
 
-def absent_parameters(period: "Period", version: CheckedVersion, rule: CheckedRule, *, values: bool) -> tuple[str, ...]:
-    """The parameters without a value in this period that the rule's condition (or, with
-    ``values``, its values and reason text) reads: the rule then refers the case (missing-parameter)."""
-    if values:
-        names = set().union(*(e.names for e in rule.values.values())) if rule.values else set()
-        names |= {n for n in rule.because.names if n in version.scope}
-    else:
-        names = rule.when.names if rule.when is not None else frozenset()
+def because_parameters(period: "Period", version: CheckedVersion, rule: CheckedRule) -> tuple[str, ...]:
+    """The parameters without a value in this period that the rule's reason text names: the rule
+    then refers the case (missing-parameter) when it applies. (A condition or value that reads such a
+    parameter refers the case where it reads it: runtime.ParameterMissing.)"""
+    names = {n for n in rule.because.names if n in version.scope and n not in rule.values}
     return tuple(sorted(p for p in version.parameters_read(names) if period.parameters.get(p) is None))
 
 
@@ -116,7 +113,7 @@ def _rule_result(period: "Period", version: CheckedVersion, em: Emitter, rule: C
     lines += _field_loads(version, vnames, loaded, indent, em)
     lines += _missing_check([f for f in rule.values_optional
                              if f in version.fields_read(vnames)], rule.index, indent)
-    if absent_parameters(period, version, rule, values=True):  # known when compiling: fixed per period
+    if because_parameters(period, version, rule):  # known when compiling: fixed per period
         return lines + [f"{indent}return ({rule.index}, False)"]
     # a derived value in the reason text that may need a field a list item lacks is computed
     # here, after the values, so that such a case is referred (missing-data) as the reference does
@@ -149,7 +146,8 @@ def _forced(em: Emitter, names: list[str], indent: str) -> list[str]:
 
 def _compile_period(period: Period) -> None:
     version = period.version
-    em = Emitter(version.scope, version.derived)
+    em = Emitter(version.scope, version.derived,
+                 frozenset(n for n, v in period.parameters.items() if v is None))
     derived = list(version.derived)
     lines = ["def decide(c):"]
     if derived:
@@ -165,9 +163,6 @@ def _compile_period(period: Period) -> None:
             break
         lines += _field_loads(version, rule.when.names, loaded, "        ", em)
         lines += _missing_check(rule.needs_optional, rule.index, "        ")
-        if absent_parameters(period, version, rule, values=False):
-            lines.append(f"        return ({rule.index}, False)")
-            break  # every later rule is unreachable in this period
         lines.append(f"        if {em.emit(rule.when)}:")
         body_loaded = set(loaded)
         lines += _rule_result(period, version, em, rule, body_loaded, "            ")
@@ -195,8 +190,13 @@ def _compile_period(period: Period) -> None:
     env.update(em.constants)
     for name, value in period.parameters.items():
         env[f"P_{name}"] = value
-    code = builtins.compile(source, f"<vedtak {version.id} {version.version} from {period.start}>", "exec")
-    exec(code, env)
+    try:
+        code = builtins.compile(source, f"<vedtak {version.id} {version.version} from {period.start}>", "exec")
+        exec(code, env)
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:  # never a checked ruleset's fault
+        raise RulesetError([Diagnostic(version.source.path, 1, 1, "internal_error",
+                                       f"version {version.version} (from {period.start}) could not be compiled: "
+                                       f"a fault in vedtak, please report it with this ruleset ({type(exc).__name__})")]) from None
     period.decide = env["decide"]
     period.source = source
     model = version.model
@@ -356,6 +356,8 @@ class Plan:
             r = period.decide(case)
         except runtime.ItemMissing:
             return self._item_missing(period, case)
+        except runtime.ParameterMissing:
+            return self._parameter_missing(period, case)
         except runtime.RuleFailed as exc:
             return self._failed(period, case, exc)
         if r.__class__ is int:
@@ -449,9 +451,17 @@ class Plan:
 
     def _missing_parameter(self, period: Period, case: dict, index: int) -> Decision:
         rule = period.version.rules[index]
-        absent = absent_parameters(period, period.version, rule, values=False) or \
-            absent_parameters(period, period.version, rule, values=True)
-        return Decision((period.missing_parameter[index], case, None, absent))
+        return Decision((period.missing_parameter[index], case, None, because_parameters(period, period.version, rule)))
+
+    def _parameter_missing(self, period: Period, case: dict) -> Decision:
+        """A rule read a parameter with no value in force: the reference interpreter finds which
+        rule and which parameters (it evaluates in the same order)."""
+        from .reference import run
+        result = run(period, case)
+        if result.kind == "missing-parameter":
+            return Decision((period.missing_parameter[result.index], case, None, result.missing))
+        return Decision((period.failed[result.index], case, None,  # pragma: no cover - the two agree
+                         result.error or "the evaluators disagree on a missing parameter"))
 
     def _item_missing(self, period: Period, case: dict) -> Decision:
         """A rule needed a field that a list item lacks: the reference interpreter finds which

@@ -31,13 +31,15 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from .compile import Period, Plan, absent_parameters
+from .compile import Period, Plan, because_parameters
 from .decision import Decision
 from .errors import Diagnostic, RulesetError
 from .expr import literal_value
 from .load import CheckedRule, Ruleset
 from .reference import Interpreter, _check_because, _describe_error, run, value_of_type
-from .runtime import EVALUATION_ERRORS, ItemMissing
+from .runtime import EVALUATION_ERRORS, ItemMissing, ParameterMissing
+
+_NOT_POSTED = (*EVALUATION_ERRORS, ParameterMissing)  # a value computed before posting that failed
 
 TIMEOUT_SECONDS = 5.0
 _events = itertools.count(1)
@@ -64,8 +66,10 @@ class _Translator:
         """A comparison operand: an event field (m.x) or a constant."""
         if isinstance(n, ast.Name):
             sym = self.scope[n.id]
-            if sym.kind == "parameter":
+            if sym.kind == "parameter" and self.period.parameters[n.id] is not None:
                 return _post_value(self.period.parameters[n.id], n)
+            if sym.kind == "parameter":  # no value in force: computing it fails, and the reference decides
+                return getattr(self.m, self.lift(n))
             return getattr(self.m, n.id)
         if isinstance(n, ast.Constant) or (isinstance(n, ast.UnaryOp) and isinstance(n.operand, ast.Constant)) \
                 or (isinstance(n, ast.Call) and id(n) in self.expr.constants):
@@ -229,13 +233,6 @@ class DurablePlan:
         with lang.ruleset(name):
             for rule in version.rules:
                 guards = [getattr(m, f"{f}__known") == False for f in rule.needs_optional]  # noqa: E712
-                if absent_parameters(period, version, rule, values=False):
-                    # a parameter the condition reads has no value in this period: as the compiled
-                    # plan, refer the case here (after the missing-data guard); later rules are unreachable
-                    if guards:
-                        lang.when_all(lang.pri(2 * rule.index), _any(guards))(_action(rule.index, "guard"))
-                    lang.when_all(lang.pri(2 * rule.index + 1), m.vedtak_event == 1)(_action(rule.index, "parameter"))
-                    break
                 reads = sorted(n for n in rule.reads if version.scope[n].kind == "derived")
                 guards += [getattr(m, f"{d}__error") == True for d in reads]  # noqa: E712
                 if rule.when is None:
@@ -302,13 +299,10 @@ class DurablePlan:
             # `known(d) and add_years(d, 1) > day`), which only evaluating the condition in order
             # can tell: the reference decides.
             return _reference_decision(period, case)
-        if kind == "parameter":
-            return Decision((period.missing_parameter[index], case, None,
-                             absent_parameters(period, period.version, rule, values=False)))
         if any(case.get(f) is None for f in rule.values_optional):
             missing = tuple(f for f in rule.values_optional if case.get(f) is None)
             return Decision((period.missing[index], case, None, missing))
-        absent = absent_parameters(period, period.version, rule, values=True)
+        absent = because_parameters(period, period.version, rule)
         if absent:
             return Decision((period.missing_parameter[index], case, None, absent))
         values = None
@@ -318,6 +312,8 @@ class DurablePlan:
                 values = {k: value_of_type(interp.eval(e), e) for k, e in rule.values.items()}
             except ItemMissing as exc:
                 return Decision((period.missing[index], case, None, exc.paths))
+            except ParameterMissing as exc:
+                return Decision((period.missing_parameter[index], case, None, exc.names))
             except EVALUATION_ERRORS as exc:
                 return self._failed(period, case, index, _describe_error(exc))
         try:
@@ -360,13 +356,13 @@ class DurablePlan:
                 continue
             try:
                 put(name, interp.lookup(name))
-            except EVALUATION_ERRORS as exc:
+            except _NOT_POSTED as exc:
                 event[f"{name}__error"] = True
                 errors.append(_describe_error(exc))
         for name, (expr, node) in self._lifted[id(period)].items():
             try:
                 put(name, interp.eval_node(expr, node))
-            except EVALUATION_ERRORS as exc:
+            except _NOT_POSTED as exc:
                 event[f"{name}__error"] = True
                 errors.append(_describe_error(exc))
         return event, inexact, errors

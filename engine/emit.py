@@ -12,7 +12,7 @@ import math
 import re
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value, walk
+from .expr import DECIMAL, INT, CheckedExpr, Symbol, applications, literal_value, reads_variable, walk
 from .limits import DIGITS
 from .runtime import TooLarge
 
@@ -20,9 +20,10 @@ from .runtime import TooLarge
 class Emitter:
     """Turns checked expressions of one ruleset version into Python expression source."""
 
-    def __init__(self, scope: dict[str, Symbol], derived: dict[str, CheckedExpr]):
+    def __init__(self, scope: dict[str, Symbol], derived: dict[str, CheckedExpr], absent=frozenset()):
         self.scope = scope
         self.derived = derived
+        self.absent = absent  # parameters with no value in force in the period being compiled
         self.constants: dict[str, object] = {}
         self._const_ids: dict[tuple, str] = {}
         self._expr: CheckedExpr | None = None
@@ -33,6 +34,8 @@ class Emitter:
         self._helpers = 0
         self._may_miss: dict[str, bool] = {}
         self._memo: set[tuple[str, str]] = set()  # (item function, loop variable) computed once per item
+        self._alias: dict[str, str] = {}  # an applied item function's parameter -> the loop variable it stands for
+        self._helper_memo: dict = {}
 
     def const(self, value) -> str:
         key = (type(value).__name__, repr(value))
@@ -68,18 +71,22 @@ class Emitter:
     def n_Name(self, n: ast.Name) -> str:
         sym = self.scope.get(n.id)
         if sym is None:  # a generator's loop variable (the checker forbids shadowing)
-            return f"v_{n.id}"
+            return f"v_{self._alias.get(n.id, n.id)}"
         if sym.kind == "field":
             return f"f_{n.id}"
         if sym.kind == "parameter":
-            return f"P_{n.id}"
+            return self.param_ref(n.id)
         return self.derived_ref(n.id)
+
+    def param_ref(self, name: str) -> str:
+        """A parameter, fixed in the period; one with no value in force raises where it is read."""
+        return f"_absent({name!r})" if name in self.absent else f"P_{name}"
 
     def n_Attribute(self, n: ast.Attribute) -> str:
         inner = getattr(n.value, "vtype", None)
         if inner is not None and inner.kind == "date":  # .year, .month, .day
             return f"{self.node(n.value)}.{n.attr}"
-        var = n.value.id  # type: ignore[attr-defined]
+        var = self._alias.get(n.value.id, n.value.id)  # type: ignore[attr-defined]
         if _optional_item_field(n):  # only inside an item function, which knows the item's index
             return f"_item(v_{var}, {n.attr!r}, {self._loops[var]!r}, _i_{var})"
         if inner is not None and inner.defaults:
@@ -89,7 +96,7 @@ class Emitter:
         return f"v_{var}[{n.attr!r}]"
 
     def n_Subscript(self, n: ast.Subscript) -> str:
-        return f"P_{n.value.id}[{self.node(n.slice)}]"  # type: ignore[attr-defined]
+        return f"{self.param_ref(n.value.id)}[{self.node(n.slice)}]"  # type: ignore[attr-defined]
 
     def n_UnaryOp(self, n: ast.UnaryOp) -> str:
         a = self.node(n.operand)
@@ -154,14 +161,23 @@ class Emitter:
         each item is evaluated alone and the runtime applies three-valued logic."""
         kind = getattr(g.elt, "vtype", None)
         memo = self._repeated(g)
-        if not self.may_miss(g) and not memo:
-            gen = self.generator(g)
+        if not self._needs_helper(g):
+            # a plain comprehension: no value kept per item here (a `:=` inside it would bind in the
+            # enclosing function, shared by every item), and never a generator as another
+            # comprehension's iterable, where Python forbids the `:=` of a derived value
+            outer_memo, self._memo = self._memo, set()
+            try:
+                body, loop = self._gen_parts(g)
+            finally:
+                self._memo = outer_memo
             if fn in ("any", "all"):
-                return f"{fn}([{gen[1:-1]}])"
+                return f"{fn}([{body} for {loop}])"
             if fn == "count":
-                return f"sum(1 for _x in {gen} if _x)" if kind is not None and kind.kind == "bool" \
-                    else f"sum(1 for _x in {gen})"
-            return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] + gen
+                if kind is not None and kind.kind == "bool":  # the true items: `if` after the filters
+                    return f"len([1 for {loop} if {body}])"
+                return f"len([{body} for {loop}])"
+            return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] \
+                + f"({body} for {loop})"
         comp = g.generators[0]
         var, lst = comp.target.id, comp.iter.id  # type: ignore[attr-defined]
         name = f"_g{self._helpers}"
@@ -198,16 +214,44 @@ class Emitter:
             return f"sum(1 for _x in {each} if _x)" if kind is not None and kind.kind == "bool" else f"len({each})"
         return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] + f"({each})"
 
-    def _repeated(self, g: ast.GeneratorExp) -> set[str]:
+    def _needs_helper(self, g: ast.GeneratorExp, alias: dict | None = None) -> bool:
+        """Whether a generator is evaluated item by item in a helper function: over items that may
+        lack a field, where an item function is kept per item, or where a generator inside it
+        needs a helper and reads this generator's item (the helper is then defined inside this
+        one's, where the item is in scope). ``alias``: the parameters of the item functions being
+        applied where ``g`` stands, and the loop variables they stand for."""
+        alias = self._alias if alias is None else alias
+        key = (id(g), tuple(sorted(alias.items())))
+        if key not in self._helper_memo:  # nested generators ask about their own: once each
+            self._helper_memo[key] = self._find_helper(g, alias)
+        return self._helper_memo[key]
+
+    def _find_helper(self, g: ast.GeneratorExp, alias: dict) -> bool:
+        if self.may_miss(g) or self._repeated(g, alias):
+            return True
+        comp = g.generators[0]
+        var = comp.target.id if isinstance(comp.target, ast.Name) else None
+        stack = [(part, alias) for part in (g.elt, *comp.ifs)]
+        while stack:
+            n, names = stack.pop()
+            if isinstance(n, ast.GeneratorExp) and self._needs_helper(n, names) and reads_variable(n, var, names):
+                return True
+            inline = getattr(n, "inline", None)
+            if inline is not None:
+                arg = n.args[0].id  # type: ignore[attr-defined]
+                stack.append((inline, {**names, n.param: names.get(arg, arg)}))  # type: ignore[attr-defined]
+            stack.extend((c, names) for c in ast.iter_child_nodes(n))
+        return False
+
+    def _repeated(self, g: ast.GeneratorExp, alias: dict | None = None) -> set[str]:
         """The item functions a generator applies more than once to its own item (directly or
         inside other item functions): worth computing once per item."""
         comp = g.generators[0]
         var = comp.target.id if isinstance(comp.target, ast.Name) else None
         counts: dict[str, int] = {}
         costly: set[str] = set()
-        for n in walk(g):
-            if isinstance(n, ast.Call) and getattr(n, "inline", None) is not None \
-                    and isinstance(n.args[0], ast.Name) and n.args[0].id == var:
+        for n, arg in applications(g, self._alias if alias is None else alias):
+            if arg == var:
                 counts[n.func.id] = counts.get(n.func.id, 0) + 1  # type: ignore[attr-defined]
                 # keeping a value per item costs a call per item (about 0.2 µs): it pays only for a
                 # body that calls a function or looks up a table, not for arithmetic on fields
@@ -215,26 +259,32 @@ class Emitter:
                     costly.add(n.func.id)  # type: ignore[attr-defined]
         return {f for f, k in counts.items() if k > 1 and f in costly}
 
-    def generator(self, g: ast.GeneratorExp, elt: str | None = None) -> str:
+    def _gen_parts(self, g: ast.GeneratorExp) -> tuple[str, str]:
+        """A generator's element and its loop (`v_c in f_children if ...`), as source."""
         comp = g.generators[0]
         var = f"v_{comp.target.id}"  # type: ignore[attr-defined]
         ifs = "".join(f" if {self.node(c)}" for c in comp.ifs)
-        body = self.node(g.elt) if elt is None else elt
-        return f"({body} for {var} in {self.node(comp.iter)}{ifs})"
+        return self.node(g.elt), f"{var} in {self.node(comp.iter)}{ifs}"
 
     def n_Call(self, n: ast.Call) -> str:
         inline = getattr(n, "inline", None)
         if inline is not None:  # an item function, applied: its body, inlined for this item
-            key = (n.func.id, n.args[0].id)  # type: ignore[attr-defined]
+            arg = self._alias.get(n.args[0].id, n.args[0].id)  # type: ignore[attr-defined]
+            outer, self._alias = self._alias, {**self._alias, n.param: arg}  # type: ignore[attr-defined]
+            try:
+                body = self.node(inline)
+            finally:
+                self._alias = outer
+            key = (n.func.id, arg)  # type: ignore[attr-defined]
             if key in self._memo:
                 m = f"_m_{key[0]}_{key[1]}"
-                return f"({m} if {m} is not _U else ({m} := {self.node(inline)}))"
-            return self.node(inline)
+                return f"({m} if {m} is not _U else ({m} := {body}))"
+            return body
         fn = n.func.id  # type: ignore[attr-defined]
         args = n.args
         t = n.vtype  # type: ignore[attr-defined]
         if fn in ("marginal", "bracket"):
-            return f"_{fn}(P_{args[0].id}, {self.node(args[1])})"  # type: ignore[attr-defined]
+            return f"_{fn}({self.param_ref(args[0].id)}, {self.node(args[1])})"  # type: ignore[attr-defined]
         if fn in ("add_days", "add_months", "add_years"):
             return f"_{fn}({self.node(args[0])}, {self.node(args[1])})"
         if fn in ("min", "max"):
@@ -267,7 +317,8 @@ class Emitter:
             return "_make_date(" + ", ".join(self.node(a) for a in args) + ")"
         if fn == "known":
             if isinstance(args[0], ast.Attribute):
-                return f"(v_{args[0].value.id}[{args[0].attr!r}] is not None)"  # type: ignore[attr-defined]
+                var = self._alias.get(args[0].value.id, args[0].value.id)  # type: ignore[attr-defined]
+                return f"(v_{var}[{args[0].attr!r}] is not None)"
             return f"(f_{args[0].id} is not None)"  # type: ignore[attr-defined]
         raise AssertionError(fn)  # pragma: no cover - the checker admits no other function
 

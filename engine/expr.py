@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import itertools
 import difflib
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,9 @@ class Type:
 
     def __str__(self) -> str:
         return self.kind
+
+    def __deepcopy__(self, memo) -> "Type":  # immutable: copies of checked trees share their types
+        return self
 
     def field(self, name: str) -> "Type | None":
         return dict(self.fields).get(name)
@@ -71,6 +75,7 @@ class ItemFunction:
     depth: int = 0
     size: int = 0
     checked: dict = field(default_factory=dict)  # item type -> result type, or None when it failed
+    templates: dict = field(default_factory=dict)  # item type -> (checked body, names, known, constants)
     uses: int = 0
 
 
@@ -412,6 +417,10 @@ class _Checker:
             self.error(gen.iter, "type_mismatch", f'"{gen.iter.id}" is a {lt}, not a list')
             return None
         var = gen.target.id
+        if var.startswith("__") and not getattr(gen.target, "fresh", False):
+            self.error(gen.target, "bad_name", f'the loop variable "{var}" starts with "__", which is reserved',
+                       hint="pick a name that starts with a letter")
+            return None
         if var in self.scope or var in self.loops:
             self.error(gen.target, "shadowed_name", f'the loop variable "{var}" hides another name',
                        hint="pick a name that is not a field, parameter or derived value")
@@ -609,31 +618,42 @@ class _Checker:
         if self.inlining > 64:
             self.error(node, "too_deep", f"item functions apply one another more than 64 levels deep")
             return None
-        body = instantiate(fn, var)
         found = fn.checked.get(item, ...)
-        diags: list[Diagnostic] = []
-        sub = _Checker(fn.source, fn.pos, fn.text, self.scope, diags, f'item function "{fn.name}"')
-        sub.loops, sub.lists, sub.inlining = {var: item}, {var: self.lists.get(var, "")}, self.inlining + 1
-        t = sub.visit(body)
-        if t is not None and sub.ok and t.kind in ("list", "record", "table", "scale"):
-            sub.error(body, "type_mismatch", f"an item function gives a single value, not a {t}")
-        if t is None or not sub.ok:
-            if found is ...:  # reported once for each kind of item it is applied to
-                if diags and self.lists.get(var) and diags[0].code != "table_incomplete":
+        if found is ...:  # first applied to items of this type: check the body once, keep it checked
+            body = instantiate(fn, fn.param)
+            diags: list[Diagnostic] = []
+            sub = _Checker(fn.source, fn.pos, fn.text, self.scope, diags, f'item function "{fn.name}"')
+            sub.loops, sub.lists, sub.inlining = {fn.param: item}, {fn.param: self.lists.get(var, "")}, self.inlining + 1
+            t = sub.visit(body)
+            if t is not None and sub.ok and t.kind in ("list", "record", "table", "scale"):
+                sub.error(body, "type_mismatch", f"an item function gives a single value, not a {t}")
+            if t is None or not sub.ok:
+                if diags and self.lists.get(var) and diags[0].code != "table_incomplete" \
+                        and "(applied to items of" not in diags[0].message:
                     diags[0] = dataclasses.replace(diags[0], message=diags[0].message
                                                    + f' (applied to items of "{self.lists[var]}")')
-                self.diags.extend(diags)
-            fn.checked[item] = None
+                self.diags.extend(diags)  # reported once for each kind of item it fails on
+                if not diags:  # every failure says why; never a silent one
+                    self.error(node, "internal_error", f'item function "{fn.name}" failed a check that gave '
+                               "no reason: a fault in vedtak, please report it with this ruleset")
+                found = fn.checked[item] = None
+            else:
+                found = fn.checked[item] = t
+                fn.templates[item] = (body, frozenset(sub.names), frozenset(sub.known), dict(sub.constants))
+        if found is None:
             self.ok = False
             return None
-        fn.checked[item] = t
+        template, names, known, constants = fn.templates[item]
         fn.uses += 1
-        self.names |= sub.names
-        self.known |= sub.known
-        self.constants.update(sub.constants)
-        node.inline = body  # type: ignore[attr-defined]
-        node.func.vtype = t  # type: ignore[attr-defined]
-        return t
+        self.names |= names
+        self.known |= known
+        self.constants.update(constants)
+        # the checked body is shared by every application to items of this type: the evaluators
+        # bind the item function's parameter to the argument (``node.param``) while evaluating it
+        node.inline = template  # type: ignore[attr-defined]
+        node.param = fn.param  # type: ignore[attr-defined]
+        node.func.vtype = found  # type: ignore[attr-defined]
+        return found
 
     def _scale_fn(self, node, args, rates: bool):
         if not self._arity(node, args, 2):
@@ -839,18 +859,52 @@ def key_choices(node: ast.AST) -> tuple | None:
     return vtype.choices if vtype is not None and vtype.choices else None
 
 
+_FRESH = itertools.count(1)
+
+
+def applications(node: ast.AST, alias: dict | None = None):
+    """(call, the loop variable it is applied to) for every item function applied under ``node``,
+    inside the bodies it applies too: a body's parameter stands for the caller's argument."""
+    stack = [(node, alias or {})]
+    while stack:
+        n, names = stack.pop()
+        inline = getattr(n, "inline", None)
+        if inline is not None:
+            arg = n.args[0].id  # type: ignore[attr-defined]
+            arg = names.get(arg, arg)
+            yield n, arg
+            stack.append((inline, {**names, n.param: arg}))  # type: ignore[attr-defined]
+        stack.extend((c, names) for c in ast.iter_child_nodes(n))
+
+
+def reads_variable(node: ast.AST, var: str | None, alias: dict | None = None) -> bool:
+    """Whether ``node`` reads the loop variable ``var`` (through the item functions it applies too;
+    ``alias``: the parameters of item functions being applied and the loop variables they stand for)."""
+    stack: list = [(node, alias or {})]
+    while stack:
+        n, names = stack.pop()
+        if isinstance(n, ast.Name) and names.get(n.id, n.id) == var:
+            return True
+        inline = getattr(n, "inline", None)
+        if inline is not None:
+            arg = n.args[0].id  # type: ignore[attr-defined]
+            stack.append((inline, {**names, n.param: names.get(arg, arg)}))  # type: ignore[attr-defined]
+        stack.extend((c, names) for c in ast.iter_child_nodes(n))
+    return False
+
+
 def instantiate(fn: ItemFunction, var: str) -> ast.expr:
     """A copy of an item function's body for one application: its parameter renamed to the
     argument ``var``, and each generator's own variable to a fresh name, so that neither meets
     a loop variable of the expression it is inlined into."""
     body = copy.deepcopy(fn.tree)
-    fresh = 0
     for g in [n for n in ast.walk(body) if isinstance(n, ast.GeneratorExp)]:
         comp = g.generators[0]
         if not isinstance(comp.target, ast.Name):
             continue
-        old, fresh = comp.target.id, fresh + 1
-        new = f"_{old}{fresh}"
+        old = comp.target.id
+        new = f"__{next(_FRESH)}_{old}"  # unique in the whole program; no author may write "__" names
+        comp.target.fresh = True  # type: ignore[attr-defined]
         for part in (comp.target, *comp.ifs, g.elt):
             for n in ast.walk(part):
                 if isinstance(n, ast.Name) and n.id == old:

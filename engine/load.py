@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import Diagnostic, RulesetError
-from .expr import BOOL, SCALARS, CheckedExpr, ItemFunction, Symbol, Type, check_expr, parse_expr
+from .expr import BOOL, FUNCTIONS, SCALARS, CheckedExpr, ItemFunction, Symbol, Type, check_expr, parse_expr
 from .limits import MAX_COMPILED, MAX_PERIODS, MAX_VERSIONS, measure
 from .model import FieldSpec, RulesetModel
 from .params import ParameterTable, check_default, check_parameter
@@ -404,6 +404,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
     # A key `name(item)` is an item function: a derived value of one list item.
     keys: dict[str, str] = {}  # bare name -> its key in `derive`
     params: dict[str, str] = {}  # item function -> its parameter
+    bare = {(_ITEM_FN.fullmatch(k).group(1) if _ITEM_FN.fullmatch(k) else k) for k in model.derive}  # type: ignore[union-attr]
     for key in model.derive:
         m = _ITEM_FN.fullmatch(key)
         name = m.group(1) if m else key
@@ -421,11 +422,18 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
             diags.append(source.diag(dpos, "duplicate_name", f'derived value "{name}" has the name of a '
                                      f"{scope[name].kind}"))
             continue
+        if name in FUNCTIONS:
+            diags.append(source.diag(dpos, "bad_name", f'"{name}" is a function of the library',
+                                     hint="give the derived value or item function another name"))
+            scope[name] = Symbol("broken", Type("broken"))
+            continue
         if not _valid_name(name) or (m and not _valid_name(m.group(2))):
             diags.append(source.diag(dpos, "bad_name", f'"{key}" cannot be used in expressions'))
-        if m and m.group(2) in scope:
+        if m and (m.group(2) in scope or m.group(2) in bare):
+            kind = scope[m.group(2)].kind if m.group(2) in scope else "derived value or item function"
             diags.append(source.diag(dpos, "shadowed_name", f'the item function\'s parameter "{m.group(2)}" hides '
-                                     f"a {scope[m.group(2)].kind} of that name", hint="pick another name for the item"))
+                                     f"a {kind} of that name", hint="pick another name for the item"))
+            scope[name] = Symbol("broken", Type("broken"))  # reported here, not again where it is applied
             continue
         keys[name] = key
     refs: dict[str, set[str]] = {}
@@ -468,6 +476,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
     derived_deps: dict[str, frozenset[str]] = {}
     measured: dict[str, tuple[int, int]] = {}  # derived name -> its (depth, size), inlined where used
     item_functions: dict[str, ItemFunction] = {}
+    unchecked: list = []  # where an expression failed its checks (each failure says why, or a fault does)
     for name in order:
         if name in params:  # checked where it is applied, against that list's items
             fpos = pos_of(raw, "derive", keys[name])
@@ -477,6 +486,13 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                 scope[name] = Symbol("broken", Type("broken"))
                 continue
             tree, text, fpos = parsed
+            inner = [g.generators[0].target for g in ast.walk(tree.body) if isinstance(g, ast.GeneratorExp)
+                     and isinstance(g.generators[0].target, ast.Name) and g.generators[0].target.id == params[name]]
+            if inner:
+                diags.append(source.diag(fpos, "shadowed_name", f'the loop variable "{params[name]}" hides the item '
+                                         f"function's parameter", hint="pick another name for the loop variable"))
+                scope[name] = Symbol("broken", Type("broken"))
+                continue
             depth, size, _ = measure(tree.body, measured)
             fn = ItemFunction(name, params[name], text, tree.body, fpos, fsrc, depth, size)
             item_functions[name] = fn
@@ -486,6 +502,7 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         expr = check_expr(source, pos_of(raw, "derive", keys[name]), model.derive[keys[name]], scope, diags,
                           what=f'derived value "{name}"', derived=measured)
         if expr is None:
+            unchecked.append(pos_of(raw, "derive", keys[name]))
             scope[name] = Symbol("broken", Type("broken"))
             continue
         derived[name] = expr
@@ -517,6 +534,8 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
         if path[0] == "rules":
             when = check_expr(source, pos_of(raw, *path, "when"), rule.when, scope, diags, expect=BOOL,
                               what="condition", derived=measured)
+            if when is None:
+                unchecked.append(pos_of(raw, *path, "when"))
         values: dict[str, CheckedExpr] = {}
         for vname, vtext in rule.values.items():
             if not _valid_name(vname):
@@ -526,6 +545,8 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
                            derived=measured)
             if e is not None:
                 values[vname] = e
+            else:
+                unchecked.append(pos_of(raw, *path, "values", vname))
         tnames = {n for n, sym in scope.items() if sym.kind != "itemfn"} | set(rule.values)
         because = _template(source, pos_of(raw, *path, "because"), rule.because, tnames, diags,
                             sorted(tnames))
@@ -536,6 +557,9 @@ def check_version(model: RulesetModel, source: Source, raw: YMap, diags: list[Di
             diags.append(source.diag(pos_of(raw, "automate"), "unknown_outcome",
                                      f'automate names "{outcome}", which no rule decides',
                                      hint=f'did you mean "{close[0]}"?' if close else None))
+    if unchecked and len(diags) == start:  # never a rule without its condition or a value
+        diags.append(source.diag(unchecked[0], "internal_error", "this expression failed a check that gave no "
+                                 "reason: a fault in vedtak, please report it with this ruleset"))
     if len(diags) > start:
         return None
 

@@ -133,9 +133,32 @@ class Bracket(Frozen):
         return self.rate if self.rate is not None else self.amount  # type: ignore[return-value]
 
 
+def _what(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, date):
+        return f"a date ({value.isoformat()})"
+    if isinstance(value, Decimal):
+        return f"a decimal number ({value})"
+    if isinstance(value, str):
+        return f'text ("{value[:30]}")'
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else type(value).__name__
+
+
 def _table_shape(value: Any) -> Any:
     if value is not None and not isinstance(value, dict):
         raise ValueError("a table on a date maps keys to values, e.g. `2025-01-01: {north: 10, south: 12}`")
+    for key, entry in (value or {}).items():
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise ValueError(f"a table key is text or a whole number, not {_what(key)}"
+                             + (f'; quote it: "{key.isoformat()}"' if isinstance(key, date) else ""))
+        if isinstance(entry, (dict, list)):
+            raise ValueError(f'the table entry "{key}" is {_what(entry)}: a table value is one number, date, '
+                             "true/false or text")
     return value
 
 
@@ -143,6 +166,15 @@ def _scale_shape(value: Any) -> Any:
     if value is not None and not isinstance(value, list):
         raise ValueError("a scale on a date is a list of brackets, e.g. "
                          "`2025-01-01: [{from: 0, rate: 0}, {from: 200000, rate: 0.017}]`")
+    for i, bracket in enumerate(value or ()):
+        if not isinstance(bracket, dict):
+            raise ValueError(f"bracket {i + 1} is {_what(bracket)}: a bracket is a mapping, "
+                             "e.g. `{from: 200000, rate: 0.017}`")
+        for key in ("from", "rate", "amount"):
+            v = bracket.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, Decimal))):
+                raise ValueError(f"bracket {i + 1}: `{key}` is {_what(v)}, not a number"
+                                 + (" (write it without quotes)" if isinstance(v, str) else ""))
     return value
 
 

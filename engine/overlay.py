@@ -319,6 +319,18 @@ def _check_names(source: Source, data: YMap, bases: list[CheckedVersion], diags:
         if item[anchor] not in inserted:  # next to a rule this overlay inserted before it is fine
             named.append((("insert", i, anchor), item[anchor], f"insert {anchor}"))
         inserted.add(item["id"])
+    removing = {r for r in rules.get("remove") or () if isinstance(r, str)}
+    for i, item in enumerate(rules.get("insert") or ()):
+        anchor = "after" if "after" in item else "before"
+        if item[anchor] in removing:
+            diags.append(source.diag(pos_of(rules, "insert", i, anchor), "unknown_rule",
+                                     f'rules.insert places rule "{item["id"]}" {anchor} rule "{item[anchor]}", '
+                                     "which this overlay removes", length=len(str(item[anchor])),
+                                     hint="anchor it on a rule that stays, or replace the rule instead"))
+        if item["id"] in ids and item["id"] not in removing:
+            diags.append(source.diag(pos_of(rules, "insert", i, "id"), "duplicate_rule",
+                                     f'rules.insert adds rule "{item["id"]}", an id the base already has',
+                                     length=len(str(item["id"])), hint="use `replace` to change that rule"))
     for path, rid, what in named:
         if rid not in ids:
             close = difflib.get_close_matches(rid, ids, n=1)

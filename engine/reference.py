@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 from .expr import INT, CheckedExpr, literal_value
 from .load import format_value
 from . import emit, runtime
-from .runtime import CONTEXT, EVALUATION_ERRORS, EvaluationError, ItemMissing, describe_error
+from .runtime import CONTEXT, EVALUATION_ERRORS, EvaluationError, ItemMissing, ParameterMissing, describe_error
 
 
 class _Missing(Exception):
@@ -150,7 +150,7 @@ class Interpreter:
         elif sym.kind == "parameter":
             value = self.params[name]
             if value is None:
-                raise EvaluationError(f'parameter "{name}" has no value in force')
+                raise ParameterMissing((name,))
         else:
             if name not in self.memo:
                 outer, self.reads = self.reads, {}
@@ -286,7 +286,10 @@ class Interpreter:
     def _call(self, expr: CheckedExpr, n: ast.Call, loops: dict):
         inline = getattr(n, "inline", None)
         if inline is not None:  # an item function applied to a list item: its body, for that item
-            return self._node(expr, inline, loops)
+            arg, param = n.args[0].id, n.param  # type: ignore[attr-defined]
+            inner = dict(loops)
+            inner[param], inner["#" + param] = loops[arg], loops["#" + arg]
+            return self._node(expr, inline, inner)
         fn = n.func.id  # type: ignore[attr-defined]
         args = n.args
         ev = lambda x: self._node(expr, x, loops)  # noqa: E731
@@ -385,9 +388,9 @@ def defaulted(version, case: dict) -> dict:
     return out
 
 
-def absent_parameters(period, version, rule, *, values: bool) -> tuple[str, ...]:
-    from .compile import absent_parameters as absent
-    return absent(period, version, rule, values=values)
+def because_parameters(period, version, rule) -> tuple[str, ...]:
+    from .compile import because_parameters as absent
+    return absent(period, version, rule)
 
 
 def run(period, case: dict) -> Result:
@@ -411,10 +414,6 @@ def run(period, case: dict) -> Result:
         if absent:
             rt.result = "missing-data"
             return finish(rule.index, "missing-data", missing=absent)
-        absent = absent_parameters(period, version, rule, values=False)
-        if absent:
-            rt.result = "missing-parameter"
-            return finish(rule.index, "missing-parameter", missing=absent)
         try:
             if rule.when is not None:
                 interp.reads = {}
@@ -427,7 +426,7 @@ def run(period, case: dict) -> Result:
             if absent:
                 rt.result = "missing-data"
                 return finish(rule.index, "missing-data", missing=absent)
-            absent = absent_parameters(period, version, rule, values=True)
+            absent = because_parameters(period, version, rule)
             if absent:
                 rt.result = "missing-parameter"
                 return finish(rule.index, "missing-parameter", missing=absent)
@@ -439,6 +438,9 @@ def run(period, case: dict) -> Result:
         except ItemMissing as exc:
             rt.result = "missing-data"
             return finish(rule.index, "missing-data", missing=exc.paths)
+        except ParameterMissing as exc:
+            rt.result = "missing-parameter"
+            return finish(rule.index, "missing-parameter", missing=exc.names)
         except EVALUATION_ERRORS as exc:
             rt.result = "error"
             return finish(rule.index, "error", error=_describe_error(exc))

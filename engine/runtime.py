@@ -46,6 +46,21 @@ class TooLarge(EvaluationError, OverflowError):
     """A result beyond what a decision may hold."""
 
 
+class ParameterMissing(Exception):
+    """A parameter read while evaluating has no value in force (it ended with null, or starts
+    later): the rule refers the case (missing-parameter). Not an evaluation error: like a missing
+    field, a missing parameter is data the law has not given, not a fault."""
+
+    def __init__(self, names: tuple[str, ...]):
+        super().__init__("no value in force: " + ", ".join(names))
+        self.names = names
+
+
+def absent(name: str):
+    """What the compiled plan reads in place of a parameter with no value in force in its period."""
+    raise ParameterMissing((name,))
+
+
 class RuleFailed(Exception):
     """Raised by a compiled plan: rule ``index`` could not be evaluated, because of ``cause``."""
 

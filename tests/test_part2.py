@@ -108,6 +108,21 @@ def test_an_ended_parameter_refers_the_case_as_missing_parameter():
     assert run(after.period, after.case).kind == "missing-parameter"
 
 
+def test_a_parameter_read_only_in_a_branch_not_taken_does_not_refer_the_case():
+    """A rule keeps deciding after a parameter ends when it does not read it then: the absence is
+    found where the parameter is read, not wherever it is written."""
+    text = RULESET.replace("BODY", "x: n * P if day < date(\"2025-01-01\") else n").replace(
+        "  T: {table:", "  P: {values: {2024-01-01: 3, 2025-01-01: null}}\n  T: {table:")
+    plan = vedtak.compile(vedtak.load_text(text))
+    assert plan.decide({"id": "1", "day": "2024-12-31", "key": "a", "n": 2}).values == {"x": 6}
+    assert plan.decide({"id": "1", "day": "2025-01-01", "key": "a", "n": 2}).values == {"x": 2}
+    unguarded = vedtak.compile(vedtak.load_text(text.replace('x: n * P if day < date("2025-01-01") else n',
+                                                             "x: n * P")))
+    d = unguarded.decide({"id": "1", "day": "2025-06-01", "key": "a", "n": 2})
+    assert d.referral_reason == "missing-parameter" and d.missing == ("P",)
+    assert run(d.period, d.case).kind == "missing-parameter"
+
+
 def test_the_explanation_shows_each_bracket_and_its_part():
     """marginal(): the trace lists every bracket the amount reaches, the part inside and its tax."""
     d = PLAN.decide(case(income="700000"))

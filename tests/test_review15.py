@@ -1,6 +1,6 @@
 """Regression tests for defects found in the adversarial review of ruleset language part 2
-(/work/notes/review15.md). Each is an expected failure until its defect is fixed; strict, so a
-fix that makes one pass must also remove its xfail mark."""
+of the part-2 change: nested item functions, memoised item functions in nested generators, item
+function names, table and scale shapes, overlay inserts. Each failed before its fix."""
 
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ def _decide_or_refused(text: str, case: dict):
     return plan.decide(case)
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #7")
 def test_nested_item_function_capture():
     """An item function applied, inside another item function's generator, to that generator's
     variable keeps its own generator variable apart: the ruleset loads, and a case with no
@@ -76,7 +75,6 @@ otherwise: {decide: deny, because: "3 or less."}
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #10")
 def test_memo_inside_nested_count():
     """An item function applied twice to the item of a generator and also inside a nested
     count() compiles (no SyntaxError from the generated code) and decides: for x = 1, 2, 3 the
@@ -97,7 +95,6 @@ def _diagnostics(text: str) -> list:
     return []
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #11")
 def test_item_function_parameter_named_like_a_derived_value():
     """An item function whose parameter has the name of a derived value is one located
     shadowed_name error, not a derived_cycle naming a cycle that does not exist."""
@@ -112,7 +109,6 @@ otherwise: {decide: deny, because: "y"}
     assert codes == ["shadowed_name"], codes
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #11")
 def test_item_function_parameter_named_like_a_field_reports_once():
     """An item function whose parameter hides a case field is reported once (shadowed_name),
     with no false unknown_function where the function is applied."""
@@ -127,7 +123,6 @@ otherwise: {decide: deny, because: "y"}
     assert codes == ["shadowed_name"], codes
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #8")
 def test_table_with_date_keys_is_one_plain_diagnostic():
     """A table whose keys YAML reads as dates gets one diagnostic in vedtak's words, without
     pydantic's type names or a Python repr in its path."""
@@ -144,7 +139,6 @@ otherwise: {decide: deny, because: "y"}
     assert "datetime" not in diags[0].message and "[key].int" not in diags[0].message
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #16")
 def test_overlay_insert_after_a_rule_it_removes(tmp_path):
     """An overlay that removes a rule and inserts another after it either keeps the inserted
     rule or is refused with a diagnostic in the overlay file; the insert is never dropped."""
@@ -185,7 +179,6 @@ otherwise: {decide: deny, because: "3 or less."}
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review15 #19")
 def test_memoised_inner_generator_reads_outer_variable():
     """A nested generator that applies an item function twice to its own item and reads the
     outer generator's item decides (no NameError from the generated code): for x = 1, 2 the
