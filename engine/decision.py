@@ -439,8 +439,8 @@ class Decision(tuple):
             return out
         if o.referral == "missing-parameter":
             names = ", ".join(self.missing)
-            out.append(f"Missing parameter: rule {o.rule.id} needs {names}, which has no value in force "
-                       f"on {self.decision_date}.")
+            out.append(f"Missing parameter: rule {o.rule.id} needs {names}, which "
+                       f"{'has' if len(self.missing) == 1 else 'have'} no value in force on {self.decision_date}.")
             return out
         if o.referral == "evaluation-error":
             out.append(f"Rule {o.rule.id} could not be evaluated on this case: {self.detail}.")

@@ -173,6 +173,10 @@ def _from_file(pending: Pending, diags: list[Diagnostic]) -> list[CheckedVersion
         diags.append(source.diag(epos, "not_found", f'the base "{extends}" does not exist (looked for {target})',
                                  length=len(extends), hint="`extends` is relative to the overlay file's directory"))
         return []
+    if target.is_file() and target.suffix not in (".yaml", ".yml"):  # never read (nor quote) another file
+        diags.append(source.diag(epos, "not_found", f'the base "{extends}" is not a .yaml ruleset file',
+                                 length=len(extends), hint="extend a ruleset's .yaml file or its directory"))
+        return []
     token = _chain.set(chain + (me,))
     try:
         base = load(target)
@@ -480,11 +484,19 @@ def parse_setting(spec: str) -> tuple[str, object]:
     value, problems = Source("--set", text).parse_yaml()
     if problems:
         raise WhatIfError(f"{spec}: {problems[0].message}")
+    if value is None and text.strip():
+        raise WhatIfError(f"{spec}: null is no value to decide with (a parameter ends with null in a ruleset "
+                          "or an overlay, not with --set)")
     if value is None:
         raise WhatIfError(f"{spec}: no value after =")
     if isinstance(value, (YMap, YList)):
         raise WhatIfError(f"{spec}: the value must be one number, date, true/false or text")
     return name, value
+
+
+def _shown(value) -> str:
+    """A --set value as it was written: true/false, not Python's True/False."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _kind(value) -> str:
@@ -512,11 +524,12 @@ def what_if(base: CheckedVersion, settings: dict[str, object]) -> CheckedVersion
         old = params[name]
         values = old.get("values") if isinstance(old, dict) else None
         if not isinstance(values, dict) or not values:
-            raise WhatIfError(f"--set {name}: the parameter {name} of {base.id} {base.version} is not a parameter "
-                              "of dated values (a scale or a table): --set replaces a single value")
+            kind = "a scale" if isinstance(old, dict) and "scale" in old else "a table"
+            raise WhatIfError(f"--set {name}: {name} is {kind} in {base.id} {base.version}; --set replaces a "
+                              "parameter of single values (write an overlay to change a scale or a table)")
         kinds = {_kind(v) for v in values.values() if v is not None}
         if _kind(settings[name]) not in kinds:
-            raise WhatIfError(f"--set {name}={settings[name]}: {name} holds {' or '.join(sorted(kinds))} "
+            raise WhatIfError(f"--set {name}={_shown(settings[name])}: {name} holds {' or '.join(sorted(kinds))} "
                               f"values in {base.id} {base.version}, not {_kind(settings[name])}")
         first = min([k for k in values if isinstance(k, date)] + [base.model.valid.from_])
         new = {k: v for k, v in old.items() if k != "values"}

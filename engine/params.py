@@ -86,10 +86,11 @@ def check_parameter(name: str, param: Parameter, source: Source, raw: YMap,
     if param.table is not None:
         return _check_table(name, param, source, raw, diags)
     assert param.values is not None
+    if _text_with_unit(name, param, param.values, ("values",), source, raw, diags):
+        return None
     t = values_type(param.values.values(), param.unit)
     if isinstance(t, str):
-        placeholder = any(isinstance(v, str) and v.strip().lower() in ("none", "null", "nil", "-", "n/a", "")
-                          for v in param.values.values())
+        placeholder = any(isinstance(v, str) and v.strip().lower() in _PLACEHOLDERS for v in param.values.values())
         diags.append(source.diag(pos_of(raw, "parameters", name, "values"), "type_mismatch",
                                  f'parameter "{name}" has {t}',
                                  hint="write null (unquoted) for no value in force from that date" if placeholder
@@ -104,6 +105,32 @@ def check_parameter(name: str, param: Parameter, source: Source, raw: YMap,
     if t == DECIMAL:
         values = tuple((d, None if v is None else Decimal(v)) for d, v in values)
     return ParameterTable(name, t, values, param.unit)
+
+
+_PLACEHOLDERS = ("none", "null", "nil", "-", "n/a", "")
+
+
+def _text_with_unit(name: str, param: Parameter, values: dict, path: tuple, source: Source, raw: YMap,
+                    diags: list[Diagnostic]) -> bool:
+    """A parameter with a `unit` holds numbers: a text value (YAML reads 1e5 as text) is located
+    where it is written, not where it is used."""
+    if not param.unit:
+        return False
+    found = False
+    for key, v in values.items():
+        if isinstance(v, str):
+            try:
+                number = Decimal(v.replace("_", ""))
+                hint = f"write it as a plain number, e.g. {number:f}" if number.is_finite() else None
+            except ArithmeticError:
+                hint = "write a number"
+            if v.strip().lower() in _PLACEHOLDERS:
+                hint = "write null (unquoted) for no value in force from that date"
+            diags.append(source.diag(pos_of(raw, "parameters", name, *path, key), "type_mismatch",
+                                     f'parameter "{name}" has a unit ({param.unit}), so its values are numbers; '
+                                     f'"{clip(v)}" is text', hint=hint))
+            found = True
+    return found
 
 
 def _check_scale(name: str, param: Parameter, source: Source, raw: YMap, diags: list[Diagnostic]) -> ParameterTable | None:
@@ -147,6 +174,8 @@ def _check_table(name: str, param: Parameter, source: Source, raw: YMap, diags: 
         diags.append(source.diag(pos_of(raw, "parameters", name, "table"), "type_mismatch",
                                  f'table "{name}" has keys of mixed types: ' + ", ".join(sorted(k or "?" for k in keys)),
                                  hint="a table's keys are all text or all whole numbers"))
+        return None
+    if any([_text_with_unit(name, param, tab, ("table", day), source, raw, diags) for day, tab in entries]):
         return None
     key_type = STRING if keys == {"string"} or not keys else INT
     t = values_type([v for _, tab in entries for v in tab.values()], param.unit)

@@ -73,6 +73,8 @@ class Trace:
         for s in self.scales:
             if s.function == "marginal":
                 out.append(f"scale {s.scale} applied to {format_value(s.x)} = {format_value(s.value)}:")
+                if not s.parts:
+                    out.append("  below the first bracket: nothing")
                 for lower, upper, rate, inside, amount in s.parts:
                     span = f"{format_value(lower)} to {format_value(upper)}" if upper is not None \
                         else f"above {format_value(lower)}"
@@ -86,7 +88,8 @@ class Trace:
             out += [f"  {k} = {format_value(v)}" for k, v in self.defaults.items()]
         if self.parameters:
             out.append("parameters in force:")
-            out += [f"  {k} = {format_value(v)}" for k, v in self.parameters.items()]
+            out += [f"  {k} = {format_value(v)}" if v is not None else f"  {k}: no value in force"
+                    for k, v in self.parameters.items()]
         return out
 
     def to_dict(self) -> dict:
