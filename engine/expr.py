@@ -616,7 +616,7 @@ class _Checker:
         item = self.loops[var]
         args[0].vtype = item  # type: ignore[attr-defined]
         if self.inlining > 64:
-            self.error(node, "too_deep", f"item functions apply one another more than 64 levels deep")
+            self.error(node, "too_deep", "item functions apply one another more than 64 levels deep")
             return None
         found = fn.checked.get(item, ...)
         if found is ...:  # first applied to items of this type: check the body once, keep it checked

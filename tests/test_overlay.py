@@ -166,8 +166,8 @@ def test_an_overlay_may_extend_one_file_and_a_directory_may_hold_only_the_overla
     """`extends` may name one version's file; the overlaid ruleset then has that one version, named
     by the overlay's own version. A path given to load() may be the overlay file or its directory."""
     path = overlay(tmp_path, "", header='ruleset: allowance\nextends: ../allowance/2025.yaml\nversion: "r2"\n')
-    for given in (path, path.parent):
-        rs = vedtak.load(given)
+    for where in (path, path.parent):
+        rs = vedtak.load(where)
         assert [v.version for v in rs.versions] == ["r2"]
         assert rs.versions[0].source.path == str(path)
 

@@ -4,8 +4,6 @@ function names, table and scale shapes, overlay inserts. Each failed before its 
 
 from __future__ import annotations
 
-import pytest
-
 import vedtak
 from vedtak.errors import RulesetError
 
