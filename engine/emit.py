@@ -12,7 +12,7 @@ import math
 import re
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol, applications, literal_value, reads_variable, walk
+from .expr import DECIMAL, INT, CheckedExpr, Symbol, applications, literal_value, reads_variable, walk, walk_applied
 from .limits import DIGITS
 from .runtime import TooLarge
 
@@ -231,17 +231,8 @@ class Emitter:
             return True
         comp = g.generators[0]
         var = comp.target.id if isinstance(comp.target, ast.Name) else None
-        stack = [(part, alias) for part in (g.elt, *comp.ifs)]
-        while stack:
-            n, names = stack.pop()
-            if isinstance(n, ast.GeneratorExp) and self._needs_helper(n, names) and reads_variable(n, var, names):
-                return True
-            inline = getattr(n, "inline", None)
-            if inline is not None:
-                arg = n.args[0].id  # type: ignore[attr-defined]
-                stack.append((inline, {**names, n.param: names.get(arg, arg)}))  # type: ignore[attr-defined]
-            stack.extend((c, names) for c in ast.iter_child_nodes(n))
-        return False
+        return any(isinstance(n, ast.GeneratorExp) and self._needs_helper(n, names) and reads_variable(n, var, names)
+                   for part in (g.elt, *comp.ifs) for n, names in walk_applied(part, alias))
 
     def _repeated(self, g: ast.GeneratorExp, alias: dict | None = None) -> set[str]:
         """The item functions a generator applies more than once to its own item (directly or

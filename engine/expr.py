@@ -862,35 +862,32 @@ def key_choices(node: ast.AST) -> tuple | None:
 _FRESH = itertools.count(1)
 
 
-def applications(node: ast.AST, alias: dict | None = None):
-    """(call, the loop variable it is applied to) for every item function applied under ``node``,
-    inside the bodies it applies too: a body's parameter stands for the caller's argument."""
-    stack = [(node, alias or {})]
-    while stack:
-        n, names = stack.pop()
-        inline = getattr(n, "inline", None)
-        if inline is not None:
-            arg = n.args[0].id  # type: ignore[attr-defined]
-            arg = names.get(arg, arg)
-            yield n, arg
-            stack.append((inline, {**names, n.param: arg}))  # type: ignore[attr-defined]
-        stack.extend((c, names) for c in ast.iter_child_nodes(n))
-
-
-def reads_variable(node: ast.AST, var: str | None, alias: dict | None = None) -> bool:
-    """Whether ``node`` reads the loop variable ``var`` (through the item functions it applies too;
-    ``alias``: the parameters of item functions being applied and the loop variables they stand for)."""
+def walk_applied(node: ast.AST, alias: dict | None = None):
+    """(node, names) for every node under ``node``, inside the bodies of the item functions it
+    applies too; ``names`` maps the parameters of the item functions being applied there to the
+    loop variables they stand for (``alias``: those already applied where ``node`` stands)."""
     stack: list = [(node, alias or {})]
     while stack:
         n, names = stack.pop()
-        if isinstance(n, ast.Name) and names.get(n.id, n.id) == var:
-            return True
+        yield n, names
         inline = getattr(n, "inline", None)
         if inline is not None:
             arg = n.args[0].id  # type: ignore[attr-defined]
             stack.append((inline, {**names, n.param: names.get(arg, arg)}))  # type: ignore[attr-defined]
         stack.extend((c, names) for c in ast.iter_child_nodes(n))
-    return False
+
+
+def applications(node: ast.AST, alias: dict | None = None):
+    """(call, the loop variable it is applied to) for every item function applied under ``node``,
+    inside the bodies it applies too."""
+    for n, names in walk_applied(node, alias):
+        if getattr(n, "inline", None) is not None:
+            yield n, names.get(n.args[0].id, n.args[0].id)  # type: ignore[attr-defined]
+
+
+def reads_variable(node: ast.AST, var: str | None, alias: dict | None = None) -> bool:
+    """Whether ``node`` reads the loop variable ``var`` (through the item functions it applies too)."""
+    return any(isinstance(n, ast.Name) and names.get(n.id, n.id) == var for n, names in walk_applied(node, alias))
 
 
 def instantiate(fn: ItemFunction, var: str) -> ast.expr:
