@@ -12,7 +12,8 @@ import itertools
 from dataclasses import dataclass
 
 from .errors import Diagnostic
-from .expr import CheckedExpr, literal_value, walk
+from .expr import CheckedExpr, literal_value
+from .trees import walk
 from .load import CheckedRule, CheckedVersion, Ruleset, pos_of
 
 _MAX_TERMS = 64

@@ -17,7 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from .expr import CheckedExpr, literal_value
-from .load import _ITEM_FN, CheckedVersion, Ruleset, format_value
+from .derive import _ITEM_FN
+from .load import CheckedVersion, Ruleset, format_value
 
 _OPS = {ast.Eq: "=", ast.NotEq: "≠", ast.Lt: "<", ast.LtE: "≤", ast.Gt: ">", ast.GtE: "≥",
         ast.In: "is one of", ast.NotIn: "is not one of"}

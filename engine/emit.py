@@ -12,7 +12,8 @@ import math
 import re
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol, applications, literal_value, reads_variable, walk, walk_applied
+from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
+from .trees import applications, reads_variable, walk, walk_applied
 from .limits import DIGITS
 from .runtime import TooLarge
 

@@ -8,81 +8,17 @@ derived values it reads. Only checked expressions are ever compiled or interpret
 from __future__ import annotations
 
 import ast
-import copy
-import dataclasses
-import itertools
 import difflib
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from .errors import Diagnostic
+from .functions import DATE_PARTS, FUNCTIONS, FunctionChecks, describe
 from .limits import DIGITS, MAX_DEPTH, MAX_SIZE, clip as _clip, measure, number_in_range
-from .runtime import ROUNDING_MODES
+from .scope import BOOL, DATE, DECIMAL, INT, SCALARS, STRING, ItemFunction, Symbol, Type
 from .source import Pos, Source
+from .trees import key_choices
 
-
-@dataclass(frozen=True)
-class Type:
-    """A value type: bool, int, decimal, string, date, list (of records) or record."""
-
-    kind: str
-    fields: tuple[tuple[str, "Type"], ...] = ()
-    optional: frozenset[str] = frozenset()  # a list's (or item's) fields that an item may lack
-    # a string field's `one_of` (for a table's completeness); a list's item fields with defaults
-    choices: tuple = field(default=(), compare=False)
-    defaults: tuple[tuple[str, object], ...] = field(default=(), compare=False)
-
-    def __str__(self) -> str:
-        return self.kind
-
-    def __deepcopy__(self, memo) -> "Type":  # immutable: copies of checked trees share their types
-        return self
-
-    def field(self, name: str) -> "Type | None":
-        return dict(self.fields).get(name)
-
-    @property
-    def numeric(self) -> bool:
-        return self.kind in ("int", "decimal")
-
-
-BOOL, INT, DECIMAL, STRING, DATE = Type("bool"), Type("int"), Type("decimal"), Type("string"), Type("date")
-SCALARS = {"bool": BOOL, "int": INT, "decimal": DECIMAL, "money": DECIMAL, "string": STRING, "date": DATE}
-
-
-@dataclass(frozen=True)
-class Symbol:
-    """A name an expression may use."""
-
-    kind: str  # "field", "parameter", "derived", "itemfn"; "broken" for a name that failed its checks
-    type: Type
-    optional: bool = False
-    data: object = field(default=None, compare=False)  # a table's ParameterTable; an ItemFunction
-
-
-@dataclass
-class ItemFunction:
-    """``name(param): body``: a derived value of one list item. Its body is checked, and inlined,
-    where it is applied, against the items of the list it is applied to."""
-
-    name: str
-    param: str
-    text: str
-    tree: ast.expr
-    pos: Pos
-    source: Source
-    depth: int = 0
-    size: int = 0
-    checked: dict = field(default_factory=dict)  # item type -> result type, or None when it failed
-    templates: dict = field(default_factory=dict)  # item type -> (checked body, names, known, constants)
-    uses: int = 0
-
-
-FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "sum", "count", "any", "all",
-             "years_between", "months_between", "days_between", "date", "known",
-             "marginal", "bracket", "add_days", "add_months", "add_years")
-DATE_PARTS = ("year", "month", "day")
 
 _COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
                 ast.In: "in", ast.NotIn: "not in"}
@@ -104,7 +40,7 @@ class CheckedExpr:
     size: int = 0  # syntax-tree nodes, derived values counted where they are used (MAX_SIZE)
 
 
-class _Checker:
+class _Checker(FunctionChecks):
     def __init__(self, source: Source, pos: Pos, text: str, scope: dict[str, Symbol],
                  diags: list[Diagnostic], what: str):
         self.source, self.pos, self.text, self.scope, self.diags = source, pos, text, scope, diags
@@ -149,7 +85,7 @@ class _Checker:
     def visit(self, node: ast.AST) -> Type | None:
         method = getattr(self, "visit_" + type(node).__name__, None)
         if method is None:
-            self.error(node, "unsupported_syntax", f"{_describe(node)} is not part of the expression language",
+            self.error(node, "unsupported_syntax", f"{describe(node)} is not part of the expression language",
                        hint="use literals, names, arithmetic (+ - * /), comparisons, and/or/not, "
                             "`x if c else y`, `in [...]` and the function library")
             return None
@@ -310,7 +246,7 @@ class _Checker:
         return self.visit_generic_unsupported(node)
 
     def visit_generic_unsupported(self, node: ast.AST) -> None:
-        self.error(node, "unsupported_syntax", f"{_describe(node)} is not part of the expression language")
+        self.error(node, "unsupported_syntax", f"{describe(node)} is not part of the expression language")
         return None
 
     def visit_BinOp(self, node: ast.BinOp) -> Type | None:
@@ -443,286 +379,6 @@ class _Checker:
         node.vtype = elt  # type: ignore[attr-defined]
         return elt if ok else None
 
-    def visit_Call(self, node: ast.Call) -> Type | None:
-        if not isinstance(node.func, ast.Name):
-            self.error(node.func, "unsupported_syntax", f"{_describe(node.func)} cannot be called: "
-                       "only the function library can")
-            return None
-        sym = self.scope.get(node.func.id)
-        if sym is not None and sym.kind == "itemfn":
-            return self._apply(node, sym.data)  # type: ignore[arg-type]
-        if sym is not None and sym.kind == "broken":
-            self.ok = False
-            return None
-        if node.func.id not in FUNCTIONS:
-            name = node.func.id
-            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
-            self.error(node.func, "unknown_function", f'"{name}" is not in the function library',
-                       hint=f'did you mean "{close[0]}"?' if close else "functions: " + ", ".join(FUNCTIONS),
-                       symbol=name, suggestion=close[0] if close else None)
-            return None
-        if node.keywords:
-            self.error(node.keywords[0].value, "wrong_arguments", "keyword arguments are not supported")
-            return None
-        fn = node.func.id
-        return getattr(self, "_fn_" + fn)(node, node.args)
-
-    def _arity(self, node, args, low, high=None) -> bool:
-        high = low if high is None else high
-        if not (low <= len(args) <= high):
-            want = str(low) if low == high else f"{low} to {high}"
-            self.error(node, "wrong_arguments", f"{node.func.id}() takes {want} arguments, got {len(args)}")
-            return False
-        return True
-
-    def _numeric_arg(self, node, arg) -> Type | None:
-        t = self.visit(arg)
-        if t is not None and not t.numeric:
-            self.error(arg, "type_mismatch", f"{node.func.id}() needs a number, not {t}")
-            return None
-        return t
-
-    def _fn_min(self, node, args):
-        if len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
-            t = self._generator(args[0])
-            types = [t]
-        elif len(args) >= 2:
-            types = [self.visit(a) for a in args]
-        else:
-            self.error(node, "wrong_arguments", f"{node.func.id}() takes two or more values or one generator")
-            return None
-        if None in types:
-            return None
-        if all(t.numeric for t in types):
-            return DECIMAL if DECIMAL in types else INT
-        if all(t == DATE for t in types):
-            return DATE
-        self.error(node, "type_mismatch", f"{node.func.id}() needs numbers or dates of one kind, not "
-                   + ", ".join(sorted({str(t) for t in types})))
-        return None
-
-    _fn_max = _fn_min
-
-    def _fn_abs(self, node, args):
-        return self._numeric_arg(node, args[0]) if self._arity(node, args, 1) else None
-
-    def _fn_floor(self, node, args):
-        return INT if self._arity(node, args, 1) and self._numeric_arg(node, args[0]) else None
-
-    _fn_ceil = _fn_floor
-
-    def _fn_round(self, node, args):
-        if not self._arity(node, args, 1, 3) or not self._numeric_arg(node, args[0]):
-            return None
-        if len(args) >= 2:
-            places = args[1]
-            if not (isinstance(places, ast.Constant) and type(places.value) is int and 0 <= places.value <= 12):
-                self.error(places, "wrong_arguments", "round()'s places must be a whole-number literal from 0 to 12")
-                return None
-            places.vtype = INT  # type: ignore[attr-defined]
-        if len(args) == 3:
-            mode = args[2]
-            if not (isinstance(mode, ast.Constant) and mode.value in ROUNDING_MODES):
-                self.error(mode, "wrong_arguments", "round()'s mode must be one of "
-                           + ", ".join(f'"{m}"' for m in ROUNDING_MODES))
-                return None
-            mode.vtype = STRING  # type: ignore[attr-defined]
-        return DECIMAL
-
-    def _fn_sum(self, node, args):
-        if not self._arity(node, args, 1):
-            return None
-        if not isinstance(args[0], ast.GeneratorExp):
-            self.error(args[0], "wrong_arguments", "sum() takes a generator, e.g. `sum(c.amount for c in items)`")
-            return None
-        t = self._generator(args[0])
-        if t is not None and not t.numeric:
-            self.error(args[0].elt, "type_mismatch", f"sum() adds numbers, not {t}")
-            return None
-        return t
-
-    def _fn_count(self, node, args):
-        if not self._arity(node, args, 1):
-            return None
-        if isinstance(args[0], ast.GeneratorExp):
-            return INT if self._generator(args[0]) is not None else None
-        t = self.visit(args[0])
-        if t is not None and t.kind != "list":
-            self.error(args[0], "type_mismatch", f"count() counts a list or a generator, not {t}")
-            return None
-        return INT if t is not None else None
-
-    def _fn_any(self, node, args):
-        if not self._arity(node, args, 1):
-            return None
-        if not isinstance(args[0], ast.GeneratorExp):
-            self.error(args[0], "wrong_arguments", f"{node.func.id}() takes a generator of conditions")
-            return None
-        t = self._generator(args[0])
-        if t is not None and t != BOOL:
-            self.error(args[0].elt, "type_mismatch", f"{node.func.id}() needs bool items, not {t}")
-            return None
-        return BOOL if t is not None else None
-
-    _fn_all = _fn_any
-
-    def _fn_years_between(self, node, args):
-        if not self._arity(node, args, 2):
-            return None
-        types = [self.visit(a) for a in args]
-        for a, t in zip(args, types):
-            if t is not None and t != DATE:
-                self.error(a, "type_mismatch", f"{node.func.id}() needs dates, not {t}")
-                return None
-        return INT if None not in types else None
-
-    _fn_months_between = _fn_years_between
-    _fn_days_between = _fn_years_between
-
-    def _fn_date(self, node, args):
-        if len(args) == 1 and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
-            try:
-                self.constants[id(node)] = date.fromisoformat(args[0].value)
-            except ValueError:
-                self.error(args[0], "bad_literal", f'"{args[0].value}" is not a date', hint="write YYYY-MM-DD")
-                return None
-            return DATE
-        if len(args) == 3:
-            types = [self.visit(a) for a in args]
-            for a, t in zip(args, types):
-                if t is not None and t != INT:
-                    self.error(a, "type_mismatch", f"date() needs whole numbers, not {t}")
-                    return None
-            if None not in types and all(isinstance(a, ast.Constant) for a in args):  # date(2025, 2, 30)
-                try:
-                    date(*(a.value for a in args))  # type: ignore[attr-defined]
-                except (ValueError, OverflowError) as exc:
-                    self.error(node, "bad_literal", f"date({', '.join(self._segment(a) for a in args)}) is "
-                               f"not a date: {exc}")
-                    return None
-            return DATE if None not in types else None
-        self.error(node, "wrong_arguments", 'date() takes "YYYY-MM-DD" or year, month, day')
-        return None
-
-    def _apply(self, node: ast.Call, fn: ItemFunction) -> Type | None:
-        """``fn(c)``: the item function's body, checked against the items of the list ``c`` runs
-        over, and kept on the call (``node.inline``) for the evaluators."""
-        args = node.args
-        if len(args) != 1 or node.keywords or not (isinstance(args[0], ast.Name) and args[0].id in self.loops):
-            self.error(node, "wrong_arguments", f'{fn.name}() takes one list item: the variable of a generator, '
-                       f"e.g. `{fn.name}(c) for c in ...`")
-            return None
-        var = args[0].id
-        item = self.loops[var]
-        args[0].vtype = item  # type: ignore[attr-defined]
-        if self.inlining > 64:
-            self.error(node, "too_deep", "item functions apply one another more than 64 levels deep")
-            return None
-        found = fn.checked.get(item, ...)
-        if found is ...:  # first applied to items of this type: check the body once, keep it checked
-            body = instantiate(fn, fn.param)
-            diags: list[Diagnostic] = []
-            sub = _Checker(fn.source, fn.pos, fn.text, self.scope, diags, f'item function "{fn.name}"')
-            sub.loops, sub.lists, sub.inlining = {fn.param: item}, {fn.param: self.lists.get(var, "")}, self.inlining + 1
-            t = sub.visit(body)
-            if t is not None and sub.ok and t.kind in ("list", "record", "table", "scale"):
-                sub.error(body, "type_mismatch", f"an item function gives a single value, not a {t}")
-            if t is None or not sub.ok:
-                if diags and self.lists.get(var) and diags[0].code != "table_incomplete" \
-                        and "(applied to items of" not in diags[0].message:
-                    diags[0] = dataclasses.replace(diags[0], message=diags[0].message
-                                                   + f' (applied to items of "{self.lists[var]}")')
-                self.diags.extend(diags)  # reported once for each kind of item it fails on
-                if not diags:  # every failure says why; never a silent one
-                    self.error(node, "internal_error", f'item function "{fn.name}" failed a check that gave '
-                               "no reason: a fault in vedtak, please report it with this ruleset")
-                found = fn.checked[item] = None
-            else:
-                found = fn.checked[item] = t
-                fn.templates[item] = (body, frozenset(sub.names), frozenset(sub.known), dict(sub.constants))
-        if found is None:
-            self.ok = False
-            return None
-        template, names, known, constants = fn.templates[item]
-        fn.uses += 1
-        self.names |= names
-        self.known |= known
-        self.constants.update(constants)
-        # the checked body is shared by every application to items of this type: the evaluators
-        # bind the item function's parameter to the argument (``node.param``) while evaluating it
-        node.inline = template  # type: ignore[attr-defined]
-        node.param = fn.param  # type: ignore[attr-defined]
-        node.func.vtype = found  # type: ignore[attr-defined]
-        return found
-
-    def _scale_fn(self, node, args, rates: bool):
-        if not self._arity(node, args, 2):
-            return None
-        sym = self._container(args[0], "scale", f"{node.func.id}()")
-        x = self._numeric_arg(node, args[1])
-        if sym is None or x is None:
-            return None
-        if rates and sym.type.fields[0][0] != "rate":
-            self.error(args[0], "type_mismatch", f'marginal() needs a scale of rates; "{args[0].id}" has amounts',
-                       hint=f"bracket({args[0].id}, x) gives the amount of the bracket x falls in")
-            return None
-        return DECIMAL
-
-    def _fn_marginal(self, node, args):
-        return self._scale_fn(node, args, True)
-
-    def _fn_bracket(self, node, args):
-        return self._scale_fn(node, args, False)
-
-    def _fn_add_days(self, node, args):
-        if not self._arity(node, args, 2):
-            return None
-        day, n = self.visit(args[0]), self.visit(args[1])
-        if day is not None and day != DATE:
-            self.error(args[0], "type_mismatch", f"{node.func.id}() needs a date first, not {day}")
-            return None
-        if n is not None and n != INT:
-            self.error(args[1], "type_mismatch", f"{node.func.id}() adds a whole number, not {n}",
-                       hint="round it first, e.g. floor(x)" if n == DECIMAL else None)
-            return None
-        return DATE if day is not None and n is not None else None
-
-    _fn_add_months = _fn_add_days
-    _fn_add_years = _fn_add_days
-
-    def _fn_known(self, node, args):
-        if not self._arity(node, args, 1):
-            return None
-        arg = args[0]
-        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id in self.loops:
-            t = self.visit(arg)
-            if t is None:
-                return None
-            if arg.attr not in self.loops[arg.value.id].optional:
-                dflt = arg.attr in dict(self.loops[arg.value.id].defaults)
-                self.error(arg, "not_optional", f'list items\' field "{arg.attr}" ' + (
-                           "has a default" if dflt else "is not optional") + ", so it is always known")
-                return None
-            return BOOL
-        if not isinstance(arg, ast.Name):
-            self.error(arg, "wrong_arguments", "known() takes the name of an optional case field "
-                       "or of an optional field of a list item, e.g. known(p.salary)")
-            return None
-        t = self.visit(arg)
-        if t is None:
-            return None
-        sym = self.scope.get(arg.id)
-        if sym is not None and sym.kind == "field" and sym.data is not None:
-            self.error(arg, "not_optional", f'"{arg.id}" has a default, so it is always known',
-                       hint="remove the default to test whether the case gives it")
-            return None
-        if sym is None or sym.kind != "field" or not sym.optional:
-            self.error(arg, "not_optional", f'"{arg.id}" is not an optional case field, so it is always known')
-            return None
-        self.known.add(arg.id)
-        return BOOL
-
-
 def _comparable(a: Type, b: Type) -> bool:
     return (a.numeric and b.numeric) or a == b
 
@@ -733,15 +389,6 @@ def _compare_hint(a: Type, b: Type, node: ast.AST) -> str | None:
     if a.numeric and b == STRING:
         return "numbers are written without quotes"
     return None
-
-
-def _describe(node: ast.AST) -> str:
-    names = {"Lambda": "a lambda", "Attribute": "an attribute", "Subscript": "indexing", "ListComp": "a list comprehension",
-             "DictComp": "a dict comprehension", "SetComp": "a set comprehension", "Dict": "a dict literal",
-             "List": "a list literal outside `in`", "Tuple": "a tuple", "Set": "a set literal",
-             "JoinedStr": "an f-string", "NamedExpr": "an assignment", "Await": "await", "Yield": "yield",
-             "Starred": "unpacking", "Slice": "a slice", "BinOp": "this operator", "UnaryOp": "this operator"}
-    return names.get(type(node).__name__, f"`{type(node).__name__}`")
 
 
 def parse_expr(source: Source, pos: Pos, text: str, diags: list[Diagnostic],
@@ -844,81 +491,5 @@ def literal_value(expr: CheckedExpr, node: ast.AST):
     return node.value  # type: ignore[attr-defined]
 
 
-def key_choices(node: ast.AST) -> tuple | None:
-    """The values a table key can take, where they are known at load: a literal, a field (or list
-    item field) with `one_of`, either branch of `x if c else y`, an item function giving those."""
-    if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
-        return (node.value,)
-    if isinstance(node, ast.IfExp):
-        a, b = key_choices(node.body), key_choices(node.orelse)
-        return tuple(dict.fromkeys(a + b)) if a and b else None
-    inline = getattr(node, "inline", None)
-    if inline is not None:
-        return key_choices(inline)
-    vtype = getattr(node, "vtype", None)
-    return vtype.choices if vtype is not None and vtype.choices else None
-
-
-_FRESH = itertools.count(1)
-
-
-def walk_applied(node: ast.AST, alias: dict | None = None):
-    """(node, names) for every node under ``node``, inside the bodies of the item functions it
-    applies too; ``names`` maps the parameters of the item functions being applied there to the
-    loop variables they stand for (``alias``: those already applied where ``node`` stands)."""
-    stack: list = [(node, alias or {})]
-    while stack:
-        n, names = stack.pop()
-        yield n, names
-        inline = getattr(n, "inline", None)
-        if inline is not None:
-            arg = n.args[0].id  # type: ignore[attr-defined]
-            stack.append((inline, {**names, n.param: names.get(arg, arg)}))  # type: ignore[attr-defined]
-        stack.extend((c, names) for c in ast.iter_child_nodes(n))
-
-
-def applications(node: ast.AST, alias: dict | None = None):
-    """(call, the loop variable it is applied to) for every item function applied under ``node``,
-    inside the bodies it applies too."""
-    for n, names in walk_applied(node, alias):
-        if getattr(n, "inline", None) is not None:
-            yield n, names.get(n.args[0].id, n.args[0].id)  # type: ignore[attr-defined]
-
-
-def reads_variable(node: ast.AST, var: str | None, alias: dict | None = None) -> bool:
-    """Whether ``node`` reads the loop variable ``var`` (through the item functions it applies too)."""
-    return any(isinstance(n, ast.Name) and names.get(n.id, n.id) == var for n, names in walk_applied(node, alias))
-
-
-def instantiate(fn: ItemFunction, var: str) -> ast.expr:
-    """A copy of an item function's body for one application: its parameter renamed to the
-    argument ``var``, and each generator's own variable to a fresh name, so that neither meets
-    a loop variable of the expression it is inlined into."""
-    body = copy.deepcopy(fn.tree)
-    for g in [n for n in ast.walk(body) if isinstance(n, ast.GeneratorExp)]:
-        comp = g.generators[0]
-        if not isinstance(comp.target, ast.Name):
-            continue
-        old = comp.target.id
-        new = f"__{next(_FRESH)}_{old}"  # unique in the whole program; no author may write "__" names
-        comp.target.fresh = True  # type: ignore[attr-defined]
-        for part in (comp.target, *comp.ifs, g.elt):
-            for n in ast.walk(part):
-                if isinstance(n, ast.Name) and n.id == old:
-                    n.id = new
-    for n in ast.walk(body):
-        if isinstance(n, ast.Name) and n.id == fn.param:
-            n.id = var
-    return body
-
-
-def walk(node: ast.AST):
-    """Every node under ``node``, including the bodies item functions were inlined with."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(ast.iter_child_nodes(n))
-        inline = getattr(n, "inline", None)
-        if inline is not None:
-            stack.append(inline)
+__all__ = ["BOOL", "DATE", "DECIMAL", "DATE_PARTS", "FUNCTIONS", "INT", "SCALARS", "STRING", "CheckedExpr",
+           "ItemFunction", "Symbol", "Type", "check_expr", "literal_value", "parse_expr"]
