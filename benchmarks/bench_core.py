@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import vedtak  # noqa: E402
-from vedtak.decision import Decision  # noqa: E402
+from vedtak.evaluation.decision import Decision  # noqa: E402
 import workload_part2  # noqa: E402
 from workload import generate, if_chain, vedtak_result  # noqa: E402
 

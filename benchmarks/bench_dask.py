@@ -101,7 +101,7 @@ def main() -> int:
 def serial(cases: Path, audit: str, out: Path, partition_size: str) -> float:
     """Seconds for a distributed run whose partitions run one after another in this process."""
     from vedtak.cli.batch import parse_size
-    from vedtak.distributed import DistributedRun
+    from vedtak.batch.distributed import DistributedRun
 
     class Serial(DistributedRun):
         def _execute(self, run_id, parts):

@@ -23,8 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from vedtak import json_text  # noqa: E402
-from vedtak.input_limits import DEFAULT  # noqa: E402
+from vedtak.batch import json_text  # noqa: E402
+from vedtak.batch.input_limits import DEFAULT  # noqa: E402
 from workload import generate  # noqa: E402
 
 _CHARS = list('{}[]:,"\\u d8e0E-+.1N\x00\x1f\ufeff٢é\t') + ["\\ud800", "NaN", "1e400", "9" * 40, '"a": 1, ']

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 
 import vedtak  # noqa: E402
 from peers import make_durable, make_zen, make_zen_reloading  # noqa: E402
-from vedtak.durable import DurablePlan  # noqa: E402
+from vedtak.evaluation.durable import DurablePlan  # noqa: E402
 from workload import generate, if_chain, vedtak_result  # noqa: E402
 
 RULESET = HERE.parent / "rulesets" / "study-grant"

@@ -56,10 +56,10 @@ BLOCK_INSERT = ("INSERT INTO bench_blocks (chain, first_seq, last_seq, recorded_
 def build_block(n: int):
     """One block of ``n`` study-grant records, built as a batch worker builds it."""
     from vedtak.audit.log import PiiPolicy
-    from vedtak.batch import decide_block
-    from vedtak.compile import compile as compile_plan
-    from vedtak.inputs import Item
-    from vedtak.load import load
+    from vedtak.batch.runner import decide_block
+    from vedtak.evaluation.compile import compile as compile_plan
+    from vedtak.batch.inputs import Item
+    from vedtak.language.load import load
 
     plan = compile_plan(load(str(RULESET)))
     items = []
@@ -173,7 +173,7 @@ def main() -> int:
     from vedtak.audit import blocks
     from vedtak.audit.postgres import PostgresStore
     from vedtak.audit.record import GENESIS, utc_now
-    from vedtak.decision import ENGINE_VERSION
+    from vedtak.evaluation.decision import ENGINE_VERSION
 
     block = build_block(args.records)
     n = len(block)

@@ -18,9 +18,9 @@ from vedtak.audit.log import open_store
 from vedtak.audit.record import record_ref
 from vedtak.audit.verify import (KeyFileError, generate_key, load_checkpoint, load_private_key, load_public_key,
                                  sign_checkpoint, verify)
-from vedtak.overlay import WhatIfError, parse_setting
-from vedtak.replay import ReplayScopeError
-from vedtak.replay import replay as replay_log
+from vedtak.language.overlay import WhatIfError, parse_setting
+from vedtak.audit.replay import ReplayScopeError
+from vedtak.audit.replay import replay as replay_log
 
 from .common import (EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, cell, check_log_path, check_output, console, echo_json,
                      given, load_ruleset, log_files, safe_json, safe_text, say, write_output)
@@ -110,7 +110,7 @@ def show(db: str, case_id: str | None, limit: int) -> None:
     with _open(db, read_only=True) as store:
         if case_id is None:
             seq, _ = store.head()
-            from vedtak.replay import label
+            from vedtak.audit.replay import label
 
             from .tables import print_table  # a table on a terminal, full tab-separated lines for a pipe
             rows = []
@@ -128,7 +128,7 @@ def show(db: str, case_id: str | None, limit: int) -> None:
         if not records:
             say(f"no record of case {case_id} in {db}", style="bold red", err=True)
             sys.exit(EXIT_FINDINGS)
-        from vedtak.replay import explain_record
+        from vedtak.audit.replay import explain_record
         for record in _chain_order(records):
             hashes = (f"released JSON sha256 {record.released_sha256[:16]}, block hash {record.hash[:16]}"
                       if getattr(record, "record_version", 1) == 2 else f"hash {record.hash[:16]}")

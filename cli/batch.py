@@ -16,11 +16,11 @@ from rich.table import Table
 from vedtak.audit import AuditLog
 from vedtak.audit.log import PiiPolicy, open_store
 from vedtak.audit.store import StoreError
-from vedtak.batch import Batch, BatchStopped, Summary
+from vedtak.batch.runner import Batch, BatchStopped, Summary
 from vedtak.errors import RulesetError
-from vedtak.input_limits import Limits
-from vedtak.inputs import header_problems
-from vedtak.overlay import source_files
+from vedtak.batch.input_limits import Limits
+from vedtak.batch.inputs import header_problems
+from vedtak.language.overlay import source_files
 
 from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, cell,
                      check_output, console, load_ruleset, log_files, read_pii_key, safe_json, safe_text, same_file,
@@ -274,7 +274,7 @@ class _Output:
 
 def _run_distributed(o: BatchOptions, workers: int, key: bytes | None, logger) -> Summary:
     try:
-        from vedtak.distributed import DistributedRun, IncompleteRun
+        from vedtak.batch.distributed import DistributedRun, IncompleteRun
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise click.UsageError(f"--executor dask needs Dask: pip install 'vedtak[dask]' ({exc})") from None
     if "-" in o.cases:

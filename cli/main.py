@@ -11,13 +11,13 @@ import threading
 import click
 
 import vedtak
-from vedtak.check import lint
-from vedtak.input_limits import Limits, help_text as limit_help
-from vedtak.inputs import read_document
-from vedtak.decision import json_value
+from vedtak.language.check import lint
+from vedtak.batch.input_limits import Limits, help_text as limit_help
+from vedtak.batch.inputs import read_document
+from vedtak.evaluation.decision import json_value
 from vedtak.errors import CaseInputError
-from vedtak.examples import run_examples
-from vedtak.overlay import source_files
+from vedtak.evaluation.examples import run_examples
+from vedtak.language.overlay import source_files
 
 from .audit import audit, replay
 from .queue import queue
@@ -227,7 +227,7 @@ def decide(ruleset: str, case, as_json: bool, trace: bool, backend: str, audit_d
     if rs is None:
         sys.exit(EXIT_FINDINGS)
     if backend == "durable":
-        from vedtak.durable import DurablePlan
+        from vedtak.evaluation.durable import DurablePlan
         from vedtak.errors import RulesetError
         try:
             plan = DurablePlan(rs)
@@ -294,7 +294,7 @@ def docs(ruleset: str, fmt: str, out: str | None) -> None:
 
     Example: vedtak docs rulesets/dagpenger --format html -o dagpenger.html
     """
-    from vedtak.docs import render
+    from vedtak.language.docs import render
     rs = load_ruleset(ruleset)
     if rs is None:
         sys.exit(EXIT_FINDINGS)

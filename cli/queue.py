@@ -8,11 +8,11 @@ import sys
 import click
 
 from vedtak.audit.record import record_ref
-from vedtak.cases import LONE_SURROGATE
-from vedtak.decision import canonical_json
-from vedtak.queue import (STATUSES, QueueError, accepted, assign, change_supervisors, claim, decide, describe_kind,
+from vedtak.evaluation.cases import LONE_SURROGATE
+from vedtak.evaluation.decision import canonical_json
+from vedtak.audit.queue import (STATUSES, QueueError, accepted, assign, change_supervisors, claim, decide, describe_kind,
                           earlier_review, get_item, list_items, release, request_review)
-from vedtak.replay import explain_record
+from vedtak.audit.replay import explain_record
 
 from .audit import _case_ids, _open
 from .common import EXIT_FINDINGS, ROW_ID, console, echo_json, safe_json, safe_text, say

@@ -35,11 +35,11 @@ def _starting_the_command() -> bool:
 if _starting_the_command():  # the command group puts Python's own handler back when it starts
     _signal.signal(_signal.SIGINT, _quit_while_starting)
 
-from .cases import CaseError  # noqa: E402 - after the handler: these imports are the slow part
-from .compile import Plan, Validated, compile
-from .decision import ENGINE_VERSION, Decision, canonical_json
+from .evaluation.cases import CaseError  # noqa: E402 - after the handler: these imports are the slow part
+from .evaluation.compile import Plan, Validated, compile
+from .evaluation.decision import ENGINE_VERSION, Decision, canonical_json
 from .errors import CaseInputError, Diagnostic, RulesetError
-from .load import Ruleset, load, load_text
+from .language.load import Ruleset, load, load_text
 
 __version__ = ENGINE_VERSION
 

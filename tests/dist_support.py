@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-import vedtak.distributed as distributed
-from vedtak.distributed import DistributedRun, run_partition
+import vedtak.batch.distributed as distributed
+from vedtak.batch.distributed import DistributedRun, run_partition
 
 
 def fail_partition_1(task: dict) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import vedtak.distributed as distributed
+import vedtak.batch.distributed as distributed
 from dist_support import stop_after_first_block
 
 

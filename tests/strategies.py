@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from vedtak.load import CheckedVersion
-from vedtak.model import FieldSpec
+from vedtak.language.load import CheckedVersion
+from vedtak.language.model import FieldSpec
 
 
 def _thresholds(version: CheckedVersion) -> list:

@@ -16,8 +16,8 @@ import vedtak
 from vedtak.audit import AuditLog, blocks, open_store
 from vedtak.audit.blocks import DIGEST
 from vedtak.audit.verify import generate_key, sign_checkpoint, verify
-from vedtak.decision import canonical_json
-from vedtak.replay import replay
+from vedtak.evaluation.decision import canonical_json
+from vedtak.audit.replay import replay
 
 from audit_support import fresh_url, raw
 from block_support import (block_at, digest_entry, edit_record, find_value, full_link, replace_values, set_digest,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vedtak.cases import build_validator, validate_slow
+from vedtak.evaluation.cases import build_validator, validate_slow
 
 from conftest import STUDY_GRANT  # noqa: F401
 

@@ -116,7 +116,7 @@ def test_an_evaluation_error_refers_the_case_naming_the_rule(tmp_path):
 
 def test_decide_json_reads_fractions_as_decimals_and_reports_bad_json(study_plan):
     d = study_plan.decide_json(json.dumps(dict(GOOD, income=100000.5)).encode())
-    assert d.case["income"] == vedtak.decision.Decimal("100000.5")
+    assert d.case["income"] == vedtak.evaluation.decision.Decimal("100000.5")
     bad = study_plan.decide_json("{nope")  # a rejection, not an exception (issue 13, section 8)
     assert bad.status == "rejected" and [e.code for e in bad.errors] == ["malformed_input"]
     assert "not valid JSON" in bad.errors[0].message

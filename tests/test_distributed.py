@@ -26,12 +26,12 @@ from vedtak.audit.log import PiiPolicy
 from vedtak.audit.record import GENESIS, AuditRecordV1, sha256, utc_now
 from vedtak.audit.store import case_key
 from vedtak.audit.verify import verify
-from vedtak.batch import decide_chunk
-from vedtak.compile import compile as compile_plan
-from vedtak.decision import canonical_json
-from vedtak.distributed import DistributedRun, IncompleteRun, chain_name
-from vedtak.inputs import partitions, read, read_partition
-from vedtak.load import load
+from vedtak.batch.runner import decide_chunk
+from vedtak.evaluation.compile import compile as compile_plan
+from vedtak.evaluation.decision import canonical_json
+from vedtak.batch.distributed import DistributedRun, IncompleteRun, chain_name
+from vedtak.batch.inputs import partitions, read, read_partition
+from vedtak.language.load import load
 
 from audit_support import fresh_url, raw
 from block_support import block_at, frame, write_block

@@ -9,8 +9,8 @@ from collections import defaultdict
 import pytest
 
 import vedtak
-from vedtak.check import lint
-from vedtak.examples import run_examples
+from vedtak.language.check import lint
+from vedtak.evaluation.examples import run_examples
 
 from conftest import ROOT
 
@@ -82,9 +82,9 @@ def test_documented_error_is_reported_with_its_code_and_location(wanted, text):
 
 def test_docs_name_every_function_field_type_rounding_mode_and_expect_key():
     """The reference lists every function, field type, rounding mode, expect key and top-level key the code has."""
-    from vedtak.expr import FUNCTIONS
-    from vedtak.model import FIELD_TYPES, Expect, RulesetModel
-    from vedtak.runtime import ROUNDING_MODES
+    from vedtak.language.expr import FUNCTIONS
+    from vedtak.language.model import FIELD_TYPES, Expect, RulesetModel
+    from vedtak.evaluation.runtime import ROUNDING_MODES
     names = ([f"`{f}(" for f in FUNCTIONS] + [f"| `{t}` |" for t in FIELD_TYPES]
              + [f"| `{m}` |" for m in ROUNDING_MODES] + [f"| `{k}` |" for k in Expect.model_fields]
              + [f"| `{k}` |" for k in RulesetModel.model_fields])

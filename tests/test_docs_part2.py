@@ -11,9 +11,9 @@ import re
 import pytest
 
 import vedtak
-from vedtak.docs import readable, render
-from vedtak.expr import CheckedExpr
-from vedtak.reference import run
+from vedtak.language.docs import readable, render
+from vedtak.language.expr import CheckedExpr
+from vedtak.evaluation.reference import run
 
 from test_docs_examples import EXAMPLES
 
@@ -270,7 +270,7 @@ def test_readable_renders_a_call_never_the_inlined_body(forms):
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_every_documented_example_decides_alike_in_the_plan_and_the_reference_interpreter(name, tmp_path):
     """Each example case on docs/rulesets.md gets the same rule, kind of result and values from
-    the compiled plan as from the reference interpreter (engine/reference.py), as the page says."""
+    the compiled plan as from the reference interpreter (engine/evaluation/reference.py), as the page says."""
     folder = tmp_path / name
     folder.mkdir()
     for file, text in EXAMPLES[name]:

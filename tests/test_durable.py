@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import vedtak
 from vedtak.cli.main import main
-from vedtak.durable import DurableError, DurablePlan
-from vedtak.examples import run_examples
+from vedtak.evaluation.durable import DurableError, DurablePlan
+from vedtak.evaluation.examples import run_examples
 
 from conftest import CHILD_BENEFIT
 from strategies import cases

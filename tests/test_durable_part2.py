@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.decision import Decision
-from vedtak.durable import DurablePlan
-from vedtak.examples import run_examples
-from vedtak.reference import run
+from vedtak.evaluation.decision import Decision
+from vedtak.evaluation.durable import DurablePlan
+from vedtak.evaluation.examples import run_examples
+from vedtak.evaluation.reference import run
 
 from conftest import GOLDEN
 

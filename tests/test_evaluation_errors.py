@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak import runtime
+from vedtak.evaluation import runtime
 from vedtak.errors import RulesetError
-from vedtak.load import load_text
-from vedtak.reference import run
+from vedtak.language.load import load_text
+from vedtak.evaluation.reference import run
 
 from conftest import STUDY_GRANT
 

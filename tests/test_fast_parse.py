@@ -2,8 +2,8 @@
 is exactly the standard library's — the same value with the same types (int or Decimal, and the
 Decimal's own digits and exponent), or for a bad text the same reason, word for word.
 
-Each test compares :func:`vedtak.json_text.parse_json` (the fast path) with
-:func:`vedtak.json_text.parse_json_reference` (the standard library's reading alone) on a class of
+Each test compares :func:`vedtak.batch.json_text.parse_json` (the fast path) with
+:func:`vedtak.batch.json_text.parse_json_reference` (the standard library's reading alone) on a class of
 texts: study-grant cases, arbitrary JSON, mutated lines and the fixed hostile cases.
 """
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vedtak import inputs, json_text
-from vedtak.input_limits import DEFAULT, Limits
-from vedtak.json_text import parse_json, parse_json_reference, read_document
+from vedtak.batch import inputs, json_text
+from vedtak.batch.input_limits import DEFAULT, Limits
+from vedtak.batch.json_text import parse_json, parse_json_reference, read_document
 
 from workload import generate  # benchmarks/, put on the path by conftest
 
@@ -252,7 +252,7 @@ def test_the_comparison_tells_apart_what_equality_would_not():
     """The differential tests' comparison refuses values Python calls equal: Decimal('1.0'),
     Decimal('1.00') and 1; True and 1; -0 and 0 as Decimals; a BigNumber and its text; one object
     with its keys in another order."""
-    from vedtak.cases import BigNumber
+    from vedtak.evaluation.cases import BigNumber
     assert same({"a": [Decimal("1.0")]}, {"a": [Decimal("1.0")]})
     for a, b in [(Decimal("1.0"), Decimal("1.00")), (Decimal("1"), 1), (True, 1), (Decimal("-0"), Decimal("0")),
                  (BigNumber("1e999999999999999999999"), "1e999999999999999999999"),

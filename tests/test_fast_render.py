@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.decision import Decision, canonical_json, json_text, reason_json, reason_value
+from vedtak.evaluation.decision import Decision, canonical_json, json_text, reason_json, reason_value
 from vedtak.errors import RulesetError
-from vedtak.load import format_value, load_text
-from vedtak.reference import Interpreter, run
-from vedtak.runtime import EVALUATION_ERRORS
+from vedtak.language.load import format_value, load_text
+from vedtak.evaluation.reference import Interpreter, run
+from vedtak.evaluation.runtime import EVALUATION_ERRORS
 
 from conftest import CHILD_BENEFIT, ROOT, STUDY_GRANT
 from strategies import cases
@@ -277,8 +277,8 @@ _BOUNDS = st.one_of(st.none(), st.sampled_from([Decimal("0"), Decimal("0.5"), De
 def test_the_generated_validator_compares_an_int_field_with_its_bounds_as_the_careful_path(low, high, value):
     """An int field's whole bounds are compared as int literals by the generated validator: for
     whole, fractional, exponent and large bounds it accepts and rejects as the careful path does."""
-    from vedtak.cases import build_validator, validate_slow
-    from vedtak.model import FieldSpec
+    from vedtak.evaluation.cases import build_validator, validate_slow
+    from vedtak.language.model import FieldSpec
     schema = {"n": FieldSpec(type="int", min=low, max=high)}
     got, errors = build_validator(schema)({"n": value})
     want, want_errors = validate_slow(schema, {"n": value})

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import vedtak
-from vedtak.examples import run_examples
+from vedtak.evaluation.examples import run_examples
 
 from conftest import CHILD_BENEFIT, GOLDEN, STUDY_GRANT
 

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 import vedtak
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
-from vedtak.batch import Batch
+from vedtak.batch.runner import Batch
 from vedtak.cli.main import main
-from vedtak.input_limits import Limits, help_text
-from vedtak.inputs import header_problems, parse_json, read
-from vedtak.replay import replay
+from vedtak.batch.input_limits import Limits, help_text
+from vedtak.batch.inputs import header_problems, parse_json, read
+from vedtak.audit.replay import replay
 
 from conftest import STUDY_GRANT
 
@@ -126,8 +126,8 @@ def test_decide_json_of_unreadable_text_is_a_malformed_input_rejection(study_pla
 
 def test_a_string_field_holding_a_lone_surrogate_is_rejected_by_the_fast_and_the_careful_path():
     """A string field with a lone surrogate never passes validation, on either path; a pair does."""
-    from vedtak.cases import build_validator, validate_slow
-    from vedtak.model import FieldSpec
+    from vedtak.evaluation.cases import build_validator, validate_slow
+    from vedtak.language.model import FieldSpec
     schema = {"name": FieldSpec(type="string")}
     for validate in (build_validator(schema), lambda raw: validate_slow(schema, raw)):
         case, errors = validate({"name": "Ola \ud83d"})
@@ -226,7 +226,7 @@ def test_a_38_digit_income_is_out_of_range_not_rounded(study_plan):
 
 def test_a_huge_computed_number_is_written_in_exponent_form_in_a_reason():
     """A reason text writes a number beyond 40 digits in exponent form, never 10^999999 in full."""
-    from vedtak.load import format_value
+    from vedtak.language.load import format_value
     assert format_value(Decimal("1E+999999")) == "1E+999999"
     assert format_value(10 ** 50) == "1.000000E+50 (rounded, 51 digits)"
     assert format_value(Decimal("12995.0000")) == "12995"
@@ -611,7 +611,7 @@ def test_a_quote_open_at_the_end_or_past_the_line_limit_rejects_its_line_only(tm
 def test_a_partitioned_read_of_an_unclosed_quote_agrees_with_a_local_read(tmp_path, size):
     """The dask partitioner cuts a CSV file only where quotes balance; each partition read on its own
     gives the same items, lines and problems as reading the file whole."""
-    from vedtak.inputs import partitions, read_partition
+    from vedtak.batch.inputs import partitions, read_partition
     for row in (2, 19):
         path = _csv_with_stray_quote(tmp_path, row)
         whole = [(i.line, i.raw, i.error) for i in read(str(path), SCHEMA)]
@@ -722,7 +722,7 @@ def test_a_stray_quote_anywhere_rejects_its_row_only_read_whole_or_in_partitions
     """Property: a valid 12-row CSV in which one cell of one row starts with a quote that never
     closes: read = 12, that row is malformed_input at its own line, every other row is decided as a
     clean run decides it, and reading the file in partitions of any size gives the same items."""
-    from vedtak.inputs import partitions, read_partition
+    from vedtak.batch.inputs import partitions, read_partition
     end = b"\r\n" if crlf else b"\n"
     lines = [",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in case.values()).encode()
              for case in GOOD[:12]]

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 import vedtak
 from vedtak.cli.main import main
 from vedtak.errors import RulesetError
-from vedtak.limits import DIGITS, MAX_DEPTH
-from vedtak.source import MAX_NESTING, MAX_NODES
+from vedtak.language.limits import DIGITS, MAX_DEPTH
+from vedtak.language.source import MAX_NESTING, MAX_NODES
 
 BASE = """\
 ruleset: hostile
@@ -281,7 +281,7 @@ def test_the_depth_helper_builds_what_it_says():
     """The expressions built for the depth tests have exactly the depth they are meant to have."""
     import ast
 
-    from vedtak.limits import measure
+    from vedtak.language.limits import measure
     for kind in KINDS:
         for n in (1, 2, 7):
             assert measure(ast.parse(_depth_exactly(n, kind), mode="eval").body)[0] == n, (kind, n)
@@ -312,7 +312,7 @@ def test_nested_generators_at_the_limit_compile(tmp_path):
     exactly MAX_DEPTH load, compile and decide; the generated code for list loops fits too."""
     import ast
 
-    from vedtak.limits import measure
+    from vedtak.language.limits import measure
 
     def nested(k: int) -> str:
         e = "p0.y > sum(q.y for q in items if q.x > 0)"
@@ -354,7 +354,7 @@ def test_a_large_derived_value_in_many_rules_is_too_large_at_load(tmp_path):
     """The compiler copies a derived value into each rule that uses it: a 12 000-part derived value in
     200 rules (2.4 million parts of generated code) is a located too_large at load, in bounded time;
     the same value in a few rules loads and compiles."""
-    from vedtak.limits import MAX_COMPILED
+    from vedtak.language.limits import MAX_COMPILED
 
     def ruleset(n: int) -> str:
         rules = "".join(f"  - id: big{i}\n    basis: b\n    when: big and a > {i}\n    decide: grant\n"
@@ -419,7 +419,7 @@ def test_yaml_nested_beyond_the_bound_is_too_deep(tmp_path):
 def test_a_file_larger_than_the_bound_is_refused_unread(tmp_path):
     """A ruleset file above MAX_SOURCE_BYTES is refused unread as too_large, naming the limit; so is
     text of that size handed to load_text."""
-    from vedtak.source import MAX_SOURCE_BYTES
+    from vedtak.language.source import MAX_SOURCE_BYTES
     path = write(tmp_path, BASE + "#" * MAX_SOURCE_BYTES + "\n")
     d = refused(path, "too_large")
     assert str(MAX_SOURCE_BYTES) in d.message and (d.line, d.column) == (1, 1)
@@ -499,7 +499,7 @@ def test_parameters_changing_on_too_many_dates_are_too_large(tmp_path):
     located too_large at load instead of minutes of compiling in decide and run."""
     from datetime import date, timedelta
 
-    from vedtak.limits import MAX_PERIODS
+    from vedtak.language.limits import MAX_PERIODS
     values = ", ".join(f"{date(2025, 1, 1) + timedelta(days=i)}: {i}" for i in range(MAX_PERIODS + 1))
     path = write(tmp_path, BASE.replace("P: {values: {2025-01-01: 8000}}", f"P: {{values: {{{values}}}}}"))
     d = refused(path, "too_large")
@@ -637,7 +637,7 @@ def test_a_byte_that_is_not_utf8_is_located_and_a_bom_is_accepted(tmp_path):
 
 def test_a_directory_of_too_many_versions_is_too_large(tmp_path):
     """More than MAX_VERSIONS .yaml files in a ruleset directory are refused before any is read."""
-    from vedtak.limits import MAX_VERSIONS
+    from vedtak.language.limits import MAX_VERSIONS
     for i in range(MAX_VERSIONS + 1):
         (tmp_path / f"v{i:04d}.yaml").write_text("not: read")
     with pytest.raises(RulesetError) as info:
@@ -789,7 +789,7 @@ def _dump(data) -> str:
 def _load_or_located(path: Path) -> None:
     """Load succeeds, and the lint takes what loaded and `vedtak test` runs its examples without a
     traceback; or the diagnostics are all located."""
-    from vedtak.check import lint
+    from vedtak.language.check import lint
     try:
         rs = vedtak.load(path)
     except RulesetError as exc:

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 import vedtak
 from vedtak.cli.main import main
 from vedtak.errors import RulesetError
-from vedtak.reference import run
+from vedtak.evaluation.reference import run
 
 try:
-    from vedtak.durable import DurablePlan
+    from vedtak.evaluation.durable import DurablePlan
     import durable  # noqa: F401
     HAVE_DURABLE = True
 except ImportError:  # pragma: no cover - depends on the installation

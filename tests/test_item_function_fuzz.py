@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.durable import DurablePlan
-from vedtak.reference import run
+from vedtak.evaluation.durable import DurablePlan
+from vedtak.evaluation.reference import run
 
 HEAD = """ruleset: fuzz
 title: Nested item functions

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.compile import Validated
+from vedtak.evaluation.compile import Validated
 
 from test_cases import GOOD
 
@@ -85,7 +85,7 @@ def test_decide_json_is_total_on_arbitrary_text(study_plan, text):
 def test_durable_plan_takes_validate_results_and_rejects_bad_json(study_plan):
     """DurablePlan mirrors Plan: evaluate() takes what validate() returns; decide_json of non-JSON is a rejection."""
     pytest.importorskip("durable")
-    from vedtak.durable import DurablePlan
+    from vedtak.evaluation.durable import DurablePlan
     plan = DurablePlan(study_plan.ruleset)
     assert plan.evaluate(plan.validate(dict(GOOD))).to_json() == study_plan.decide(dict(GOOD)).to_json()
     rejected = plan.validate(dict(GOOD, income="a lot"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import vedtak
-from vedtak.check import lint
+from vedtak.language.check import lint
 
 from conftest import CHILD_BENEFIT, STUDY_GRANT
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import vedtak
-from vedtak.check import lint
+from vedtak.language.check import lint
 from vedtak.cli.main import main
 
 from conftest import GOLDEN

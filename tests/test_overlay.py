@@ -1,4 +1,4 @@
-"""Overlays (engine/overlay.py): merging over every base version, checking like a ruleset, located
+"""Overlays (engine/language/overlay.py): merging over every base version, checking like a ruleset, located
 errors in the right one of two files, the SHA-256 over both sources, and rebuilding from the log's text."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.check import lint
-from vedtak.load import load_sources
-from vedtak.overlay import WhatIfError, bundle_text, parse_setting, what_if
+from vedtak.language.check import lint
+from vedtak.language.load import load_sources
+from vedtak.language.overlay import WhatIfError, bundle_text, parse_setting, what_if
 
 from strategies import cases
 

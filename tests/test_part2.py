@@ -16,8 +16,8 @@ import vedtak
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
 from vedtak.errors import RulesetError
-from vedtak.reference import run
-from vedtak.replay import replay
+from vedtak.evaluation.reference import run
+from vedtak.audit.replay import replay
 
 from conftest import ROOT
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.reference import run
+from vedtak.evaluation.reference import run
 
 from conftest import GOLDEN, ROOT
 

@@ -22,9 +22,9 @@ import vedtak
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
 from vedtak.cli.main import main
-from vedtak.load import format_value
-from vedtak.queue import list_items
-from vedtak.replay import replay
+from vedtak.language.load import format_value
+from vedtak.audit.queue import list_items
+from vedtak.audit.replay import replay
 
 from audit_support import TABLES, fresh_url
 
@@ -339,7 +339,9 @@ def markers(draw) -> str:
 
 
 birth_dates = st.dates(date(1930, 1, 1), date(2015, 12, 31))  # never a date the ruleset or a record holds
-big_ints = st.integers(10**8, 10**9)
+# at least five different digits: a round number such as 100000000 (where shrinking goes) can stand
+# in a store's bytes by chance (a digest, a zero-filled hash), and would be a false leak
+big_ints = st.integers(10**8, 10**9).filter(lambda n: len(set(str(n))) >= 5)
 big_money = st.builds(lambda n, c: Decimal(n) + Decimal(c) / 100, big_ints, st.integers(1, 99))
 
 
@@ -564,8 +566,8 @@ def test_a_message_that_quotes_a_withheld_value_is_stored_without_it(mode, plan)
     that error instead, notes the errors as masked, and the work item's text follows."""
     from vedtak.audit.log import make_entry
     from vedtak.audit.pii import PiiPolicy
-    from vedtak.cases import CaseError
-    from vedtak.decision import Decision
+    from vedtak.evaluation.cases import CaseError
+    from vedtak.evaluation.decision import Decision
     case = valid_case(income=f"{NUMBER} kr", nmae=MARKER)
     errors = (CaseError("income", "wrong_type", f"expected a number, got '{NUMBER} kr'"),
               CaseError("nmae", "unknown_field", f"{MARKER} is not a field"),
@@ -815,7 +817,7 @@ def test_dask_resume_releases_masked_decisions_as_decided(tmp_path):
     chain had recorded are released again as decided (the values as computed), never as the
     log's masked copy, and the log still holds no secret."""
     from pii_dist_support import stop_after_first_chunk
-    from vedtak.distributed import DistributedRun, IncompleteRun
+    from vedtak.batch.distributed import DistributedRun, IncompleteRun
     source = tmp_path / "v.jsonl"
     source.write_text("".join(json.dumps(c) + "\n" for c in PIIVAL_CASES), encoding="utf-8")
     ruleset, db, parts = str(_piival(tmp_path, "[yes]")), str(tmp_path / "d.db"), tmp_path / "parts"
@@ -889,8 +891,8 @@ def test_caseworker_values_computed_from_pii_are_masked_and_a_review_cannot_clai
     ruleset computes from personal data are stored as [personal data] in the human record too
     (the rest as given); a review that keeps the outcome cannot be said to confirm the masked
     values (confirms is null, and `audit show` says so); the log holds no secret."""
-    from vedtak import queue
-    from vedtak.replay import explain_record
+    from vedtak.audit import queue
+    from vedtak.audit.replay import explain_record
     db, lines, records, items = _run_piival(tmp_path, key_file, mode, "[]")
     given = {"amount": "7654321", "dbl": "15308642", "age": "43", "fee": "250", "name": "standard"}
     with open_store(str(db)) as store:

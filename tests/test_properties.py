@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vedtak
-from vedtak.reference import run
+from vedtak.evaluation.reference import run
 
 from conftest import CHILD_BENEFIT, STUDY_GRANT
 from strategies import cases

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
 from vedtak.cli.main import main
-from vedtak.queue import list_items
-from vedtak.replay import replay
+from vedtak.audit.queue import list_items
+from vedtak.audit.replay import replay
 
 from audit_support import fresh_url
 from workload import generate

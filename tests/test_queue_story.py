@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from vedtak import queue as queue_api
+from vedtak.audit import queue as queue_api
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
 from vedtak.cli import tables
 from vedtak.cli.main import main
-from vedtak.queue import list_items
-from vedtak.replay import replay
+from vedtak.audit.queue import list_items
+from vedtak.audit.replay import replay
 
 from audit_support import fresh_url
 from workload import generate

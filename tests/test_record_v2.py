@@ -134,7 +134,7 @@ def test_a_record_whose_rendering_differs_is_a_replay_difference(tmp_path):
     """A compact record whose decision no longer follows from its input (its values rewritten and
     its digests recomputed, so the chain alone would not tell) is named by replay."""
     from vedtak.audit import blocks
-    from vedtak.replay import replay
+    from vedtak.audit.replay import replay
     plan = PLANS["study-grant"]
     case = json.loads((ROOT / "rulesets" / "study-grant" / "case.json").read_text())
     db = str(tmp_path / "a.db")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import vedtak
 from vedtak.audit import AuditLog, open_store
 from vedtak.cli.main import main
-from vedtak.replay import ReplayScopeError, replay
+from vedtak.audit.replay import ReplayScopeError, replay
 
 from audit_support import fresh_url
 from conftest import ROOT, STUDY_GRANT
@@ -118,7 +118,7 @@ def test_against_and_ruleset_must_agree(mixed):
 def test_a_human_decision_of_another_ruleset_is_left_out(mixed):
     """A caseworker's decision is counted with its own ruleset: scoped to the other ruleset, it is
     left out rather than counted as a skipped human decision."""
-    from vedtak.queue import decide, list_items
+    from vedtak.audit.queue import decide, list_items
     with open_store(mixed) as store:
         item = [i for i in list_items(store) if isinstance(i.case_id, str)][0]  # a dagpenger referral
         decide(store, item.id, outcome="deny", values={}, by="kari", reason="Checked by hand")

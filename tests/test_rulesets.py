@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import vedtak
-from vedtak.check import lint
-from vedtak.examples import run_examples
+from vedtak.language.check import lint
+from vedtak.evaluation.examples import run_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 RULESETS = sorted(p for p in (ROOT / "rulesets").iterdir() if p.is_dir())
@@ -81,12 +81,12 @@ def test_shipped_specifications_are_up_to_date(path, fmt):
 
     Regenerate with: vedtak docs rulesets/NAME -o rulesets/NAME/spec.md (and --format html).
     """
-    from vedtak.docs import render
+    from vedtak.language.docs import render
     assert (path / f"spec.{fmt}").read_text(encoding="utf-8") == render(vedtak.load(path), fmt)
 
 
 def test_conditions_are_rendered_in_words():
-    from vedtak.docs import readable
+    from vedtak.language.docs import readable
     version = vedtak.load(ROOT / "tests" / "golden" / "rulesets" / "child-benefit").versions[0]
     when = {r.id: readable(r.when) for r in version.rules if r.when is not None}
     assert when["not-resident"] == "not resident"

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.sqlite import SQLiteStore
 from vedtak.audit.verify import verify
-from vedtak.batch import Batch, BatchStopped
+from vedtak.batch.runner import Batch, BatchStopped
 from vedtak.cli import batch as cli_batch
 from vedtak.cli.main import main
 
@@ -539,7 +539,7 @@ def test_a_second_distributed_run_of_the_same_batch_rejects_every_case_as_alread
     """--executor dask, run twice into one log: the second run's partitions decide nothing again; each
     case is an already_decided rejection naming the first run's record (on its partition chain), and
     every case id has exactly one decision or referral; the log verifies. --redecide is local only."""
-    from vedtak.distributed import DistributedRun
+    from vedtak.batch.distributed import DistributedRun
 
     cases = generate(1200, seed=51)
     path = write_jsonl(tmp_path / "cases.jsonl", cases)

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vedtak import runtime
-from vedtak.reference import _months, _years
+from vedtak.evaluation import runtime
+from vedtak.evaluation.reference import _months, _years
 
 
 def test_years_between_counts_whole_years_as_age_is_counted():

@@ -18,7 +18,7 @@ import pytest
 
 from vedtak.audit import AuditLog, open_store
 from vedtak.audit.verify import verify
-from vedtak.queue import list_items
+from vedtak.audit.queue import list_items
 
 from conftest import STUDY_GRANT
 from workload import generate
@@ -391,7 +391,7 @@ def test_queue_text_that_is_not_utf8_is_a_usage_error(db, args, param):
 
 def test_the_queue_library_refuses_lone_surrogates_with_a_code(db):
     """Through the library, a lone surrogate in who or why is a QueueError (not_text), never a crash."""
-    from vedtak import queue as queue_api
+    from vedtak.audit import queue as queue_api
     with open_store(db) as store:
         item = next(i for i in list_items(store) if i.queue == "general")
         for call in (lambda: queue_api.claim(store, item.id, "k\ud800"),

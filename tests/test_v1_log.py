@@ -98,7 +98,7 @@ def test_new_blocks_continue_the_version_1_chain(v1, study_plan):
         records = [r for r in store.records() if r.chain is None]
         assert [r.seq for r in records] == list(range(1, 41))
         assert [getattr(r, "record_version", 1) for r in records] == [1] * V1_HEAD + [2] * 12
-        from vedtak.replay import replay
+        from vedtak.audit.replay import replay
         report = replay(store)
         assert (len(report.differences), len(report.unreproducible)) == (0, 0)
 

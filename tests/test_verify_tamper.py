@@ -23,8 +23,8 @@ from vedtak.audit import AuditLog, open_store
 from vedtak.audit.record import GENESIS, AuditRecordV1, Entry
 from vedtak.audit.verify import verify
 from vedtak.cli.main import main
-from vedtak.distributed import DistributedRun
-from vedtak.queue import assign, change_supervisors, claim, decide, release, request_review
+from vedtak.batch.distributed import DistributedRun
+from vedtak.audit.queue import assign, change_supervisors, claim, decide, release, request_review
 
 from audit_support import raw
 from conftest import STUDY_GRANT

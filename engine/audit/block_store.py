@@ -16,7 +16,7 @@ from decimal import Decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..decision import ENGINE_VERSION, canonical_json, encode_scalar
+from ..evaluation.decision import ENGINE_VERSION, canonical_json, encode_scalar
 from . import blocks
 from .blocks import DIGEST, KIND_CODES, KIND_NAMES, BlockBuilder, StoredBlock
 from .record import case_key
@@ -259,8 +259,8 @@ def render_plan(stored):
     """The plan of one stored ruleset version, compiled from its stored source (cached by SHA-256)."""
     plan = _PLANS.get(stored.sha256)
     if plan is None:
-        from ..compile import compile as compile_plan
-        from ..load import load_sources
+        from ..evaluation.compile import compile as compile_plan
+        from ..language.load import load_sources
         if len(_PLANS) > 64:
             _PLANS.clear()
         plan = _PLANS[stored.sha256] = compile_plan(load_sources([(stored.path, stored.source)], stored.ruleset_id))
@@ -317,8 +317,8 @@ class AuditRecordV2:
     @functools.cached_property
     def raw(self):
         """The stored input as data (read again as the batch read it)."""
-        from ..input_limits import WIDEST
-        from ..json_text import parse_json
+        from ..batch.input_limits import WIDEST
+        from ..batch.json_text import parse_json
         value, why = parse_json(self.stored_input, WIDEST)
         if why is None:
             return value

@@ -21,8 +21,8 @@ import hashlib
 import json
 from decimal import Decimal
 
-from ..cases import CaseError
-from ..decision import Decision, _canonical, canonical_json, encode_scalar
+from ..evaluation.cases import CaseError
+from ..evaluation.decision import Decision, _canonical, canonical_json, encode_scalar
 
 _KIND = {"decided": "d", "referred": "r", "rejected": "j"}
 

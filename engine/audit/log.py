@@ -9,8 +9,8 @@ import re
 import msgspec
 from collections.abc import Iterable, Iterator
 
-from ..compile import Plan
-from ..decision import Decision, canonical_json
+from ..evaluation.compile import Plan
+from ..evaluation.decision import Decision, canonical_json
 from .blocks import CODECS, compress_check
 from .compact import compact_fields
 from .pii import PII_MODES, PiiPolicy, stored_decision  # noqa: F401 - PII_MODES, PiiPolicy: re-exported
@@ -205,7 +205,7 @@ class AuditLog:
 
         >>> decision, superseded = log.decide_once(plan, case)   # doctest: +SKIP
         """
-        from ..batch import already_decided_decision, superseding  # late: the batch module imports this one
+        from ..batch.runner import already_decided_decision, superseding  # late: the batch module imports this one
         decision = plan.decide(raw)
         entry = self.entry(decision, raw)
         key = case_key(entry.case_id)
@@ -267,8 +267,8 @@ class AuditLog:
 
     def _build(self, plan: Plan, batch: list) -> tuple:
         """A batch decided and built into a block (records, digests) without audit entries."""
-        from ..batch import _fast_block
-        from ..inputs import Item
+        from ..batch.runner import _fast_block
+        from ..batch.inputs import Item
         decisions: list = []
         items = [Item("", 0, raw, None, input_text(raw) if type(raw) is dict else None) for raw in batch]
         chunk = _fast_block(items, plan, self.pii, self.store.codec, decisions)

@@ -30,9 +30,9 @@ import json
 from decimal import Decimal
 from hashlib import sha256 as _sha256
 
-from ..decision import Decision, canonical_json
-from ..load import format_value
-from ..runtime import EVALUATION_ERRORS
+from ..evaluation.decision import Decision, canonical_json
+from ..language.load import format_value
+from ..evaluation.runtime import EVALUATION_ERRORS
 
 PII_MODES = ("keep", "pseudonymise", "drop")
 MASK = "[personal data]"
@@ -181,7 +181,7 @@ def rule_reads_pii(version, rule) -> bool:
 
 
 def _masked_because(decision: Decision, rule, masked: frozenset[str]) -> str:
-    from ..reference import Interpreter
+    from ..evaluation.reference import Interpreter
     interp = Interpreter(decision.period, decision.case)
     values = decision.values
 

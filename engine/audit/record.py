@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..decision import canonical_json, encode_scalar
+from ..evaluation.decision import canonical_json, encode_scalar
 
 RECORD_VERSION = 1
 _VERSION = str(RECORD_VERSION)

@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..decision import canonical_json
+from ..evaluation.decision import canonical_json
 from .checkpoint import (CHECKPOINT_FIELDS, KeyFileError, check_checkpoint, generate_key,  # noqa: F401 - re-exported
                          load_checkpoint, load_private_key, load_public_key, sign_checkpoint)
 from .record import GENESIS, KINDS, RECORD_VERSION, record_ref, sha256
@@ -153,7 +153,7 @@ class _Rulesets:
             version = None
             rs = self.stored.get(rs_sha)  # type: ignore[arg-type]
             if rs is not None and rs_sha not in self.bad:
-                from ..load import load_text
+                from ..language.load import load_text
                 try:
                     version = load_text(rs.source, rs.path).latest
                 except Exception:  # noqa: BLE001 - a source that no longer loads is reported by replay

@@ -25,7 +25,7 @@ import json
 
 import msgspec
 
-from ..decision import canonical_json
+from ..evaluation.decision import canonical_json
 from . import blocks
 from .compact import item_digest
 from .record import case_key

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from .record import sha256
-from ..decision import canonical_json
+from ..evaluation.decision import canonical_json
 
 
 def _manifest_problem(data: dict) -> str | None:

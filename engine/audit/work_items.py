@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from ..decision import canonical_json
+from ..evaluation.decision import canonical_json
 from .record import GENESIS, sha256, utc_now
 
 # Appended to the store's SCHEMA: new tables only (CREATE ... IF NOT EXISTS), so a log written

@@ -17,13 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from .audit.record import AuditRecordV1, record_ref
-from .audit.store import AuditStore
-from .compile import Plan
-from .compile import compile as compile_plan
-from .decision import canonical_json
-from .errors import RulesetError
-from .load import Ruleset, format_value, load_text
+from .record import AuditRecordV1, record_ref
+from .store import AuditStore
+from ..evaluation.compile import Plan
+from ..evaluation.compile import compile as compile_plan
+from ..evaluation.decision import canonical_json
+from ..errors import RulesetError
+from ..language.load import Ruleset, format_value, load_text
 
 COMPARED = ("status", "outcome", "queue", "rule", "basis", "values", "reasons", "errors", "referral",
             "parameters", "ruleset", "decision_date", "case_id")
@@ -134,7 +134,7 @@ class _Plans:
     def what_if(self, settings: dict, scope: str | None) -> None:
         """Plans of every stored version (of ``scope``) with the ``settings`` parameters replaced in
         each that has them; raises WhatIfError for a name no stored version has, or a wrong value."""
-        from .overlay import WhatIfError, what_if
+        from ..language.overlay import WhatIfError, what_if
         names: set[str] = set()
         for stored in self.store.rulesets():
             if scope is not None and stored.ruleset_id != scope:
@@ -204,7 +204,7 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
     With ``settings`` (parameter name -> value; ``replay --set``), a what-if: each stored version
     decides with those parameters replaced by one value for all dates, in every version that has
     them, and the report is an impact analysis as with ``against``. Raises
-    :class:`~vedtak.overlay.WhatIfError` for a name no stored version has or a value of the wrong type.
+    :class:`~vedtak.language.overlay.WhatIfError` for a name no stored version has or a value of the wrong type.
 
     >>> replay(store, against=vedtak.compile("rulesets/study-grant"))   # doctest: +SKIP
     >>> replay(store, settings={"INCOME_LIMIT": 250000})                 # doctest: +SKIP
@@ -287,7 +287,7 @@ def replay(store: AuditStore, against: Plan | None = None, *, ruleset_id: str | 
 def _released_problem(record) -> tuple[str, object, object] | None:
     """For a version 2 record: why its decision JSON, rendered again from the stored input and
     ruleset source, is not the one released (a change as (key, recorded, replayed)), or None."""
-    from .audit.compact import NotRenderable
+    from .compact import NotRenderable
     try:
         text = record.rendered
     except NotRenderable as exc:

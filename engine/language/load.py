@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import Diagnostic, RulesetError
+from ..errors import Diagnostic, RulesetError
 from .derive import check_derive, valid_name as _valid_name
 from .expr import BOOL, SCALARS, CheckedExpr, ItemFunction, Symbol, Type, check_expr
 from .limits import MAX_COMPILED, MAX_PERIODS, MAX_VERSIONS

@@ -12,9 +12,9 @@ import math
 import re
 from decimal import Decimal
 
-from .expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
-from .trees import applications, reads_variable, walk, walk_applied
-from .limits import DIGITS
+from ..language.expr import DECIMAL, INT, CheckedExpr, Symbol, literal_value
+from ..language.trees import applications, reads_variable, walk, walk_applied
+from ..language.limits import DIGITS
 from .runtime import TooLarge
 
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from .audit.pii import MASK, masked_values
-from .audit.record import Entry, utc_now
-from .audit.store import AuditStore
-from .decision import ENGINE_VERSION, canonical_json
-from .cases import _NUMBER_LITERAL, LONE_SURROGATE
-from .limits import DIGITS, clip, number_in_range
-from .load import load_text
+from .pii import MASK, masked_values
+from .record import Entry, utc_now
+from .store import AuditStore
+from ..evaluation.decision import ENGINE_VERSION, canonical_json
+from ..evaluation.cases import _NUMBER_LITERAL, LONE_SURROGATE
+from ..language.limits import DIGITS, clip, number_in_range
+from ..language.load import load_text
 
 STATUSES = ("open", "claimed", "decided", "superseded")
 OPEN_STATUSES = ("open", "claimed")  # work still to do; decided and superseded items are closed

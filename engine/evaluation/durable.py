@@ -33,9 +33,9 @@ from decimal import Decimal
 
 from .compile import Period, Plan, because_parameters
 from .decision import Decision
-from .errors import Diagnostic, RulesetError
-from .expr import literal_value
-from .load import CheckedRule, Ruleset
+from ..errors import Diagnostic, RulesetError
+from ..language.expr import literal_value
+from ..language.load import CheckedRule, Ruleset
 from .reference import Interpreter, _check_because, _describe_error, run, value_of_type
 from .runtime import EVALUATION_ERRORS, ItemMissing, ParameterMissing
 
@@ -263,7 +263,7 @@ class DurablePlan:
     def decide_json(self, text) -> Decision:
         """As :meth:`Plan.decide_json`: text that is not JSON is a ``malformed_input`` rejection."""
         from .compile import parse_case_json
-        from .errors import CaseInputError
+        from ..errors import CaseInputError
         try:
             raw = parse_case_json(text)
         except (CaseInputError, RecursionError) as exc:
@@ -442,7 +442,7 @@ def _bounded(call, timeout: float):
 
 
 def _located(version, rule: CheckedRule, exc: _Untranslatable) -> Diagnostic:
-    from .expr import _Checker
+    from ..language.expr import _Checker
     checker = _Checker(version.source, rule.when.pos, rule.when.text, {}, [], "condition")
     pos, length = checker._node_pos(exc.node) if exc.node is not None else (rule.when.pos, 1)
     return version.source.diag(pos, "not_translatable", exc.message, length=length,

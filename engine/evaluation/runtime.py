@@ -14,7 +14,7 @@ from decimal import (ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_DOWN, RO
                      ROUND_HALF_UP, ROUND_UP, Context, Decimal, DivisionByZero, DivisionUndefined,
                      InvalidOperation, Overflow)
 
-from .limits import DIGITS
+from ..language.limits import DIGITS
 
 # 34 significant digits (IEEE decimal128); errors trap instead of producing NaN or Infinity.
 CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,

@@ -8,8 +8,8 @@ import dataclasses
 import difflib
 from datetime import date
 
-from .errors import Diagnostic
-from .runtime import ROUNDING_MODES
+from ..errors import Diagnostic
+from ..evaluation.runtime import ROUNDING_MODES
 from .scope import BOOL, DATE, DECIMAL, INT, STRING, ItemFunction, Type
 from .trees import instantiate
 

@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 from .functions import DATE_PARTS, FUNCTIONS, FunctionChecks, describe
 from .limits import DIGITS, MAX_DEPTH, MAX_SIZE, clip as _clip, measure, number_in_range
 from .scope import BOOL, DATE, DECIMAL, INT, SCALARS, STRING, ItemFunction, Symbol, Type

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from .cases import shown
+from ..evaluation.cases import shown
 
 # What each limit bounds, for --help and for the README.
 DESCRIPTIONS = {

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import Diagnostic, RulesetError
+from ..errors import Diagnostic, RulesetError
 from .load import CheckedVersion, Ruleset, _check_windows, _read_version, check_version, load
 from .locate import model_errors, pos_of
 from .model import RulesetModel

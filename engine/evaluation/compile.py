@@ -20,9 +20,9 @@ from .cases import CaseError, build_validator
 from .decision import Decision, Outcome, json_text, reason_json, reason_value
 from . import emit
 from .emit import Emitter, to_dec
-from .errors import CaseInputError, Diagnostic, RulesetError
-from .expr import DECIMAL, INT
-from .load import _SHOWN_INT, CheckedRule, CheckedVersion, Ruleset, format_value, load
+from ..errors import CaseInputError, Diagnostic, RulesetError
+from ..language.expr import DECIMAL, INT
+from ..language.load import _SHOWN_INT, CheckedRule, CheckedVersion, Ruleset, format_value, load
 
 _U = object()  # "not computed yet" marker for memoised derived values
 
@@ -231,7 +231,7 @@ def _template_code(rule: CheckedRule, version: CheckedVersion, em: Emitter,
     formatted (JSON escapes character by character, so the pieces join to the whole text's).
     """
     fmt = "_jfmt" if json else "_fmt"
-    from .load import _PLACEHOLDER
+    from ..language.load import _PLACEHOLDER
     text, parts, steps, pos = rule.because.text, [], [], 0
     literal = ""  # literal text not yet written out (merged with formatted parameters)
     for m in _PLACEHOLDER.finditer(text):
@@ -484,8 +484,8 @@ class Plan:
 def parse_case_json(text: str | bytes):
     """A case from JSON text, numbers with a fraction as exact decimals; CaseInputError saying why if
     it cannot be read (not JSON or not UTF-8, nested too deeply, a lone surrogate, over an input
-    limit: see :mod:`vedtak.input_limits`). A number no Decimal holds is left for validation."""
-    from .inputs import parse_json, read_document
+    limit: see :mod:`vedtak.batch.input_limits`). A number no Decimal holds is left for validation."""
+    from ..batch.inputs import parse_json, read_document
     raw, why = parse_json(text) if isinstance(text, str) else read_document(bytes(text))
     if why is not None:
         raise CaseInputError("the case is not valid JSON: " + why.removeprefix("not JSON: "))

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from .compile import Plan
 from .decision import Decision, json_value
-from .model import Example
+from ..language.model import Example
 
 
 @dataclass

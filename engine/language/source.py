@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 
 try:  # the C parser is several times faster; the pure one behaves the same
     _BaseLoader = yaml.CSafeLoader  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import difflib
 
 from pydantic import ValidationError
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 from .model import RulesetModel
 from .source import Pos, Refused, Source, YList, YMap
 

@@ -24,18 +24,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .audit.log import AuditLog, PiiPolicy, as_released, make_entry, work_item
-from .audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_ruleset
-from .cases import CaseError
-from .compile import Plan, compile as compile_plan
-from .decision import Decision, canonical_json
+from ..audit.log import AuditLog, PiiPolicy, as_released, make_entry, work_item
+from ..audit.store import AuditStore, PriorRecord, StoreError, case_key, stored_ruleset
+from ..evaluation.cases import CaseError
+from ..evaluation.compile import Plan, compile as compile_plan
+from ..evaluation.decision import Decision, canonical_json
 from .input_limits import WIDEST, Limits
 from .json_text import parse_json
 from .inputs import Item, Partition, detect_format, partitions, read, read_partition
-from .audit.block_store import EntryBlock, freeze
-from .audit.blocks import meta_and_input
-from .audit.compact import item_digest
-from .load import load
+from ..audit.block_store import EntryBlock, freeze
+from ..audit.blocks import meta_and_input
+from ..audit.compact import item_digest
+from ..language.load import load
 
 MAX_PROBLEMS_KEPT = 50
 GROUP_CHUNKS = 16  # chunks committed together at most (one fsync), while more are ready

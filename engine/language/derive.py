@@ -8,7 +8,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 from .expr import FUNCTIONS, CheckedExpr, ItemFunction, Symbol, Type, check_expr, parse_expr
 from .limits import measure
 from .locate import pos_of

@@ -8,7 +8,7 @@ shared audit log (PostgreSQL for a real cluster); when every partition is comple
 driver appends a manifest record to the main chain that commits to each partition chain's
 head hash and record count, so a missing or altered partition is detected by ``verify``.
 A worker builds each chunk into a finished block of version 2 records as the local
-executor's workers do (engine/batch.py ``decide_block``) and appends it to its chain whole.
+executor's workers do (engine/batch/runner.py ``decide_block``) and appends it to its chain whole.
 
 A partition is idempotent: its chain records exactly its first N cases, in input order, so
 an attempt that is retried (a worker died, a task failed) releases those N as recorded and
@@ -33,17 +33,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit.log import PiiPolicy, as_released, open_store
-from .audit.block_store import records_of
-from .audit.record import AuditRecordV1, Entry, sha256
-from .audit.store import AuditStore, case_key, stored_ruleset
-from .batch import Chunk, Summary, already_decided, decide_block, decide_chunk, duplicate, info_of
-from .compile import Plan
-from .compile import compile as compile_plan
-from .decision import ENGINE_VERSION, canonical_json
+from ..audit.log import PiiPolicy, as_released, open_store
+from ..audit.block_store import records_of
+from ..audit.record import AuditRecordV1, Entry, sha256
+from ..audit.store import AuditStore, case_key, stored_ruleset
+from .runner import Chunk, Summary, already_decided, decide_block, decide_chunk, duplicate, info_of
+from ..evaluation.compile import Plan
+from ..evaluation.compile import compile as compile_plan
+from ..evaluation.decision import ENGINE_VERSION, canonical_json
 from .input_limits import Limits
 from .inputs import Partition, partitions, read_partition
-from .load import load, load_sources
+from ..language.load import load, load_sources
 
 DEFAULT_PARTITION_BYTES = 32 * 1024 * 1024
 

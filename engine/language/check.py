@@ -11,7 +11,7 @@ import ast
 import itertools
 from dataclasses import dataclass
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 from .expr import CheckedExpr, literal_value
 from .trees import walk
 from .load import CheckedRule, CheckedVersion, Ruleset, pos_of

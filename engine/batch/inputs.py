@@ -3,7 +3,7 @@
 Each input yields ``Item(source, line, raw, error)``: either a raw case (a dict, as JSON
 gives it) or the reason the line could not be read — never an exception for bad data, so
 that one malformed line is reported and the rest of the batch is still decided. What one
-line may cost is bounded by :class:`~vedtak.input_limits.Limits`.
+line may cost is bounded by :class:`~vedtak.batch.input_limits.Limits`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .cases import shown
+from ..evaluation.cases import shown
 from .input_limits import DEFAULT, Limits
 from .json_text import (BOM, _SURROGATE_BYTES, _at, _big_int, _element, _parse, _skip_ws, parse_json,  # noqa: F401
                         problem, read_document)
-from .model import FieldSpec
+from ..language.model import FieldSpec
 
 FORMATS = ("jsonl", "json", "csv")
 

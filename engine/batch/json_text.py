@@ -1,8 +1,8 @@
 """One JSON text (a line of JSON Lines, an item of a JSON array, the case given to decide) read
-within :class:`~vedtak.input_limits.Limits`: never an exception for bad data, always a reason.
+within :class:`~vedtak.batch.input_limits.Limits`: never an exception for bad data, always a reason.
 
 Numbers with a fraction or an exponent are exact Decimals; a number no int or Decimal can hold is
-kept as a :class:`~vedtak.cases.BigNumber`. A key given twice in one object is refused (JSON would
+kept as a :class:`~vedtak.evaluation.cases.BigNumber`. A key given twice in one object is refused (JSON would
 keep the last silently), found cheaply: only a text with more colons than keys is decoded again.
 
 A line is read by msgspec first (a study-grant line, checks included, in a third of the standard
@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
-from .cases import LONE_SURROGATE, BigNumber, shown
+from ..evaluation.cases import LONE_SURROGATE, BigNumber, shown
 from .input_limits import DEFAULT, MAX_DEPTH, Limits
 
 BOM = codecs.BOM_UTF8
@@ -99,7 +99,7 @@ def parse_json(text: str, limits: Limits = DEFAULT, depth: int | None = None):
     """``(value, None)`` for JSON text within the limits, else ``(None, why)``; never raises.
 
     Numbers with a fraction or an exponent are exact Decimals; a number no int or Decimal can hold
-    is kept as a :class:`~vedtak.cases.BigNumber`, for validation to reject its field. The costly
+    is kept as a :class:`~vedtak.evaluation.cases.BigNumber`, for validation to reject its field. The costly
     checks run only on a line that could break a limit: one with more brackets than the depth
     limit, a possible surrogate escape, or more characters than a string or list may have.
     """

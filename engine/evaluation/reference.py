@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, localcontext
 
-from .expr import INT, CheckedExpr, literal_value
-from .load import format_value
+from ..language.expr import INT, CheckedExpr, literal_value
+from ..language.load import format_value
 from . import emit, runtime
 from .runtime import CONTEXT, EVALUATION_ERRORS, EvaluationError, ItemMissing, ParameterMissing, describe_error
 

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .load import _SHOWN_INT, format_value
+from ..language.load import _SHOWN_INT, format_value
 from .runtime import EVALUATION_ERRORS, describe_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -381,7 +381,7 @@ class Decision(tuple):
 
     @property
     def errors(self) -> tuple:
-        """For a rejection: every validation error (:class:`vedtak.cases.CaseError`)."""
+        """For a rejection: every validation error (:class:`vedtak.evaluation.cases.CaseError`)."""
         return self.detail if self.status == "rejected" else ()
 
     @property

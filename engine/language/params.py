@@ -3,7 +3,7 @@
 Each parameter becomes a :class:`ParameterTable`: its type and its dated values, sorted. A
 value of ``None`` from a date on means that nothing is in force from that day: a rule that
 needs the parameter then refers the case (``missing-parameter``). A scale's dated value is a
-:class:`vedtak.runtime.Scale`, a table's a plain dict from key to value.
+:class:`vedtak.evaluation.runtime.Scale`, a table's a plain dict from key to value.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from .errors import Diagnostic
+from ..errors import Diagnostic
 from .expr import DECIMAL, INT, SCALARS, STRING, Type
 from .limits import DIGITS, clip, number_in_range
 from .locate import pos_of
 from .model import FieldSpec, Parameter
-from .runtime import Scale
+from ..evaluation.runtime import Scale
 from .source import Source, YMap
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from .limits import DIGITS, number_in_range
-from .model import FieldSpec
+from ..language.limits import DIGITS, number_in_range
+from ..language.model import FieldSpec
 
 # Lone surrogates (U+D800..U+DFFF) are not text: no UTF-8 can encode them, so no log can store them.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
