@@ -265,3 +265,20 @@ def test_records_of_part2_decisions_render_exactly_verify_and_replay(batch, tmp_
         assert verify(store).ok
         report = replay(store)
         assert report.ok and not report.differences
+
+
+def test_a_table_key_out_of_range_and_a_null_entry_are_located_where_written():
+    """A whole-number table key beyond 34 digits is out_of_range at the key; a null entry is refused
+    at the table it stands in, naming the key, in plain words."""
+    big = RULESET.replace("  T: {table: {2024-01-01: {a: 1, b: 2}}}",
+                          "  T: {table: {2024-01-01: {" + "1" + "0" * 40 + ": 1}}}").replace("BODY", "x: n")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load_text(big)
+    [d] = info.value.diagnostics
+    assert d.code == "out_of_range" and "a key" in d.message and (d.line, d.column) == (14, 28)
+    null = RULESET.replace("{a: 1, b: 2}", "{a: null, b: 2}").replace("BODY", "x: n")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load_text(null)
+    [d] = info.value.diagnostics
+    assert d.code == "invalid_value" and 'the table entry "a" is null' in d.message
+    assert "datetime" not in d.message and d.hint is None

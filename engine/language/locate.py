@@ -75,7 +75,8 @@ def model_errors(source: Source, raw, exc: ValidationError) -> list[Diagnostic]:
             msg = err["msg"]
             msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
             where = _path_text(raw, loc)
-            split = any(isinstance(p, str) and ("(" in p or ")" in p) for p in loc)
+            split = any(isinstance(p, str) and ("(" in p or ")" in p)
+                        and not p.startswith(("datetime.", "Decimal(")) for p in loc)  # a key, not a repr
             out.append(source.diag(pos_of(raw, *loc), "invalid_value",
                                    f"{where}: {msg[0].lower() + msg[1:] if msg else msg}",
                                    hint="a comma inside {...} ends the value there: quote an expression with a "

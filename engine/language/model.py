@@ -159,6 +159,9 @@ def _table_shape(value: Any) -> Any:
         if isinstance(entry, (dict, list)):
             raise ValueError(f'the table entry "{key}" is {_what(entry)}: a table value is one number, date, '
                              "true/false or text")
+        if entry is None:
+            raise ValueError(f'the table entry "{key}" is null: leave the key out (a lookup of it then '
+                             "refers the case)")
     return value
 
 
@@ -206,8 +209,6 @@ class Parameter(Frozen):
                     for v in value.values():
                         if isinstance(v, float):
                             raise ValueError(f"{v} is not an exact number")
-                        if v is None:
-                            raise ValueError("a table entry cannot be null: leave the key out")
                 if isinstance(value, (list, tuple)) and not value:
                     raise ValueError("a scale needs at least one bracket (or null: no scale in force)")
         return data

@@ -191,6 +191,9 @@ def _check_table(name: str, param: Parameter, source: Source, raw: YMap, diags: 
             if _wide(v):
                 diags.append(_range_diag(source, pos_of(raw, "parameters", name, "table", day, k), name,
                                          f'on {day}, key "{k}"', v))
+            if _wide(k):  # a key is compared with case values, which are held below 10^34 too
+                diags.append(_range_diag(source, pos_of(raw, "parameters", name, "table", day, k, key=True),
+                                         name, f"on {day}, a key", k))
     if len(diags) > start:
         return None
     values = tuple(sorted(
