@@ -164,7 +164,7 @@ class Interpreter:
                     self.reads = outer
                 self.order.append(name)
             value = self.memo[name]
-        self.reads[name] = value
+        self.reads[name] = _with_defaults(value, sym.type.defaults) if sym.type.defaults else value
         return value
 
     def eval(self, expr: CheckedExpr, loops: dict | None = None):
@@ -374,6 +374,14 @@ class Result:
 def value_of_type(value, expr: CheckedExpr):
     """A rule's output value as its type says: a decimal is a Decimal even when it came out whole."""
     return Decimal(value) if expr.type.kind == "decimal" and not isinstance(value, Decimal) else value
+
+
+def _with_defaults(items, defaults) -> object:
+    """A list as a trace shows it: each item's absent fields that have a default, as read."""
+    if not isinstance(items, list):
+        return items
+    return [{**item, **{f: d for f, d in defaults if item.get(f) is None}} if isinstance(item, dict) else item
+            for item in items]
 
 
 def defaulted(version, case: dict) -> dict:

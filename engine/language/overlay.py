@@ -404,8 +404,17 @@ def merge(source: Source, data: YMap, base: CheckedVersion, name: str, diags: li
     except ValidationError as exc:
         diags.extend(model_errors(source, raw, exc))
         return None
+    start = len(diags)
     version = check_version(model, bundle, raw, diags)
     if version is None:
+        changes = [f"removes {', '.join(removed)}" if removed else "", f"replaces {', '.join(replaced)}" if replaced
+                   else "", f"inserts {', '.join(i[0] for i in inserted)}" if inserted else "",
+                   f"replaces parameters {', '.join(replaced_params)}" if replaced_params else ""]
+        said = "; ".join(c for c in changes if c)
+        for i in range(start, len(diags)):  # a problem the overlay caused in its base's lines: say so there
+            if said and diags[i].file != source.path:
+                note = f"found in the base as {source.path} changes it ({said})"
+                diags[i] = dataclasses.replace(diags[i], hint=f"{diags[i].hint}; {note}" if diags[i].hint else note)
         return None
     version.overlay = OverlayInfo(source, base, str(data["extends"]), pos_of(data, "extends"),
                                   tuple(replaced_params), tuple(replaced), tuple(inserted), tuple(removed))
