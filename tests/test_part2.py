@@ -282,3 +282,19 @@ def test_a_table_key_out_of_range_and_a_null_entry_are_located_where_written():
     [d] = info.value.diagnostics
     assert d.code == "invalid_value" and 'the table entry "a" is null' in d.message
     assert "datetime" not in d.message and d.hint is None
+
+
+def test_a_problem_an_overlay_causes_in_its_base_names_the_overlay(tmp_path):
+    """An overlay that removes the only rule deciding an automated outcome leaves its base
+    inconsistent: the error stands at the base's line, and its hint names the overlay and what it
+    removed. A trace shows a list item's defaulted field as read."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"ruleset: study-grant\nextends: {ROOT / 'rulesets' / 'study-grant'}\nversion: x\n"
+                       "rules:\n  remove: [grant]\n")
+    with pytest.raises(RulesetError) as info:
+        vedtak.load(overlay)
+    [d] = info.value.diagnostics
+    assert d.code == "unknown_outcome" and d.file.endswith("study-grant.yaml")
+    assert str(overlay) in d.hint and "removes grant" in d.hint
+    trace = PLAN.decide(case()).trace().lines()
+    assert any("children = [{birth_date: 2020-01-01, lives_with: yes, support: 0}" in line for line in trace)
