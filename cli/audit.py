@@ -288,7 +288,7 @@ def replay(db: str, ruleset: str | None, ruleset_id: str | None, as_json: bool, 
     records are replayed; --ruleset ID limits a plain replay the same way. --set NAME=VALUE
     is a what-if of one parameter, reported as --against is (exit 0).
 
-    Example: vedtak replay decisions.db --against rulesets/study-grant-2026
+    Example: vedtak replay decisions.db --against rulesets/what-if-study-grant-income-limit
 
     What-if: vedtak replay decisions.db --set INCOME_LIMIT=250000
     """

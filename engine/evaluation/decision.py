@@ -176,7 +176,7 @@ def reason_json(value) -> str:
 
 
 def reason_value(value) -> str:
-    """:func:`vedtak.load.format_value`, quicker for ints and for decimals in plain notation
+    """:func:`vedtak.language.load.format_value`, quicker for ints and for decimals in plain notation
     (tested equal to it)."""
     cls = value.__class__
     if cls is int:
