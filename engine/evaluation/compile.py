@@ -79,8 +79,6 @@ def _field_loads(version: CheckedVersion, names, loaded: set[str], indent: str, 
     return out
 
 
-
-
 def _missing_check(fields, index: int, indent: str) -> list[str]:
     if not fields:
         return []

@@ -161,7 +161,6 @@ class Emitter:
         item comes first never changes a result or an error; over items that may lack a field,
         each item is evaluated alone and the runtime applies three-valued logic."""
         kind = getattr(g.elt, "vtype", None)
-        memo = self._repeated(g)
         if not self._needs_helper(g):
             # a plain comprehension: no value kept per item here (a `:=` inside it would bind in the
             # enclosing function, shared by every item), and never a generator as another
@@ -179,6 +178,7 @@ class Emitter:
                 return f"len([{body} for {loop}])"
             return {"sum": "sum" if kind == INT else "_dsum", "min": "_kmin", "max": "_kmax"}[fn] \
                 + f"({body} for {loop})"
+        memo = self._repeated(g)
         comp = g.generators[0]
         var, lst = comp.target.id, comp.iter.id  # type: ignore[attr-defined]
         name = f"_g{self._helpers}"

@@ -25,7 +25,7 @@ class _Missing(Exception):
 class RuleTrace:
     id: str
     when: str | None
-    result: str  # "true", "false", "missing-data", "error"
+    result: str  # "true", "false", "missing-data", "missing-parameter", "error"
     seen: dict = field(default_factory=dict)
 
 
@@ -187,8 +187,8 @@ class Interpreter:
             if inner is not None and inner.kind == "date":
                 return getattr(ev(n.value), n.attr)
             value = loops[n.value.id][n.attr]  # type: ignore[attr-defined]
-            if value is None and inner is not None and n.attr in dict(inner.defaults):
-                value = dict(inner.defaults)[n.attr]
+            if value is None and inner is not None and inner.defaults:
+                value = dict(inner.defaults).get(n.attr)
             if value is None:  # an optional field this item lacks
                 raise ItemMissing((f"{loops['#' + n.value.id]}.{n.attr}",))  # type: ignore[attr-defined]
             return value

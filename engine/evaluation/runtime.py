@@ -265,8 +265,7 @@ class Scale:
         """The brackets as data: the decision JSON and the explanation show them so."""
         return [{"from": f, self.kind: v} for f, v in zip(self.froms, self.values)]
 
-    def to_json_data(self) -> list[dict]:
-        return self.brackets()
+    to_json_data = brackets  # what canonical JSON writes of a scale (decision.py's default hook)
 
     def parts(self, x) -> list[tuple]:
         """(from, to or None, value, the part of ``x`` inside, its amount) for every bracket ``x`` reaches."""

@@ -11,7 +11,7 @@ from datetime import date
 from ..errors import Diagnostic
 from ..evaluation.runtime import ROUNDING_MODES
 from .scope import BOOL, DATE, DECIMAL, INT, STRING, ItemFunction, Type
-from .trees import instantiate
+from .trees import fresh_body
 
 FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "sum", "count", "any", "all",
              "years_between", "months_between", "days_between", "date", "known",
@@ -197,9 +197,8 @@ class FunctionChecks:
         if self.inlining > 64:
             self.error(node, "too_deep", "item functions apply one another more than 64 levels deep")
             return None
-        found = fn.checked.get(item, ...)
-        if found is ...:  # first applied to items of this type: check the body once, keep it checked
-            body = instantiate(fn, fn.param)
+        if item not in fn.checked:  # first applied to items of this type: check the body once, keep it
+            body = fresh_body(fn)
             diags: list[Diagnostic] = []
             sub = type(self)(fn.source, fn.pos, fn.text, self.scope, diags, f'item function "{fn.name}"')
             sub.loops, sub.lists, sub.inlining = {fn.param: item}, {fn.param: self.lists.get(var, "")}, self.inlining + 1
@@ -215,14 +214,13 @@ class FunctionChecks:
                 if not diags:  # every failure says why; never a silent one
                     self.error(node, "internal_error", f'item function "{fn.name}" failed a check that gave '
                                "no reason: a fault in vedtak, please report it with this ruleset")
-                found = fn.checked[item] = None
+                fn.checked[item] = None
             else:
-                found = fn.checked[item] = t
-                fn.templates[item] = (body, frozenset(sub.names), frozenset(sub.known), dict(sub.constants))
-        if found is None:
+                fn.checked[item] = (t, body, frozenset(sub.names), frozenset(sub.known), dict(sub.constants))
+        if fn.checked[item] is None:
             self.ok = False
             return None
-        template, names, known, constants = fn.templates[item]
+        found, template, names, known, constants = fn.checked[item]
         fn.uses += 1
         self.names |= names
         self.known |= known

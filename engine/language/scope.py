@@ -61,6 +61,6 @@ class ItemFunction:
     source: Source
     depth: int = 0
     size: int = 0
-    checked: dict = field(default_factory=dict)  # item type -> result type, or None when it failed
-    templates: dict = field(default_factory=dict)  # item type -> (checked body, names, known, constants)
+    # item type -> (result type, checked body, names, known, constants), or None when it failed there
+    checked: dict = field(default_factory=dict)
     uses: int = 0

@@ -56,10 +56,9 @@ def reads_variable(node: ast.AST, var: str | None, alias: dict | None = None) ->
     return any(isinstance(n, ast.Name) and names.get(n.id, n.id) == var for n, names in walk_applied(node, alias))
 
 
-def instantiate(fn: ItemFunction, var: str) -> ast.expr:
-    """A copy of an item function's body for one application: its parameter renamed to the
-    argument ``var``, and each generator's own variable to a fresh name, so that neither meets
-    a loop variable of the expression it is inlined into."""
+def fresh_body(fn: ItemFunction) -> ast.expr:
+    """A copy of an item function's body with each generator's own variable renamed to a fresh
+    name, so that it never meets a loop variable of an expression the body is applied in."""
     body = copy.deepcopy(fn.tree)
     for g in [n for n in ast.walk(body) if isinstance(n, ast.GeneratorExp)]:
         comp = g.generators[0]
@@ -72,19 +71,10 @@ def instantiate(fn: ItemFunction, var: str) -> ast.expr:
             for n in ast.walk(part):
                 if isinstance(n, ast.Name) and n.id == old:
                     n.id = new
-    for n in ast.walk(body):
-        if isinstance(n, ast.Name) and n.id == fn.param:
-            n.id = var
     return body
 
 
 def walk(node: ast.AST):
     """Every node under ``node``, including the bodies item functions were inlined with."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
+    for n, _ in walk_applied(node):
         yield n
-        stack.extend(ast.iter_child_nodes(n))
-        inline = getattr(n, "inline", None)
-        if inline is not None:
-            stack.append(inline)
